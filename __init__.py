@@ -1,0 +1,62 @@
+"""rewardgym: an agent-training gym for reward-shaping studies.
+
+The public names below are imported lazily, so ``import rewardgym`` stays fast and pulling in
+one layer (say, rewards) does not load torch.
+
+Example:
+    >>> import rewardgym
+    >>> task = rewardgym.make_task("translate", seed=0)
+    >>> reward = rewardgym.make_reward("balanced")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from rewardgym.envs import registration as _registration
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "Example": "rewardgym.envs.tasks",
+    "Task": "rewardgym.envs.tasks",
+    "make_task": "rewardgym.envs.tasks",
+    "register_task": "rewardgym.envs.tasks",
+    "list_tasks": "rewardgym.envs.tasks",
+    "load_task_jsonl": "rewardgym.envs.tasks",
+    "Reward": "rewardgym.rewards",
+    "RewardOutput": "rewardgym.rewards",
+    "register_reward": "rewardgym.rewards",
+    "make_reward": "rewardgym.rewards",
+    "list_rewards": "rewardgym.rewards",
+    "RewardError": "rewardgym.errors",
+    "RewardGymError": "rewardgym.errors",
+    "load_policy": "rewardgym.agents",
+    "LMPolicy": "rewardgym.agents",
+    "train": "rewardgym.agents",
+    "TrainConfig": "rewardgym.agents",
+    "evaluate": "rewardgym.evaluation",
+    "run_study": "rewardgym.evaluation",
+    "write_report": "rewardgym.evaluation",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+# Importing rewardgym makes gymnasium.make("rewardgym/<Task>-v0") work; this loads no model code.
+_registration.register_envs()
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rewardgym' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # cache: later lookups skip this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,217 @@
+"""Training configuration: one validated dataclass, loadable from YAML or the command line.
+
+Like TRL's ``GRPOConfig`` and cleanrl's ``Args``: every field has a help text (its ``metadata``),
+values are checked in ``__post_init__``, and the message of every check says the reason and the
+fix. Unknown keys in a config file are rejected by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rewardgym.errors import ConfigError, UnknownNameError
+
+ALGORITHMS = ("reinforce", "grpo", "ppo")
+LR_SCHEDULES = ("constant", "linear", "cosine")
+DTYPES = ("float32", "bfloat16")
+
+
+def _field(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs. ``TrainConfig.from_yaml(path)`` reads a file.
+
+    Example:
+        >>> cfg = TrainConfig(task="translate", reward="balanced", algo="grpo", updates=50)
+        >>> cfg.batch_size
+        32
+    """
+
+    task: str = _field("translate", "task name (rewardgym list tasks)")
+    task_seed: int = _field(0, "seed of the generated task data")
+    model: str = _field("tiny", "'tiny', 'smollm2-135m' or a local Hugging Face model directory")
+    reward: Any = _field("balanced", "reward spec: a name, 'module:function' or {'composite': {...}}")
+    algo: str = _field("grpo", "policy-gradient algorithm: reinforce, grpo or ppo")
+    updates: int = _field(100, "optimizer updates to run")
+    seed: int = _field(0, "seed of sampling, batches and initialisation")
+    out: str | None = _field(None, "run directory (None: train in memory, write nothing)")
+
+    prompts_per_update: int = _field(8, "distinct prompts per update")
+    group_size: int = _field(4, "samples per prompt (GRPO's G; 1 for reinforce by default)")
+    micro_batches: int = _field(4, "K equal micro-batches per update (K >= 4: gradient variance)")
+    max_new_tokens: int = _field(32, "token limit of a completion")
+    temperature: float = _field(1.0, "sampling temperature during rollouts")
+    top_p: float = _field(1.0, "nucleus sampling share during rollouts")
+
+    lr: float = _field(3e-4, "peak learning rate (AdamW)")
+    lr_schedule: str = _field("constant", "constant, linear or cosine decay after warmup")
+    warmup_updates: int = _field(0, "updates of linear warmup")
+    weight_decay: float = _field(0.0, "AdamW weight decay")
+    max_grad_norm: float = _field(1.0, "gradient clipping norm (0 turns clipping off)")
+    kl_coef: float = _field(0.0, "KL penalty to a frozen copy of the starting policy (0: none)")
+    entropy_coef: float = _field(0.0, "entropy bonus weight")
+    baseline_momentum: float = _field(0.9, "reinforce: momentum of the running-mean baseline")
+    ppo_epochs: int = _field(2, "ppo: epochs over the same rollouts")
+    clip_eps: float = _field(0.2, "ppo: clip range of the importance ratio")
+
+    token_budget: int | None = _field(None, "max tokens generated per update (None: no budget)")
+    replay_share: float = _field(0.0, "share of each update spent on supervised warm-start data")
+    replay_confidence_weighting: bool = _field(False, "weight replay tokens by (1 - p)")
+
+    eval_every: int = _field(0, "evaluate on validation every E updates (0: only at the end)")
+    eval_examples: int = _field(64, "validation examples per evaluation")
+    checkpoint_every: int = _field(25, "checkpoint every C updates (0: only at the end)")
+    keep_checkpoints: int = _field(2, "complete checkpoints kept on disk")
+    max_faults: int = _field(3, "consecutive non-finite updates before rolling back")
+
+    dtype: str = _field("float32", "float32 or bfloat16")
+    device: str | None = _field(None, "torch device (None: CUDA when present, else CPU)")
+    tensorboard: bool = _field(True, "write TensorBoard event files into the run directory")
+    progress: bool = _field(True, "show a progress bar")
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGORITHMS:
+            raise UnknownNameError("algorithm", self.algo, ALGORITHMS)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UnknownNameError("lr schedule", self.lr_schedule, LR_SCHEDULES)
+        if self.dtype not in DTYPES:
+            raise UnknownNameError("dtype", self.dtype, DTYPES)
+        for name in ("updates", "prompts_per_update", "group_size", "max_new_tokens", "ppo_epochs",
+                     "eval_examples", "keep_checkpoints", "max_faults"):
+            _require_int(self, name, low=1)
+        for name in ("task_seed", "seed", "warmup_updates", "eval_every", "checkpoint_every"):
+            _require_int(self, name, low=0)
+        _require_int(self, "micro_batches", low=4, why="gradient variance needs K >= 4")
+        for name in ("lr", "temperature"):
+            _require_number(self, name, low=0.0, low_inclusive=False)
+        for name in ("weight_decay", "max_grad_norm", "kl_coef", "entropy_coef"):
+            _require_number(self, name, low=0.0)
+        _require_number(self, "top_p", low=0.0, high=1.0, low_inclusive=False)
+        _require_number(self, "baseline_momentum", low=0.0, high=1.0)
+        _require_number(self, "clip_eps", low=0.0, low_inclusive=False)
+        _require_number(self, "replay_share", low=0.0, high=1.0, high_inclusive=False)
+        if self.token_budget is not None:
+            _require_int(self, "token_budget", low=1)
+        if self.batch_size % self.micro_batches:
+            raise ConfigError(
+                f"prompts_per_update × group_size = {self.batch_size} samples cannot be split "
+                f"into micro_batches={self.micro_batches} equal parts; choose sizes whose product "
+                f"is a multiple of {self.micro_batches}"
+            )
+        if self.algo == "grpo" and self.group_size < 2:
+            raise ConfigError(
+                "grpo normalises advantages within groups: group_size must be >= 2, got "
+                f"{self.group_size}; raise group_size or use algo='reinforce'"
+            )
+
+    @property
+    def batch_size(self) -> int:
+        """Samples per update: prompts_per_update × group_size."""
+        return self.prompts_per_update * self.group_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Build from a mapping, rejecting unknown keys by name ("did you mean")."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a mapping of options, got {type(data).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in names:
+                raise UnknownNameError("option", key, names, hint=f"(in {source})")
+        for f in dataclasses.fields(cls):
+            if f.name in data:
+                _check_type(f, data[f.name], source)
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        """Read a YAML file (safe loader only); ``overrides`` win over the file."""
+        data = load_yaml_mapping(path)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(data, source=str(path))
+
+    @staticmethod
+    def help_texts() -> dict[str, str]:
+        """Field name -> help text, for command-line parsers and docs."""
+        return {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}
+
+
+def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping, with clear errors for unreadable or malformed files."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text: {exc.reason}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {str(path)!r} must hold a mapping of options, got {type(data).__name__}"
+        )
+    return data
+
+
+_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool}
+
+
+def _check_type(f: dataclasses.Field, value: Any, source: str) -> None:
+    annotation = str(f.type)
+    if value is None and "None" in annotation:
+        return
+    base = annotation.split("|")[0].strip()
+    expected = _TYPES.get(base)
+    if expected is None:  # "Any": the reward spec, validated by make_reward
+        return
+    wrong = not isinstance(value, expected) or (base in ("int", "float") and isinstance(value, bool))
+    if wrong:
+        raise ConfigError(
+            f"{source}: option {f.name!r} must be {base}, got {type(value).__name__} {value!r}"
+        )
+
+
+def _require_int(cfg: TrainConfig, name: str, low: int, why: str = "") -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        reason = f" ({why})" if why else ""
+        raise ConfigError(f"{name} must be an int >= {low}{reason}, got {value!r}")
+
+
+def _require_number(
+    cfg: TrainConfig,
+    name: str,
+    low: float,
+    high: float = math.inf,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> None:
+    value = getattr(cfg, name)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value >= low if low_inclusive else value > low) and (
+            value <= high if high_inclusive else value < high
+        )
+    if not ok:
+        lo = "[" if low_inclusive else "("
+        hi = "]" if high_inclusive else ")"
+        raise ConfigError(f"{name} must be a finite number in {lo}{low}, {high}{hi}, got {value!r}")

@@ -1,0 +1,619 @@
+"""Language-model policies: sampling with per-token log-probs, and differentiable re-scoring.
+
+An :class:`LMPolicy` wraps a transformers causal LM and its tokenizer. :meth:`LMPolicy.generate`
+runs its own decode loop over the KV cache (rather than ``model.generate``) because the trainer
+needs, for every sampled token, its log-probability under the distribution it was actually drawn
+from (after temperature and top-p) and that distribution's entropy. :meth:`LMPolicy.sequence_logprobs`
+recomputes the same log-probs with gradients for the policy-gradient loss.
+
+Layout of a batch: prompts are left-padded and completions right-padded, so every completion
+starts at the same column and only the last ``T + 1`` positions need logits.
+
+Example:
+    >>> policy = load_policy("tiny", task="translate")
+    >>> gen = policy.generate(["translate: the dog sees a cat =>"], greedy=True)
+    >>> gen.completions[0], gen.finished[0]
+    ('dogi kato-n vidi-ta', True)
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rewardgym.errors import ConfigError, ModelLoadError, UnknownNameError
+from rewardgym.evaluation.compute import count_params
+
+__all__ = [
+    "DTYPES",
+    "MODEL_NAMES",
+    "Generation",
+    "LMPolicy",
+    "SequenceLogprobs",
+    "load_policy",
+    "resolve_device",
+    "resolve_dtype",
+]
+
+BITS_PER_NAT = 1.0 / math.log(2.0)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+MODEL_NAMES = ("tiny", "smollm2-135m")
+POLICY_OPTIONS = "rewardgym_policy.json"
+
+
+@dataclass
+class Generation:
+    """What one call of :meth:`LMPolicy.generate` produced, one entry per prompt.
+
+    Attributes:
+        completions: decoded text without special tokens (no eos), stripped of outer whitespace.
+        token_ids: generated ids, up to and including eos when the sequence finished.
+        logprobs: per generated token, its log-prob (nats) under the sampling distribution
+            (after temperature and top-p; for greedy decoding, under ``softmax(logits / T)``).
+        entropy_bits: per generated token, the entropy of that distribution in bits.
+        finished: True where eos was produced within ``max_new_tokens`` (and the token budget).
+        prompt_ids: the prompt's token ids as the model saw them (chat template, bos included).
+        wall_s: seconds the whole call took.
+
+    Example:
+        >>> gen = policy.generate(["translate: a cat =>"], max_new_tokens=8, seed=0)
+        >>> gen.n_tokens
+        [4]
+    """
+
+    completions: list[str]
+    token_ids: list[list[int]]
+    logprobs: list[np.ndarray]
+    entropy_bits: list[np.ndarray]
+    finished: list[bool]
+    prompt_ids: list[list[int]]
+    wall_s: float
+
+    @property
+    def n_tokens(self) -> list[int]:
+        """Number of generated tokens per sample (eos included when produced)."""
+        return [len(ids) for ids in self.token_ids]
+
+    def __len__(self) -> int:
+        return len(self.completions)
+
+
+@dataclass
+class SequenceLogprobs:
+    """Differentiable per-token log-probs of given completions, from :meth:`sequence_logprobs`.
+
+    Tensors are ``[B, T]`` with ``T`` the longest completion; column ``t`` is completion token
+    ``t`` and ``mask`` marks real (non-padding) tokens.
+
+    Attributes:
+        logprobs: log-prob (nats) of each completion token under the scaled distribution.
+        entropy: entropy (nats) of that distribution, or None unless ``with_entropy``.
+        mask: float ``[B, T]``, 1.0 on real completion tokens.
+        n_positions: positions the forward pass computed (``B × (P + T)``, padding included).
+        n_padding: how many of those positions were padding.
+        real_positions_per_sample: prompt + completion length of each sample.
+    """
+
+    logprobs: torch.Tensor
+    entropy: torch.Tensor | None
+    mask: torch.Tensor
+    n_positions: int
+    n_padding: int
+    real_positions_per_sample: list[int] = field(default_factory=list)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """CUDA when available and nothing was asked for, else the named device.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device {device!r} is not a torch device: {exc}") from None
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """Map ``"float32"``, ``"bfloat16"`` or ``"float16"`` (or a torch dtype) to a torch dtype.
+
+    Example:
+        >>> resolve_dtype("bfloat16")
+        torch.bfloat16
+    """
+    if isinstance(dtype, torch.dtype):
+        if dtype in DTYPES.values():
+            return dtype
+        raise UnknownNameError("dtype", str(dtype), DTYPES)
+    if dtype not in DTYPES:
+        raise UnknownNameError("dtype", dtype, DTYPES)
+    return DTYPES[dtype]
+
+
+def _check_sampling(max_new_tokens: int, temperature: float, top_p: float) -> None:
+    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool):
+        raise ConfigError(f"max_new_tokens must be an int, got {max_new_tokens!r}")
+    if max_new_tokens < 1:
+        raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)):
+        raise ConfigError(f"temperature must be a finite number > 0, got {temperature!r}")
+    if temperature <= 0:
+        raise ConfigError(
+            f"temperature must be > 0, got {temperature}; use greedy=True for argmax decoding"
+        )
+    if not (isinstance(top_p, (int, float)) and 0.0 < top_p <= 1.0):
+        raise ConfigError(f"top_p must be in (0, 1], got {top_p!r}")
+
+
+def scaled_log_softmax(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """Log-probs of the sampling distribution: ``logits / temperature``, then top-p truncation.
+
+    Tokens outside the nucleus get ``-inf``. Computed in float32 whatever the model dtype.
+
+    Example:
+        >>> scaled_log_softmax(torch.tensor([[0.0, 0.0]]), 1.0, 1.0).exp()
+        tensor([[0.5000, 0.5000]])
+    """
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
+    if top_p >= 1.0:
+        return logp
+    sorted_logp, order = logp.sort(dim=-1, descending=True)
+    # Keep a token when the mass strictly before it is < top_p (the top token always stays).
+    before = sorted_logp.exp().cumsum(dim=-1) - sorted_logp.exp()
+    drop_sorted = before >= top_p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return torch.log_softmax(logp.masked_fill(drop, float("-inf")), dim=-1)
+
+
+def entropy_nats(logp: torch.Tensor) -> torch.Tensor:
+    """Entropy of each row of log-probs (``-inf`` entries contribute 0).
+
+    Example:
+        >>> entropy_nats(torch.log(torch.tensor([[0.5, 0.5]]))) * BITS_PER_NAT
+        tensor([1.])
+    """
+    p = logp.exp()
+    return -(p * logp.masked_fill(p == 0, 0.0)).sum(dim=-1)
+
+
+class LMPolicy:
+    """A causal LM with its tokenizer, as a policy that maps prompts to completions.
+
+    Attributes:
+        model: the transformers ``PreTrainedModel``.
+        tokenizer: the matching ``PreTrainedTokenizerFast``.
+        name: the spec it was loaded from (``"tiny"``, ``"smollm2-135m"`` or a directory).
+        device: where the model lives.
+        chat: whether prompts go through the tokenizer's chat template.
+        add_bos: whether the bos token is prepended to prompts (tiny models).
+        completion_prefix: text between prompt and answer in training data (``" "`` for tiny).
+        info: free-form facts about how it was built (train log, cache dir).
+
+    Example:
+        >>> policy = load_policy("tiny", task="translate")
+        >>> policy.generate(["translate: a dog =>"], greedy=True).completions
+        ['dogi']
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        name: str = "model",
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype = "float32",
+        chat: bool = False,
+        add_bos: bool = False,
+        completion_prefix: str = "",
+        info: dict | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        self.model = model.to(device=self.device, dtype=self.dtype)
+        self.model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.chat = chat
+        self.add_bos = add_bos
+        self.completion_prefix = completion_prefix
+        self.info = dict(info or {})
+        if tokenizer.eos_token_id is None:
+            raise ConfigError(f"the tokenizer of {name!r} has no eos token; set tokenizer.eos_token")
+        self.eos_id = int(tokenizer.eos_token_id)
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad) if pad is not None else self.eos_id
+        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        self._n_params = count_params(self.model)
+
+    # ----------------------------------------------------------------- basics
+    @property
+    def n_params(self) -> int:
+        """Unique parameters (a tied embedding / output projection counted once)."""
+        return self._n_params
+
+    def __repr__(self) -> str:
+        return (
+            f"LMPolicy(name={self.name!r}, n_params={self.n_params:,}, device={self.device}, "
+            f"dtype={str(self.dtype).removeprefix('torch.')})"
+        )
+
+    def format_prompt(self, prompt: str) -> str:
+        """The text the model sees for ``prompt``: the chat template for instruct models.
+
+        Example:
+            >>> load_policy("tiny").format_prompt("translate: a dog =>")
+            'translate: a dog =>'
+        """
+        if not self.chat:
+            return prompt
+        messages = [{"role": "user", "content": prompt}]
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        """Token ids of the formatted prompt (bos prepended for models trained that way).
+
+        Example:
+            >>> policy.encode_prompt("translate: a dog =>")[0] == policy.tokenizer.bos_token_id
+            True
+        """
+        ids = list(self.tokenizer(self.format_prompt(prompt), add_special_tokens=False).input_ids)
+        bos = self.tokenizer.bos_token_id
+        if self.add_bos and bos is not None and (not ids or ids[0] != bos):
+            ids.insert(0, int(bos))
+        return ids
+
+    def encode_completion(self, text: str, *, eos: bool = True) -> list[int]:
+        """Token ids of a target completion as the model should produce it (eos appended).
+
+        Example:
+            >>> policy.encode_completion("dogi")[-1] == policy.eos_id
+            True
+        """
+        ids = list(self.tokenizer(self.completion_prefix + text, add_special_tokens=False).input_ids)
+        return ids + [self.eos_id] if eos else ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Completion text of generated ids: special tokens dropped, outer whitespace stripped."""
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
+
+    # ------------------------------------------------------------- generation
+    def _left_pad(self, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            if seq:
+                ids[row, width - len(seq) :] = torch.as_tensor(list(seq), dtype=torch.long)
+                mask[row, width - len(seq) :] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    @staticmethod
+    def _positions(mask: torch.Tensor) -> torch.Tensor:
+        # Left padding: real tokens get positions 0, 1, ... as if unpadded.
+        return (mask.cumsum(dim=-1) - 1).clamp(min=0)
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int = 48,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        greedy: bool = False,
+        seed: int | None = None,
+        token_budget: int | None = None,
+    ) -> Generation:
+        """Answer a batch of prompts, recording per-token log-probs and entropy.
+
+        Args:
+            prompts: raw prompts (``format_prompt`` is applied here).
+            max_new_tokens: generation limit per sample.
+            temperature: softmax temperature of the sampling distribution (> 0).
+            top_p: nucleus size; 1.0 samples from the whole distribution.
+            greedy: take the argmax instead of sampling.
+            seed: seeds a private ``torch.Generator``: the same seed gives the same outputs.
+                None draws from torch's global generator.
+            token_budget: stop the whole batch once this many tokens were generated in total;
+                samples cut off this way are not ``finished``.
+
+        Returns:
+            A :class:`Generation`.
+
+        Example:
+            >>> gen = policy.generate(["translate: a dog =>"] * 4, temperature=0.7, seed=1)
+            >>> len(gen.completions), all(len(l) == n for l, n in zip(gen.logprobs, gen.n_tokens))
+            (4, True)
+        """
+        start = time.perf_counter()
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        _check_sampling(max_new_tokens, temperature, top_p)
+        if token_budget is not None and token_budget < 1:
+            raise ConfigError(f"token_budget must be >= 1 or None, got {token_budget!r}")
+        prompt_ids = [self.encode_prompt(p) for p in prompts]
+        if not prompts:
+            return Generation([], [], [], [], [], [], time.perf_counter() - start)
+        with torch.inference_mode():
+            tokens, logps, ents, done = self._decode(
+                prompt_ids, max_new_tokens, temperature, top_p, greedy, seed, token_budget
+            )
+        token_ids, logprobs, entropy = [], [], []
+        for row in range(len(prompts)):
+            n = int((tokens[row] >= 0).sum())  # a row's tokens are contiguous from column 0
+            token_ids.append(tokens[row, :n].tolist())
+            logprobs.append(logps[row, :n].numpy().astype(np.float64))
+            entropy.append((ents[row, :n] * BITS_PER_NAT).numpy().astype(np.float64))
+        finished = [bool(f) for f in done]
+        completions = [self.decode(ids[:-1] if f else ids) for ids, f in zip(token_ids, finished)]
+        return Generation(
+            completions,
+            token_ids,
+            logprobs,
+            entropy,
+            finished,
+            prompt_ids,
+            time.perf_counter() - start,
+        )
+
+    def _decode(
+        self,
+        prompt_ids: list[list[int]],
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        greedy: bool,
+        seed: int | None,
+        token_budget: int | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The KV-cache decode loop. Returns tokens (-1 after a row stopped), log-probs,
+        entropies (nats) on the CPU, and whether each row produced eos."""
+        batch = len(prompt_ids)
+        generator = None
+        if seed is not None and not greedy:
+            generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        input_ids, mask = self._left_pad(prompt_ids)
+        positions = self._positions(mask)
+        out = self.model(
+            input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+            logits_to_keep=1,
+        )
+        tokens = torch.full((batch, max_new_tokens), -1, dtype=torch.long)
+        logps = torch.zeros((batch, max_new_tokens), dtype=torch.float32)
+        ents = torch.zeros((batch, max_new_tokens), dtype=torch.float32)
+        done = torch.zeros(batch, dtype=torch.bool)
+        alive = torch.ones(batch, dtype=torch.bool, device=self.device)
+        generated = 0
+        for step in range(max_new_tokens):
+            logp = scaled_log_softmax(out.logits[:, -1, :], temperature, top_p)
+            if greedy:
+                nxt = logp.argmax(dim=-1)
+            else:
+                nxt = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+            chosen = logp.gather(-1, nxt[:, None]).squeeze(-1)
+            ent = entropy_nats(logp)
+            alive_cpu = alive.cpu()
+            tokens[alive_cpu, step] = nxt.cpu()[alive_cpu]
+            logps[:, step] = chosen.cpu()
+            ents[:, step] = ent.cpu()
+            generated += int(alive_cpu.sum())
+            hit_eos = alive & (nxt == self.eos_id)
+            done |= hit_eos.cpu()
+            alive = alive & ~hit_eos
+            if not bool(alive.any()) or (token_budget is not None and generated >= token_budget):
+                break
+            if step + 1 == max_new_tokens:
+                break
+            nxt = torch.where(alive, nxt, torch.full_like(nxt, self.pad_id))
+            mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=self.device)], 1)
+            positions = positions[:, -1:] + 1
+            out = self.model(
+                input_ids=nxt[:, None], attention_mask=mask, position_ids=positions,
+                past_key_values=out.past_key_values, use_cache=True,
+            )
+        return tokens, logps, ents, done
+
+    # -------------------------------------------------------------- re-scoring
+    def sequence_logprobs(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        completion_ids: Sequence[Sequence[int]],
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        with_entropy: bool = False,
+    ) -> SequenceLogprobs:
+        """Differentiable log-probs of each completion token given its prompt.
+
+        Runs one forward pass over ``[left-padded prompt | right-padded completion]`` and
+        computes logits only for the completion positions. Gradients flow unless the caller
+        wraps the call in ``torch.no_grad()``.
+
+        Args:
+            prompt_ids: prompt token ids per sample (as in ``Generation.prompt_ids``).
+            completion_ids: completion token ids per sample (as in ``Generation.token_ids``).
+            temperature: the temperature the completions were sampled at.
+            top_p: the nucleus size they were sampled with.
+            with_entropy: also return the per-token entropy (nats) of the distribution.
+
+        Returns:
+            A :class:`SequenceLogprobs` with ``[B, T]`` tensors.
+
+        Example:
+            >>> gen = policy.generate(["translate: a dog =>"], seed=0)
+            >>> out = policy.sequence_logprobs(gen.prompt_ids, gen.token_ids)
+            >>> torch.allclose(out.logprobs[0], torch.tensor(gen.logprobs[0]).float(), atol=1e-4)
+            True
+        """
+        _check_sampling(1, temperature, top_p)
+        if len(prompt_ids) != len(completion_ids):
+            raise ConfigError(
+                f"got {len(prompt_ids)} prompts but {len(completion_ids)} completions; "
+                "pass one completion per prompt"
+            )
+        if any(len(p) == 0 for p in prompt_ids):
+            raise ConfigError("every prompt needs at least one token (a bos token will do)")
+        batch = len(prompt_ids)
+        width_p = max(len(p) for p in prompt_ids)
+        width_c = max((len(c) for c in completion_ids), default=0)
+        ids = torch.full((batch, width_p + width_c), self.pad_id, dtype=torch.long)
+        attn = torch.zeros_like(ids)
+        for row, (p, c) in enumerate(zip(prompt_ids, completion_ids)):
+            ids[row, width_p - len(p) : width_p] = torch.as_tensor(list(p), dtype=torch.long)
+            attn[row, width_p - len(p) : width_p + len(c)] = 1
+            if len(c):
+                ids[row, width_p : width_p + len(c)] = torch.as_tensor(list(c), dtype=torch.long)
+        ids, attn = ids.to(self.device), attn.to(self.device)
+        comp_mask = attn[:, width_p:].float()
+        real = [len(p) + len(c) for p, c in zip(prompt_ids, completion_ids)]
+        n_pos = batch * (width_p + width_c)
+        if width_c == 0:
+            empty = torch.zeros((batch, 0), device=self.device)
+            return SequenceLogprobs(empty, empty if with_entropy else None, empty, 0, 0, real)
+        out = self.model(
+            input_ids=ids, attention_mask=attn, position_ids=self._positions(attn),
+            use_cache=False, logits_to_keep=width_c + 1,
+        )
+        logp = scaled_log_softmax(out.logits[:, :-1, :], temperature, top_p)
+        targets = ids[:, width_p:]
+        chosen = logp.gather(-1, targets[..., None]).squeeze(-1) * comp_mask
+        entropy = entropy_nats(logp) * comp_mask if with_entropy else None
+        return SequenceLogprobs(chosen, entropy, comp_mask, n_pos, n_pos - sum(real), real)
+
+    # ------------------------------------------------------------------ copies
+    def copy(self) -> LMPolicy:
+        """An independent, trainable deep copy (weights and tokenizer state).
+
+        Example:
+            >>> clone = policy.copy(); clone.model is policy.model
+            False
+        """
+        clone = _copy.copy(self)
+        clone.model = _copy.deepcopy(self.model)
+        clone.info = dict(self.info)
+        return clone
+
+    def frozen_copy(self) -> LMPolicy:
+        """A deep copy with gradients off and in eval mode: the KL reference model.
+
+        Example:
+            >>> ref = policy.frozen_copy()
+            >>> any(p.requires_grad for p in ref.model.parameters())
+            False
+        """
+        clone = self.copy()
+        clone.model.eval()
+        clone.model.requires_grad_(False)
+        return clone
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write safetensors weights, ``config.json`` and the tokenizer files to ``directory``.
+
+        The result loads back with ``load_policy(directory)``.
+
+        Example:
+            >>> policy.save("/tmp/my_policy")
+            PosixPath('/tmp/my_policy')
+        """
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+        options = {"chat": self.chat, "add_bos": self.add_bos,
+                   "completion_prefix": self.completion_prefix}
+        (path / POLICY_OPTIONS).write_text(json.dumps(options, indent=2))
+        return path
+
+
+def read_policy_options(directory: str | os.PathLike) -> dict[str, Any]:
+    """The prompt-format options :meth:`LMPolicy.save` wrote (empty for other directories).
+
+    Example:
+        >>> read_policy_options(policy.save("/tmp/p"))["add_bos"]
+        True
+    """
+    path = Path(directory) / POLICY_OPTIONS
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ModelLoadError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    options = {}
+    for key, kind in (("chat", bool), ("add_bos", bool), ("completion_prefix", str)):
+        if key in data:
+            if not isinstance(data[key], kind):
+                raise ModelLoadError(f"{path}: {key!r} must be a {kind.__name__}, got {data[key]!r}")
+            options[key] = data[key]
+    return options
+
+
+def load_policy(
+    spec: str | os.PathLike = "tiny",
+    *,
+    task: str | Sequence[str] = "translate",
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype = "float32",
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    **kwargs: Any,
+) -> LMPolicy:
+    """Load a policy: ``"tiny"``, ``"smollm2-135m"`` or a local Hugging Face model directory.
+
+    Args:
+        spec: model name or directory.
+        task: for ``"tiny"``, the task (or tuple of tasks) its warm start trains on.
+        device: ``"cpu"``, ``"cuda"``...; None picks CUDA when available.
+        dtype: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``.
+        seed: seed of the tiny model's tokenizer, initialisation and warm start.
+        cache_dir: where built models are cached (default ``$REWARDGYM_CACHE`` or
+            ``~/.cache/rewardgym``).
+        **kwargs: for ``"tiny"``, overrides of :class:`rewardgym.agents.tiny.TinyConfig`.
+
+    Raises:
+        UnknownNameError: ``spec`` is neither a known name nor an existing directory.
+        ModelLoadError: the model's package or weight files are missing.
+
+    Example:
+        >>> policy = load_policy("tiny", task="translate")
+        >>> policy.n_params < 5_000_000
+        True
+    """
+    resolve_dtype(dtype)  # fail before any slow work
+    name = os.fspath(spec) if isinstance(spec, os.PathLike) else spec
+    if not isinstance(name, str):
+        raise UnknownNameError(
+            "model", name, MODEL_NAMES, hint="or a local Hugging Face model directory"
+        )
+    if name == "tiny":
+        from rewardgym.agents.tiny import load_tiny
+
+        return load_tiny(task=task, seed=seed, device=device, dtype=dtype, cache_dir=cache_dir,
+                         **kwargs)
+    if kwargs:
+        raise ConfigError(
+            f"options {sorted(kwargs)} only apply to the 'tiny' model, not {name!r}"
+        )
+    from rewardgym.agents import models
+
+    if name == "smollm2-135m":
+        return models.load_smollm2(device=device, dtype=dtype, cache_dir=cache_dir)
+    if Path(name).expanduser().is_dir():
+        return models.load_local(Path(name).expanduser(), device=device, dtype=dtype)
+    raise UnknownNameError(
+        "model", name, MODEL_NAMES, hint="or a local Hugging Face model directory"
+    )

@@ -1,0 +1,116 @@
+"""Rollouts: the policy answers a batch of prompts and the task's vector env scores the answers.
+
+Going through the env means the training reward is exactly what ``env.step`` reports. Each
+update draws its batch and its sampling noise from seeds derived from ``(seed, update)``, so a
+resumed run replays the same batches as an uninterrupted one without saving any RNG stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rewardgym.envs.tasks import Example
+from rewardgym.envs.vector_env import TextTaskVectorEnv
+from rewardgym.evaluation.compute import FlopCounter
+
+
+@dataclass
+class Rollout:
+    """One update's samples: what was asked, what the policy said, what the env paid."""
+
+    examples: list[Example]
+    prompts: list[str]
+    generation: object  # agents.policy.Generation
+    rewards: np.ndarray
+    components: dict[str, np.ndarray]
+
+    @property
+    def n_tokens(self) -> np.ndarray:
+        return np.asarray(self.generation.n_tokens)
+
+    def metrics(self) -> dict[str, float]:
+        """Reward, component and completion statistics of this batch, for metrics.jsonl."""
+        gen = self.generation
+        entropy = [e for e in gen.entropy_bits if len(e)]
+        out = {
+            "reward/mean": float(self.rewards.mean()),
+            "reward/std": float(self.rewards.std()),
+            "tokens_generated": int(self.n_tokens.sum()),
+            "completion_length/mean": float(self.n_tokens.mean()),
+            "completion_chars/mean": float(np.mean([len(c) for c in gen.completions])),
+            "finished/share": float(np.mean(gen.finished)),
+            "entropy_bits": float(np.concatenate(entropy).mean()) if entropy else 0.0,
+            "generation_s": float(gen.wall_s),
+        }
+        for name, values in self.components.items():
+            finite = values[np.isfinite(values)]
+            if finite.size:
+                out[f"reward/{name}/mean"] = float(finite.mean())
+                out[f"reward/{name}/std"] = float(finite.std())
+        return out
+
+
+def update_seed(seed: int, update: int) -> int:
+    """The seed of one update's batch and sampling, a pure function of (run seed, update)."""
+    return int(np.random.SeedSequence([seed, update]).generate_state(1)[0])
+
+
+def collect_rollout(
+    policy,
+    env: TextTaskVectorEnv,
+    *,
+    update: int,
+    seed: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    token_budget: int | None,
+    flops: FlopCounter | None = None,
+) -> Rollout:
+    """Sample completions for one batch of prompts and score them through ``env``."""
+    batch_seed = update_seed(seed, update)
+    prompts, _ = env.reset(seed=batch_seed)
+    examples = env.batch
+    gen = policy.generate(
+        list(prompts),
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=batch_seed,
+        token_budget=token_budget,
+    )
+    per_sample_s = gen.wall_s / max(1, len(prompts))
+    actions = [
+        {
+            "text": text[: env.max_completion_chars],
+            "n_tokens": n,
+            "finished": bool(done),
+            "latency_s": per_sample_s,
+            "completion_ids": ids,
+        }
+        for text, n, done, ids in zip(gen.completions, gen.n_tokens, gen.finished, gen.token_ids)
+    ]
+    _, rewards, _, _, infos = env.step(actions)
+    components = {k[len("reward/") :]: v for k, v in infos.items() if k.startswith("reward/")}
+    if flops is not None:
+        count_generation_flops(flops, gen)
+    return Rollout(examples, list(prompts), gen, np.asarray(rewards, dtype=np.float64), components)
+
+
+def count_generation_flops(flops: FlopCounter, gen) -> None:
+    """2N per computed position; positions that only carried padding are also waste.
+
+    Prompts are left-padded to the longest one, and every sequence stays in the batch until the
+    last one finishes, so both the prompt and the decode phase compute padded positions.
+    """
+    prompt_lens = [len(p) for p in gen.prompt_ids]
+    new_lens = list(gen.n_tokens)
+    batch, steps = len(prompt_lens), max(new_lens, default=0)
+    prompt_positions = batch * max(prompt_lens, default=0)
+    flops.add_forward("generation_prompt", prompt_positions)
+    flops.add_forward("generation_new", batch * steps)
+    padded = (prompt_positions - sum(prompt_lens)) + (batch * steps - sum(new_lens))
+    if padded:
+        flops.add_wasted("padding", flops.flops_for(padded, "forward"))

@@ -1,0 +1,496 @@
+"""The training loop: rollout → advantages → loss over K micro-batches → checks → step.
+
+Read :func:`train` top to bottom; each stage is a small function below it. Every update appends
+one record to ``metrics.jsonl`` (and TensorBoard), callbacks (the monitors) see every update and
+may skip a step, roll back or stop the run, and checkpoints are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rewardgym.agents.algorithms import (
+    RunningBaseline,
+    clipped_surrogate,
+    compute_advantages,
+    kl_k3,
+    sequence_sum,
+)
+from rewardgym.agents.callbacks import Callback, CallbackList, TrainContext
+from rewardgym.agents.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rewardgym.agents.config import TrainConfig
+from rewardgym.agents.policy import LMPolicy, load_policy
+from rewardgym.agents.rollout import Rollout, collect_rollout
+from rewardgym.agents.runlog import MetricsLog, read_metrics
+from rewardgym.agents.sft import replay_loss
+from rewardgym.envs.scoring import score_completions
+from rewardgym.envs.spaces import Action
+from rewardgym.envs.vector_env import TextTaskVectorEnv
+from rewardgym.errors import ConfigError
+from rewardgym.evaluation.compute import FlopCounter
+from rewardgym.evaluation.gradients import GradNoiseAccumulator
+from rewardgym.evaluation.text_metrics import corpus_bleu, corpus_chrf
+
+BITS_PER_NAT = 1 / math.log(2)
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` returns."""
+
+    config: TrainConfig
+    run_dir: Path | None
+    updates_done: int
+    metrics: list[dict[str, Any]]
+    final_eval: dict[str, float]
+    stopped_early: bool = False
+    interrupted: bool = False
+    policy: LMPolicy | None = field(default=None, repr=False)
+
+
+@dataclass
+class _Run:
+    """The mutable state of one training run."""
+
+    config: TrainConfig
+    policy: LMPolicy
+    reference: LMPolicy | None
+    optimizer: torch.optim.Optimizer
+    env: TextTaskVectorEnv
+    flops: FlopCounter
+    baseline: RunningBaseline
+    callbacks: CallbackList
+    ctx: TrainContext
+    run_dir: Path | None
+    log: MetricsLog | None
+    tb: Any = None
+    update: int = 0
+    skipped_updates: int = 0
+    consecutive_faults: int = 0
+    rollbacks: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def params(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.policy.model.parameters() if p.requires_grad]
+
+
+def train(
+    config: TrainConfig | dict,
+    callbacks: list[Callback] | None = None,
+    *,
+    resume: bool = False,
+) -> RunResult:
+    """Train a policy on a task under a reward, as ``config`` says.
+
+    Args:
+        config: a :class:`TrainConfig` or a mapping of its fields.
+        callbacks: trainer callbacks (monitors); see ``agents.callbacks``.
+        resume: continue from the latest complete checkpoint in ``config.out``.
+
+    Returns:
+        A :class:`RunResult` with the metrics of every update and the final evaluation.
+
+    Example:
+        >>> result = train(TrainConfig(task="arithmetic", reward="task_only", updates=10))
+        >>> result.metrics[-1]["reward/mean"]
+    """
+    config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    run = _setup(config, callbacks or [], resume)
+    run.callbacks.on_train_start(run.ctx)
+    stopped_early = interrupted = False
+    with _stop_on_signals() as stop_requested:
+        while run.update < config.updates:
+            record = _one_update(run)
+            if config.eval_every and (run.update + 1) % config.eval_every == 0:
+                record.update(_evaluate_during_training(run))
+            _finish_update(run, record)
+            keep_going = run.callbacks.on_update_end(run.ctx, record)
+            if config.checkpoint_every and run.update % config.checkpoint_every == 0:
+                _checkpoint(run)
+            if keep_going is False:
+                stopped_early = True
+                break
+            if stop_requested.is_set():
+                interrupted = True
+                break
+    _checkpoint(run)
+    final_eval = _evaluate_during_training(run, prefix="final/")
+    run.callbacks.on_train_end(run.ctx)
+    return _close(run, final_eval, stopped_early, interrupted)
+
+
+# -- set-up ----------------------------------------------------------------------------------
+
+
+def _setup(config: TrainConfig, callbacks: list[Callback], resume: bool) -> _Run:
+    run_dir = Path(config.out) if config.out else None
+    if run_dir is not None:
+        _prepare_run_dir(run_dir, config, resume)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed % 2**32)
+    policy = load_policy(config.model, task=config.task, device=config.device, dtype=config.dtype)
+    reference = policy.frozen_copy() if config.kl_coef > 0 else None
+    optimizer = torch.optim.AdamW(
+        [p for p in policy.model.parameters() if p.requires_grad],
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+    )
+    env = TextTaskVectorEnv(
+        config.task,
+        config.reward,
+        n_prompts=config.prompts_per_update,
+        group_size=config.group_size,
+        task_seed=config.task_seed,
+    )
+    ctx = TrainContext(model=policy.model, config=config, run_dir=run_dir)
+    run = _Run(
+        config=config,
+        policy=policy,
+        reference=reference,
+        optimizer=optimizer,
+        env=env,
+        flops=FlopCounter(policy.n_params),
+        baseline=RunningBaseline(config.baseline_momentum),
+        callbacks=CallbackList(callbacks),
+        ctx=ctx,
+        run_dir=run_dir,
+        log=MetricsLog(run_dir / "metrics.jsonl") if run_dir else None,
+    )
+    if resume and run_dir is not None:
+        _restore(run, latest_checkpoint(run_dir))
+    if run_dir is not None and config.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        run.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=run.update)
+    return run
+
+
+def _prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
+    config_path = run_dir / "config.json"
+    if config_path.exists() and not resume:
+        raise ConfigError(
+            f"run directory {str(run_dir)!r} already holds a run; pass resume=True (--resume) "
+            "to continue it, or choose another --out"
+        )
+    if resume and config_path.exists():
+        saved = json.loads(config_path.read_text(encoding="utf-8"))
+        changed = sorted(k for k, v in config.to_dict().items() if k != "updates" and saved.get(k) != v)
+        if changed:
+            raise ConfigError(
+                f"cannot resume {str(run_dir)!r} with a different config: {changed} differ from "
+                "config.json; resume with the same options (only 'updates' may change)"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json_atomic(config_path, config.to_dict())
+
+
+def _restore(run: _Run, checkpoint: Path | None) -> None:
+    """Continue from ``checkpoint`` (or from scratch when there is none)."""
+    if checkpoint is None:
+        if run.log is not None:
+            run.log.truncate_to(0)
+        return
+    state = load_checkpoint(checkpoint, run.policy.model, run.optimizer, restore_rng=True)
+    run.update = int(state["update"])
+    run.baseline.value = state.get("baseline")
+    run.flops.load_state_dict(state["flops"])
+    run.skipped_updates = int(state.get("skipped_updates", 0))
+    run.rollbacks = int(state.get("rollbacks", 0))
+    if run.log is not None:
+        run.log.truncate_to(run.update)
+
+
+# -- one update ------------------------------------------------------------------------------
+
+
+def _one_update(run: _Run) -> dict[str, Any]:
+    config = run.config
+    run.ctx.update = run.update
+    run.ctx.alerts = []
+    start = time.perf_counter()
+    lr = _set_learning_rate(run)
+    rollout = collect_rollout(
+        run.policy,
+        run.env,
+        update=run.update,
+        seed=config.seed,
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        token_budget=config.token_budget,
+        flops=run.flops,
+    )
+    advantages = compute_advantages(config.algo, rollout.rewards, config.group_size, run.baseline)
+    record: dict[str, Any] = {"update": run.update, "lr": lr, **rollout.metrics()}
+    record["zero_advantage/share"] = float(np.mean(advantages == 0.0))
+    for epoch in range(config.ppo_epochs if config.algo == "ppo" else 1):
+        stats = _optimise(run, rollout, advantages, measure_noise=epoch == 0)
+        if epoch == 0:
+            record.update(stats)
+    record["time/update_s"] = time.perf_counter() - start
+    return record
+
+
+def _optimise(
+    run: _Run, rollout: Rollout, advantages: np.ndarray, measure_noise: bool
+) -> dict[str, Any]:
+    """One pass over the batch in K micro-batches, then (unless vetoed) one optimizer step."""
+    config = run.config
+    k = config.micro_batches
+    chunks = np.array_split(np.arange(len(advantages)), k)
+    noise = GradNoiseAccumulator(scale=1.0 / k) if measure_noise else None
+    run.optimizer.zero_grad(set_to_none=True)
+    totals = {"loss": 0.0, "kl": 0.0, "entropy_bits_train": 0.0, "replay_loss": 0.0}
+    train_flops = 0.0
+    for chunk in chunks:
+        parts, chunk_flops = _micro_batch_loss(run, rollout, advantages, chunk)
+        (parts["loss"] / k).backward()
+        if noise is not None:
+            noise.observe(run.params)
+        for name in totals:
+            totals[name] += float(parts[name].detach()) / k
+        train_flops += chunk_flops
+    grad_norm = _grad_norm(run)
+    stats: dict[str, Any] = {**totals, "grad_norm": grad_norm}
+    if noise is not None:
+        stats.update(noise.finish().as_dict(prefix="grad/"))
+    action = _decide_step(run, stats)
+    stats["step_action"] = action
+    if action == "step":
+        if config.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(run.params, config.max_grad_norm)
+        run.optimizer.step()
+    else:
+        run.flops.add_wasted("skipped_update", train_flops)
+    run.optimizer.zero_grad(set_to_none=True)
+    if action == "rollback":
+        _rollback(run)
+    return stats
+
+
+def _micro_batch_loss(
+    run: _Run, rollout: Rollout, advantages: np.ndarray, chunk: np.ndarray
+) -> tuple[dict[str, torch.Tensor], float]:
+    """The loss of one micro-batch and the training FLOPs it cost."""
+    config, gen = run.config, rollout.generation
+    prompt_ids = [gen.prompt_ids[i] for i in chunk]
+    completion_ids = [gen.token_ids[i] for i in chunk]
+    out = run.policy.sequence_logprobs(
+        prompt_ids, completion_ids, temperature=config.temperature, with_entropy=True
+    )
+    mask = out.mask
+    old = _pad([gen.logprobs[i] for i in chunk], mask.shape[1], mask.device)
+    adv = torch.as_tensor(advantages[chunk], dtype=out.logprobs.dtype, device=mask.device)
+    per_token = clipped_surrogate(out.logprobs, old, adv, mask, config.clip_eps)
+    loss = sequence_sum(per_token, config.max_new_tokens).mean()
+    entropy = (out.entropy * mask).sum() / mask.sum().clamp(min=1)
+    kl = torch.zeros((), device=mask.device)
+    if run.reference is not None:
+        with torch.no_grad():
+            ref = run.reference.sequence_logprobs(prompt_ids, completion_ids,
+                                                  temperature=config.temperature)
+        kl = sequence_sum(kl_k3(out.logprobs, ref.logprobs, mask), config.max_new_tokens).mean()
+        loss = loss + config.kl_coef * kl
+        run.flops.add_forward("reference", out.n_positions)
+    if config.entropy_coef:
+        loss = loss - config.entropy_coef * entropy
+    replay = torch.zeros((), device=mask.device)
+    if config.replay_share > 0:
+        replay = replay_loss(
+            run.policy, run.env.task, n=len(chunk), seed=int(chunk[0]) + 7919 * run.update,
+            confidence_weighting=config.replay_confidence_weighting,
+        )
+        loss = (1 - config.replay_share) * loss + config.replay_share * replay.loss
+        run.flops.add_train("replay", replay.n_positions)
+        replay = replay.loss
+    flops = _count_train_flops(run, out, advantages[chunk])
+    parts = {"loss": loss, "kl": kl, "entropy_bits_train": entropy * BITS_PER_NAT,
+             "replay_loss": replay}
+    return parts, flops
+
+
+def _count_train_flops(run: _Run, out, chunk_advantages: np.ndarray) -> float:
+    """6N per trained position; padding and zero-advantage samples are waste."""
+    run.flops.add_train("train", out.n_positions)
+    run.flops.add_wasted("padding", run.flops.flops_for(out.n_padding, "train"))
+    real_per_sample = out.real_positions_per_sample
+    zero = sum(int(r) for r, a in zip(real_per_sample, chunk_advantages) if a == 0.0)
+    if zero:
+        run.flops.add_wasted("zero_advantage", run.flops.flops_for(zero, "train"))
+    return run.flops.flops_for(out.n_positions, "train")
+
+
+def _pad(arrays: list[np.ndarray], width: int, device: torch.device) -> torch.Tensor:
+    out = torch.zeros((len(arrays), width), dtype=torch.float32, device=device)
+    for row, values in enumerate(arrays):
+        out[row, : len(values)] = torch.as_tensor(values, dtype=torch.float32)
+    return out
+
+
+def _grad_norm(run: _Run) -> float:
+    norms = [p.grad.detach().norm(2) for p in run.params if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+def _decide_step(run: _Run, stats: dict[str, Any]) -> str:
+    """A non-finite loss or gradient skips the step; repeated faults roll back; monitors vote."""
+    finite = math.isfinite(stats["loss"]) and math.isfinite(stats["grad_norm"])
+    if not finite:
+        run.skipped_updates += 1
+        run.consecutive_faults += 1
+        run.ctx.alert("numerical_fault", stats["grad_norm"], float("inf"),
+                      "non-finite loss or gradient: update skipped", "skip")
+        if run.consecutive_faults >= run.config.max_faults:
+            run.consecutive_faults = 0
+            return "rollback"
+        return "skip"
+    run.consecutive_faults = 0
+    action = run.callbacks.on_before_step(run.ctx, stats)
+    if action != "step":
+        run.skipped_updates += 1
+    return action
+
+
+def _rollback(run: _Run) -> None:
+    """Restore the last good checkpoint's weights and optimizer (not its update counter)."""
+    checkpoint = latest_checkpoint(run.run_dir) if run.run_dir else None
+    if checkpoint is None:
+        return
+    load_checkpoint(checkpoint, run.policy.model, run.optimizer, restore_rng=False)
+    run.rollbacks += 1
+
+
+def _set_learning_rate(run: _Run) -> float:
+    """Warmup, then constant, linear or cosine decay, as a pure function of the update."""
+    config, u = run.config, run.update
+    if config.warmup_updates and u < config.warmup_updates:
+        factor = (u + 1) / config.warmup_updates
+    else:
+        span = max(1, config.updates - config.warmup_updates)
+        progress = (u - config.warmup_updates) / span
+        factor = {
+            "constant": 1.0,
+            "linear": 1.0 - progress,
+            "cosine": 0.5 * (1 + math.cos(math.pi * progress)),
+        }[config.lr_schedule]
+    lr = config.lr * max(factor, 0.0)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+# -- logging, evaluation, checkpoints ---------------------------------------------------------
+
+
+def _finish_update(run: _Run, record: dict[str, Any]) -> None:
+    record.update({f"flops/{k}": v for k, v in run.flops.by_category().items()})
+    record["flops/total"] = run.flops.total
+    record["flops/wasted"] = run.flops.wasted
+    record["compute_waste_pct"] = run.flops.waste_pct
+    record["skipped_updates"] = run.skipped_updates
+    record["rollbacks"] = run.rollbacks
+    record["time/elapsed_s"] = time.perf_counter() - run.started
+    if run.ctx.alerts:
+        record["alerts"] = list(run.ctx.alerts)
+    if run.log is not None:
+        run.log.append(record)
+    if run.tb is not None:
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                run.tb.add_scalar(key, value, run.update)
+    run.update += 1
+
+
+def _evaluate_during_training(run: _Run, prefix: str = "eval/") -> dict[str, float]:
+    """Greedy answers on the first validation examples: BLEU, chrF and the training reward."""
+    examples = list(run.env.task.split("validation"))[: run.config.eval_examples]
+    prompts = [ex.prompt for ex in examples]
+    gen = run.policy.generate(prompts, max_new_tokens=run.config.max_new_tokens, greedy=True)
+    actions = [
+        Action(text=t, n_tokens=n, finished=bool(f))
+        for t, n, f in zip(gen.completions, gen.n_tokens, gen.finished)
+    ]
+    output = score_completions(run.env.reward, examples, prompts, actions)
+    refs = [ex.reference for ex in examples]
+    result = {
+        f"{prefix}bleu": corpus_bleu(gen.completions, refs),
+        f"{prefix}chrf": corpus_chrf(gen.completions, refs),
+        f"{prefix}reward": float(output.total.mean()),
+        f"{prefix}completion_length": float(np.mean(gen.n_tokens)),
+    }
+    run.callbacks.on_eval_end(run.ctx, result)
+    return result
+
+
+def _checkpoint(run: _Run) -> None:
+    if run.run_dir is None:
+        return
+    state = {
+        "update": run.update,
+        "baseline": run.baseline.value,
+        "flops": run.flops.state_dict(),
+        "skipped_updates": run.skipped_updates,
+        "rollbacks": run.rollbacks,
+    }
+    save_checkpoint(run.run_dir, run.update, run.policy.model, run.optimizer, state,
+                    keep_last=run.config.keep_checkpoints)
+
+
+def _close(run: _Run, final_eval: dict, stopped_early: bool, interrupted: bool) -> RunResult:
+    metrics = read_metrics(run.run_dir / "metrics.jsonl") if run.run_dir else []
+    if run.tb is not None:
+        run.tb.close()
+    result = RunResult(run.config, run.run_dir, run.update, metrics, final_eval,
+                       stopped_early, interrupted, run.policy)
+    if run.run_dir is not None:
+        summary = {
+            "updates_done": run.update,
+            "final_eval": final_eval,
+            "stopped_early": stopped_early,
+            "interrupted": interrupted,
+            "skipped_updates": run.skipped_updates,
+            "rollbacks": run.rollbacks,
+            "flops": run.flops.snapshot(),
+            "wall_s": time.perf_counter() - run.started,
+        }
+        _write_json_atomic(run.run_dir / "run.json", summary)
+    return result
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@contextmanager
+def _stop_on_signals():
+    """SIGINT/SIGTERM set a flag: the loop finishes its update, checkpoints and returns."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,173 @@
+"""The ``rewardgym`` command. Each subcommand is a thin layer over a public function.
+
+Example:
+    $ rewardgym list rewards
+    $ rewardgym audit --task translate --reward speed_only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+import yaml
+
+from rewardgym.errors import ConfigError, RewardGymError
+
+PRESETS = ("speed_only", "task_only", "balanced")
+
+
+def _list(args: argparse.Namespace) -> int:
+    what = args.what
+    if what == "tasks":
+        from rewardgym.envs.tasks import list_tasks
+
+        items = list_tasks()
+    elif what == "rewards":
+        from rewardgym.rewards import list_rewards
+
+        items = list_rewards()
+    elif what == "envs":
+        from rewardgym.envs import env_ids
+
+        items = env_ids()
+    else:
+        items = ["tiny", "smollm2-135m", "<a local Hugging Face model directory>"]
+    print("\n".join(items))
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from rewardgym.envs.tasks import list_tasks
+    from rewardgym.evaluation.audit import audit_reward, format_audit
+
+    if args.all:
+        tasks, rewards = list_tasks(), list(PRESETS)
+    else:
+        tasks, rewards = [args.task], [args.reward]
+    results = []
+    for task in tasks:
+        for reward in rewards:
+            result = audit_reward(task, reward, n_examples=args.n, seed=args.seed)
+            results.append(result)
+            if not args.json:
+                print(format_audit(result), end="\n\n")
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    exploited = any(r.exploits for r in results)
+    return 1 if args.strict and exploited else 0
+
+
+def _reward_spec(text: str):
+    """A reward spec from the command line: JSON for composites, else a name or module:function."""
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--reward {text!r} is not valid JSON: {exc}") from exc
+    return text
+
+
+def _overrides(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set takes KEY=VALUE, got {pair!r} (e.g. --set lr=1e-3)")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _train(args: argparse.Namespace) -> int:
+    from rewardgym.agents import TrainConfig, train
+
+    flags = {
+        "task": args.task,
+        "model": args.model,
+        "reward": _reward_spec(args.reward) if args.reward else None,
+        "algo": args.algo,
+        "updates": args.updates,
+        "seed": args.seed,
+        "out": args.out,
+        **_overrides(args.set),
+    }
+    if args.config:
+        config = TrainConfig.from_yaml(args.config, **flags)
+    else:
+        config = TrainConfig.from_dict({k: v for k, v in flags.items() if v is not None},
+                                       source="command line")
+    result = train(config, resume=args.resume)
+    summary = {"run_dir": str(result.run_dir), "updates_done": result.updates_done,
+               **result.final_eval}
+    print(json.dumps(summary, indent=2))
+    return 130 if result.interrupted else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``rewardgym`` command (one subparser per subcommand)."""
+    parser = argparse.ArgumentParser(
+        prog="rewardgym",
+        description="An agent-training gym for reward-shaping studies.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list tasks, rewards, env ids or models")
+    p.add_argument("what", nargs="?", default="tasks", choices=["tasks", "rewards", "envs", "models"])
+    p.set_defaults(func=_list)
+
+    p = sub.add_parser(
+        "audit",
+        help="can a canned exploit beat the reference under a reward?",
+        description="Score canned policies (reference, empty, truncated reference, prompt copy, "
+        "random words) on the validation split and flag every exploit that ties or beats the "
+        "reference.",
+    )
+    p.add_argument("--task", default="translate", help="task name (default: translate)")
+    p.add_argument("--reward", default="speed_only", help="reward spec (default: speed_only)")
+    p.add_argument("--all", action="store_true", help="every built-in task × preset reward")
+    p.add_argument("--n", type=int, default=200, help="validation examples to score (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-words policy")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any exploit wins")
+    p.set_defaults(func=_audit)
+
+    from rewardgym.agents.config import TrainConfig
+
+    help_texts = TrainConfig.help_texts()
+    p = sub.add_parser("train", help="train an agent on a task under a reward",
+                       description="Train a policy; every option can also come from --config FILE "
+                       "(YAML) or --set KEY=VALUE. Flags win over the file.")
+    p.add_argument("--config", help="YAML file of TrainConfig options")
+    p.add_argument("--task", help=help_texts["task"])
+    p.add_argument("--model", help=help_texts["model"])
+    p.add_argument("--reward", help=help_texts["reward"] + " (JSON for composites)")
+    p.add_argument("--algo", help=help_texts["algo"])
+    p.add_argument("--updates", type=int, help=help_texts["updates"])
+    p.add_argument("--seed", type=int, help=help_texts["seed"])
+    p.add_argument("--out", help=help_texts["out"])
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other TrainConfig option, e.g. --set lr=1e-3 (repeatable)")
+    p.set_defaults(func=_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; user errors print one clear line and exit with status 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except RewardGymError as exc:
+        print(f"rewardgym {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rewardgym {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Text tasks: examples, splits, the task registry and the JSONL loader.
+
+Importing this package registers the built-in tasks ``translate``, ``summarize`` and
+``arithmetic``; all three are generated procedurally, with no downloads.
+
+Example:
+    >>> from rewardgym.envs.tasks import make_task
+    >>> task = make_task("translate", seed=0)
+    >>> task.split("train")[0].prompt.startswith("translate: ")
+    True
+"""
+
+from rewardgym.envs.tasks import arithmetic, summarize, translate
+from rewardgym.envs.tasks.base import (
+    SPLITS,
+    Example,
+    Task,
+    list_tasks,
+    load_task_jsonl,
+    make_task,
+    register_task,
+)
+
+__all__ = [
+    "SPLITS",
+    "Example",
+    "Task",
+    "arithmetic",
+    "list_tasks",
+    "load_task_jsonl",
+    "make_task",
+    "register_task",
+    "summarize",
+    "translate",
+]

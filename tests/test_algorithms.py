@@ -1,0 +1,56 @@
+"""Advantages and losses against hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rewardgym.agents.algorithms import (
+    RunningBaseline,
+    batch_advantages,
+    clipped_surrogate,
+    compute_advantages,
+    group_advantages,
+    kl_k3,
+    sequence_sum,
+)
+
+
+def test_group_advantages_normalise_within_each_group() -> None:
+    rewards = np.array([1.0, 0.0, 3.0, 3.0, 0.0, 2.0])
+    adv = group_advantages(rewards, group_size=2)
+    np.testing.assert_allclose(adv, [1.0, -1.0, 0.0, 0.0, -1.0, 1.0])
+
+
+def test_batch_advantages_and_constant_rewards() -> None:
+    np.testing.assert_allclose(batch_advantages(np.array([1.0, 3.0])), [-1.0, 1.0])
+    assert not batch_advantages(np.full(4, 0.7)).any()
+
+
+def test_running_baseline_uses_first_batch_then_moves() -> None:
+    base = RunningBaseline(momentum=0.5)
+    np.testing.assert_allclose(base.advantages(np.array([1.0, 3.0])), [-1.0, 1.0])
+    assert base.value == 2.0
+    np.testing.assert_allclose(base.advantages(np.array([4.0, 4.0])), [2.0, 2.0])
+    assert base.value == pytest.approx(3.0)
+    assert compute_advantages("reinforce", np.array([5.0]), 1, base).tolist() == [2.0]
+
+
+def test_surrogate_is_plain_policy_gradient_on_policy_and_clips_off_policy() -> None:
+    logp = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0]])
+    adv = torch.tensor([2.0])
+    loss = clipped_surrogate(logp, logp.detach(), adv, mask, clip_eps=0.2).sum()
+    loss.backward()
+    np.testing.assert_allclose(logp.grad.numpy(), [[-2.0, -2.0]])  # −A·∇log π
+    far = clipped_surrogate(torch.tensor([[0.0]]), torch.tensor([[-1.0]]), adv, torch.ones(1, 1), 0.2)
+    assert far.item() == pytest.approx(-1.2 * 2.0)
+
+
+def test_kl_k3_is_zero_at_equality_and_positive_otherwise() -> None:
+    mask = torch.ones(1, 3)
+    a = torch.tensor([[-1.0, -2.0, -0.5]])
+    assert kl_k3(a, a, mask).abs().max().item() == 0.0
+    assert (kl_k3(a, a - 0.3, mask) > 0).all()
+    assert sequence_sum(torch.ones(2, 3), max_new_tokens=6).tolist() == [0.5, 0.5]
