@@ -52,6 +52,8 @@ COMPLETE_FILE = "COMPLETE"
 CHECKPOINT_FORMAT = "rewardgym-sb3-policy"
 CHECKPOINT_VERSION = 1
 _OBS_KEYS = ("input_ids", "attention_mask")
+# Settings of the machine a model was trained on, not of the model: never saved.
+_MACHINE_KWARGS = ("device", "tensorboard_log")
 
 
 # --------------------------------------------------------------------------- features extractor
@@ -371,7 +373,9 @@ def _checkpoint_config(
     record = getattr(model, "rewardgym_config", None) or _describe_model(model)
     algo_kwargs, skipped = {}, []
     for key, value in record["algo_kwargs"].items():
-        # A callable schedule or a device object shapes training, not the weights: skip it.
+        if key in _MACHINE_KWARGS:
+            continue
+        # A callable schedule shapes training, not the weights: record that it was skipped.
         if _is_json(value):
             algo_kwargs[key] = value
         else:

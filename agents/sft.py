@@ -114,7 +114,9 @@ def encode_pairs(policy: Any, examples: Sequence[Any]) -> list[Pair]:
         >>> completion[-1] == policy.eos_id
         True
     """
-    return [(policy.encode_prompt(ex.prompt), policy.encode_completion(ex.reference)) for ex in examples]
+    prompts = policy.encode_prompts([ex.prompt for ex in examples])
+    completions = policy.encode_completions([ex.reference for ex in examples])
+    return list(zip(prompts, completions))
 
 
 def completion_nll(

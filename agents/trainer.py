@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from rewardgym.agents.algorithms import (
     RunningBaseline,
@@ -43,7 +44,10 @@ from rewardgym.evaluation.compute import FlopCounter
 from rewardgym.evaluation.gradients import GradNoiseAccumulator
 from rewardgym.evaluation.text_metrics import corpus_bleu, corpus_chrf
 
-BITS_PER_NAT = 1 / math.log(2)
+# options that do not change what a run computes, so a resume may change them
+RESUMABLE_CHANGES = frozenset(
+    {"updates", "out", "device", "progress", "tensorboard", "checkpoint_every", "keep_checkpoints"}
+)
 
 
 @dataclass
@@ -80,6 +84,7 @@ class _Run:
     skipped_updates: int = 0
     consecutive_faults: int = 0
     rollbacks: int = 0
+    records: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -111,12 +116,17 @@ def train(
     run = _setup(config, callbacks or [], resume)
     run.callbacks.on_train_start(run.ctx)
     stopped_early = interrupted = False
-    with _stop_on_signals() as stop_requested:
+    bar = tqdm(total=config.updates, initial=run.update, desc="train", unit="update",
+               disable=not config.progress, dynamic_ncols=True)
+    with bar, _stop_on_signals() as stop_requested:
         while run.update < config.updates:
             record = _one_update(run)
             if config.eval_every and (run.update + 1) % config.eval_every == 0:
                 record.update(_evaluate_during_training(run))
             _finish_update(run, record)
+            bar.set_postfix(reward=f"{record['reward/mean']:.3f}",
+                            tok_s=f"{record['tokens_generated'] / record['time/update_s']:.0f}")
+            bar.update(1)
             keep_going = run.callbacks.on_update_end(run.ctx, record)
             if config.checkpoint_every and run.update % config.checkpoint_every == 0:
                 _checkpoint(run)
@@ -187,11 +197,15 @@ def _prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
         )
     if resume and config_path.exists():
         saved = json.loads(config_path.read_text(encoding="utf-8"))
-        changed = sorted(k for k, v in config.to_dict().items() if k != "updates" and saved.get(k) != v)
+        changed = sorted(
+            k for k, v in config.to_dict().items()
+            if k not in RESUMABLE_CHANGES and saved.get(k) != v
+        )
         if changed:
             raise ConfigError(
                 f"cannot resume {str(run_dir)!r} with a different config: {changed} differ from "
-                "config.json; resume with the same options (only 'updates' may change)"
+                f"config.json; resume with the same options (only {sorted(RESUMABLE_CHANGES)} "
+                "may change)"
             )
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json_atomic(config_path, config.to_dict())
@@ -211,6 +225,7 @@ def _restore(run: _Run, checkpoint: Path | None) -> None:
     run.rollbacks = int(state.get("rollbacks", 0))
     if run.log is not None:
         run.log.truncate_to(run.update)
+        run.records = read_metrics(run.log.path)
 
 
 # -- one update ------------------------------------------------------------------------------
@@ -253,7 +268,7 @@ def _optimise(
     chunks = np.array_split(np.arange(len(advantages)), k)
     noise = GradNoiseAccumulator(scale=1.0 / k) if measure_noise else None
     run.optimizer.zero_grad(set_to_none=True)
-    totals = {"loss": 0.0, "kl": 0.0, "entropy_bits_train": 0.0, "replay_loss": 0.0}
+    totals = {"loss": 0.0, "kl": 0.0, "replay_loss": 0.0}
     train_flops = 0.0
     for chunk in chunks:
         parts, chunk_flops = _micro_batch_loss(run, rollout, advantages, chunk)
@@ -289,14 +304,14 @@ def _micro_batch_loss(
     prompt_ids = [gen.prompt_ids[i] for i in chunk]
     completion_ids = [gen.token_ids[i] for i in chunk]
     out = run.policy.sequence_logprobs(
-        prompt_ids, completion_ids, temperature=config.temperature, with_entropy=True
+        prompt_ids, completion_ids, temperature=config.temperature,
+        with_entropy=config.entropy_coef > 0,
     )
     mask = out.mask
     old = _pad([gen.logprobs[i] for i in chunk], mask.shape[1], mask.device)
     adv = torch.as_tensor(advantages[chunk], dtype=out.logprobs.dtype, device=mask.device)
     per_token = clipped_surrogate(out.logprobs, old, adv, mask, config.clip_eps)
     loss = sequence_sum(per_token, config.max_new_tokens).mean()
-    entropy = (out.entropy * mask).sum() / mask.sum().clamp(min=1)
     kl = torch.zeros((), device=mask.device)
     if run.reference is not None:
         with torch.no_grad():
@@ -306,6 +321,7 @@ def _micro_batch_loss(
         loss = loss + config.kl_coef * kl
         run.flops.add_forward("reference", out.n_positions)
     if config.entropy_coef:
+        entropy = (out.entropy * mask).sum() / mask.sum().clamp(min=1)
         loss = loss - config.entropy_coef * entropy
     replay = torch.zeros((), device=mask.device)
     if config.replay_share > 0:
@@ -317,8 +333,7 @@ def _micro_batch_loss(
         run.flops.add_train("replay", replay.n_positions)
         replay = replay.loss
     flops = _count_train_flops(run, out, advantages[chunk])
-    parts = {"loss": loss, "kl": kl, "entropy_bits_train": entropy * BITS_PER_NAT,
-             "replay_loss": replay}
+    parts = {"loss": loss, "kl": kl, "replay_loss": replay}
     return parts, flops
 
 
@@ -405,6 +420,7 @@ def _finish_update(run: _Run, record: dict[str, Any]) -> None:
     record["time/elapsed_s"] = time.perf_counter() - run.started
     if run.ctx.alerts:
         record["alerts"] = list(run.ctx.alerts)
+    run.records.append(record)
     if run.log is not None:
         run.log.append(record)
     if run.tb is not None:
@@ -450,10 +466,9 @@ def _checkpoint(run: _Run) -> None:
 
 
 def _close(run: _Run, final_eval: dict, stopped_early: bool, interrupted: bool) -> RunResult:
-    metrics = read_metrics(run.run_dir / "metrics.jsonl") if run.run_dir else []
     if run.tb is not None:
         run.tb.close()
-    result = RunResult(run.config, run.run_dir, run.update, metrics, final_eval,
+    result = RunResult(run.config, run.run_dir, run.update, run.records, final_eval,
                        stopped_early, interrupted, run.policy)
     if run.run_dir is not None:
         summary = {

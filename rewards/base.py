@@ -61,6 +61,20 @@ def estimate_tokens(text: str) -> int:
     return len(TOKEN_PATTERN.findall(text))
 
 
+def as_text(completion: Any) -> str:
+    """The text of a completion: a string, or TRL's conversational form (a list of messages).
+
+    Example:
+        >>> as_text([{"role": "assistant", "content": "hi"}])
+        'hi'
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, Sequence) and all(isinstance(m, dict) for m in completion):
+        return "".join(str(m.get("content", "")) for m in completion)
+    return str(completion)
+
+
 def fill_reward_kwargs(
     prompts: Sequence[Any],
     completions: Sequence[Any],
@@ -113,8 +127,8 @@ def fill_reward_kwargs(
     _check_lengths(out, n, ("references", "completion_ids"))
     if out.get("n_tokens") is None:
         out["n_tokens"] = [
-            len(ids) if len(ids) else estimate_tokens(str(text))
-            for ids, text in zip(out["completion_ids"], completions)
+            len(ids) if len(ids) else estimate_tokens(as_text(text))
+            for ids, text in zip(out["completion_ids"], completions, strict=True)
         ]
     if out.get("finished") is None:
         out["finished"] = [True] * n
@@ -334,7 +348,19 @@ class RewardOutput:
 
     def as_list(self) -> list[float | None]:
         """The totals in TRL's form: a float per sample, ``None`` where nothing applies."""
-        return [float(t) if a else None for t, a in zip(self.total, self.applies)]
+        return [float(t) if a else None for t, a in zip(self.total, self.applies, strict=True)]
+
+
+def weighted_formula(pairs: Sequence[tuple[str, float]]) -> str:
+    """``"0.5·a + 0.5·b"`` for weighted components; just the name for one of weight 1.
+
+    Example:
+        >>> weighted_formula([("speed", 1.0)])
+        'speed'
+    """
+    if len(pairs) == 1 and pairs[0][1] == 1.0:
+        return pairs[0][0]
+    return " + ".join(f"{w:g}·{name}" for name, w in pairs)
 
 
 @dataclass(frozen=True)
@@ -392,16 +418,16 @@ class Reward:
         self.n_skipped = 0
 
     def _default_formula(self) -> str:
-        if len(self.terms) == 1 and self.terms[0].weight == 1.0:
-            return self.terms[0].name
-        return " + ".join(f"{t.weight:g}·{t.name}" for t in self.terms)
+        return weighted_formula([(t.name, t.weight) for t in self.terms])
 
     @property
     def component_names(self) -> list[str]:
         """The names of the components, in order."""
         return [t.name for t in self.terms]
 
-    def score(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> RewardOutput:
+    def score(
+        self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any
+    ) -> RewardOutput:
         """Score a batch: the total and every component, checked at the boundary.
 
         Args:
@@ -425,7 +451,9 @@ class Reward:
         components: dict[str, np.ndarray] = {}
         for term in self.terms:
             label = self.name if len(self.terms) == 1 else f"{self.name}/{term.name}"
-            values, skipped = call_reward_fn(label, term.fn, prompts, completions, kw, self.on_error)
+            values, skipped = call_reward_fn(
+                label, term.fn, prompts, completions, kw, self.on_error
+            )
             self.n_skipped += skipped
             components[term.name] = values
         return self._combine(components, len(completions))

@@ -32,7 +32,7 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
 from rewardgym.errors import ConfigError, UnknownNameError, did_you_mean
-from rewardgym.rewards.base import Reward, RewardFn, Term, check_on_error
+from rewardgym.rewards.base import Reward, RewardFn, Term, check_on_error, weighted_formula
 
 ENTRY_POINT_GROUP = "rewardgym.rewards"
 _UNKNOWN_HINT = (
@@ -67,8 +67,8 @@ class RewardSpec:
     def formula(self) -> str:
         """The first line of the docstring, or for a composite its weighted sum."""
         if self.kind == "composite":
-            weights = {k: _split_value(self.name, k, v)[0] for k, v in self.entry_point.items()}
-            return " + ".join(f"{w:g}·{k}" for k, w in weights.items())
+            pairs = [(k, _split_value(self.name, k, v)[0]) for k, v in self.entry_point.items()]
+            return weighted_formula(pairs)
         return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
 
 
@@ -86,11 +86,26 @@ def _check_name(name: Any) -> str:
 
 
 def _add(spec: RewardSpec, override: bool) -> None:
-    if spec.name in _REGISTRY and not override:
+    old = _REGISTRY.get(spec.name)
+    if old is not None and not override and not _same_definition(old, spec):
         raise ConfigError(
             f"reward {spec.name!r} is already registered; pick another name or pass override=True"
         )
     _REGISTRY[spec.name] = spec
+
+
+def _same_definition(old: RewardSpec, new: RewardSpec) -> bool:
+    """Whether ``new`` re-registers ``old`` from the same source (a module imported twice,
+    e.g. as ``rewards.builtin`` and ``rewardgym.rewards.builtin``): then it is not a clash."""
+    if old.kind != new.kind:
+        return False
+    if old.kind == "composite":
+        return dict(old.entry_point) == dict(new.entry_point)
+    try:
+        same_file = inspect.getfile(old.entry_point) == inspect.getfile(new.entry_point)
+    except TypeError:  # built-in or dynamically created objects have no file
+        return False
+    return same_file and old.entry_point.__qualname__ == new.entry_point.__qualname__
 
 
 def register_reward(
@@ -364,9 +379,7 @@ def _import_spec(spec: str, params: Mapping[str, Any]) -> tuple[RewardFn, bool]:
     """Import ``"package.module:attr"``; build it with ``params`` when it is a class."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise ConfigError(
-            f"reward spec {spec!r} is not valid; write 'package.module:function'"
-        )
+        raise ConfigError(f"reward spec {spec!r} is not valid; write 'package.module:function'")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -387,9 +400,12 @@ def _import_spec(spec: str, params: Mapping[str, Any]) -> tuple[RewardFn, bool]:
         raise ConfigError(
             f"reward spec {spec!r} names a {type(obj).__name__}, not a reward function or class"
         )
-    fn = _instantiate(spec, obj, params) if inspect.isclass(obj) else obj
     if not inspect.isclass(obj) and params:
-        raise ConfigError(f"reward spec {spec!r} is a function; it takes no parameters")
+        raise ConfigError(
+            f"reward spec {spec!r} is a function; it takes no parameters, got "
+            f"{', '.join(sorted(params))}"
+        )
+    fn = _instantiate(spec, obj, params) if inspect.isclass(obj) else obj
     return fn, bool(getattr(fn, "needs_references", True))
 
 

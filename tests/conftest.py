@@ -15,3 +15,51 @@ def _no_hub_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may reach a model hub: this machine has no network, and CI must not need one."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+def save_random_model(directory, texts, vocab_size: int = 320, hidden: int = 32, layers: int = 1):
+    """A randomly initialised Llama and a byte-level BPE tokenizer, saved as a local HF model
+    directory: loads in milliseconds, so trainer and harness tests need no warm start."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<pad>", "<bos>", "<eos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(texts, trainer)
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>"
+    )
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(hf_tok),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=hf_tok.pad_token_id,
+        bos_token_id=hf_tok.bos_token_id,
+        eos_token_id=hf_tok.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(directory, safe_serialization=True)
+    hf_tok.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def random_model_dir(tmp_path_factory):
+    """A tiny random causal LM directory whose tokenizer knows the arithmetic task's text."""
+    from rewardgym.envs.tasks import make_task
+
+    task = make_task("arithmetic")
+    texts = [f"{ex.prompt} {ex.reference}" for ex in task.split("train")[:2000]]
+    return str(save_random_model(tmp_path_factory.mktemp("random-model"), texts))

@@ -33,6 +33,15 @@ MAX_NEW_TOKENS = 3
 SMALL = {"n_layer": 1, "d_model": 32, "n_head": 2}
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models on a shared 2-core machine: extra torch threads only fight (10x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # --------------------------------------------------------------------------- the toy copy task
 
 
@@ -364,7 +373,10 @@ def test_load_refuses_incomplete_and_mismatched_checkpoints(tmp_path):
     other_env = TokenTaskEnv(
         copy_task(), reward=copy_reward, tokenizer=CharTokenizer(copy_task().charset + "XYZ")
     )
-    with pytest.raises(CheckpointError, match=r"env.s spaces \(vocab 16, length 43\) differ from the policy saved in .* \(vocab 13, length 14\)"):
+    message = (
+        r"spaces \(vocab 16, length 43\) differ from the policy saved in .* \(vocab 13, length 14\)"
+    )
+    with pytest.raises(CheckpointError, match=message):
         load_sb3_policy(path, other_env)
 
     config = json.loads((path / "sb3_config.json").read_text())

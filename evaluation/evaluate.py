@@ -1,0 +1,898 @@
+"""The evaluation harness: evaluate a policy on a task split, clean and under prompt noise.
+
+:func:`evaluate` answers every prompt of a split (greedy by default, in batches), and measures
+corpus BLEU and chrF (sacrebleu), exact match, completion length, the share of finished
+answers, tokens and latency per sample, the reward the environment would pay
+(:func:`rewardgym.envs.scoring.score_completions`, so the numbers are the env's), and, with a
+noise sweep, ``B(n, s)`` and the robustness ratio ``R`` (see
+:mod:`rewardgym.evaluation.robustness`).
+With ``out_dir`` it writes ``<split>.json`` plus the hypotheses and references as text, so
+
+    sacrebleu OUT/<split>.refs.txt -i OUT/<split>.hyps.txt -b
+
+prints the same BLEU, and ``OUT/<split>.noise/<type>-<severity>.{hyps,refs}.txt`` do the same
+for each noisy condition. :func:`evaluate_run` does all this for a training run's latest
+checkpoint, into ``RUN_DIR/eval/``; :func:`compare` turns two results into the report's
+BLEU improvement and robustness change.
+
+Example:
+    >>> policy = load_policy("tiny", task="translate")
+    >>> result = evaluate(policy, "translate", n_examples=64, out_dir="runs/a/eval")
+    >>> result.bleu, result.robustness
+    (41.2, 0.83)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rewardgym.envs.scoring import resolve_reward, score_completions
+from rewardgym.envs.spaces import Action
+from rewardgym.envs.tasks import SPLITS, Example, Task, make_task
+from rewardgym.errors import CheckpointError, ConfigError, RunDataError, UnknownNameError
+from rewardgym.evaluation.robustness import (
+    DEFAULT_SEVERITIES,
+    NOISE_TYPES,
+    bleu_improvement_pct,
+    check_noise,
+    forgetting_pct,
+    noise_sweep,
+    robustness_change_pct,
+    robustness_ratio,
+    undefined_reason,
+)
+from rewardgym.evaluation.text_metrics import (
+    corpus_bleu,
+    corpus_chrf,
+    exact_match_rate,
+    mean_entropy_bits,
+    write_hyps_refs,
+)
+
+__all__ = [
+    "EVAL_FORMAT_VERSION",
+    "EvalResult",
+    "add_arguments",
+    "compare",
+    "evaluate",
+    "evaluate_run",
+    "forgetting_pct",
+    "format_summary",
+    "main",
+    "run_from_args",
+]
+
+EVAL_FORMAT_VERSION = 1
+EVAL_DIR = "eval"
+_RETENTION_STREAM = 1_000_000  # sampling stream of the retention task (conditions count from 0)
+
+
+# -- the result --------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalResult:
+    """Everything one evaluation measured; JSON-safe (no NaN or inf: undefined values are None).
+
+    Attributes:
+        task: task name.
+        split: the split evaluated.
+        n_examples: how many examples were answered.
+        bleu: sacrebleu corpus BLEU (13a), 0–100.
+        chrf: sacrebleu corpus chrF, 0–100.
+        exact_match: share (0–1) of answers equal to the reference.
+        completion_tokens: mean completion length in tokens (eos not counted).
+        completion_chars: mean completion length in characters.
+        finished_share: share of answers that produced eos within ``max_new_tokens``.
+        tokens_per_sample: mean tokens generated per sample (eos counted: what compute costs).
+        latency_s_per_sample: generation seconds per sample (batch wall time / batch size).
+        entropy_bits: mean per-token entropy (bits) of the sampling distribution; None when
+            decoding greedily.
+        reward: ``{"spec", "total", "components": {name: mean}, "applies_share"}`` or None.
+        noise: ``{noise type: {severity: B(n, s)}}`` (severity keys as ``repr(float)``).
+        noise_chrf: the same layout, chrF.
+        robustness: ``R``, the mean of ``B(n, s) / B_clean``; None without a sweep or B_clean 0.
+        retention: ``{"task", "split", "n_examples", "bleu", "chrf", "exact_match"}`` or None.
+        samples: a few ``{"prompt", "reference", "completion"}`` for the report.
+        noisy_samples: per noise type, one ``{"noise", "severity", "prompt", "reference",
+            "completion"}`` at the highest severity.
+        settings: how it was run (policy, decoding, seeds, batch size, checkpoint...).
+        files: written file paths, relative to the folder holding the JSON.
+        notes: why any value is None, and other caveats, in words.
+    """
+
+    task: str
+    split: str
+    n_examples: int
+    bleu: float
+    chrf: float
+    exact_match: float
+    completion_tokens: float
+    completion_chars: float
+    finished_share: float
+    tokens_per_sample: float
+    latency_s_per_sample: float
+    entropy_bits: float | None = None
+    reward: dict[str, Any] | None = None
+    noise: dict[str, dict[str, float]] = field(default_factory=dict)
+    noise_chrf: dict[str, dict[str, float]] = field(default_factory=dict)
+    robustness: float | None = None
+    retention: dict[str, Any] | None = None
+    samples: list[dict[str, str]] = field(default_factory=list)
+    noisy_samples: list[dict[str, Any]] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, with ``format_version`` first.
+
+        Example:
+            >>> EvalResult.from_dict(result.to_dict()) == result
+            True
+        """
+        return {"format_version": EVAL_FORMAT_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "evaluation result") -> EvalResult:
+        """Rebuild a result from :meth:`to_dict` output.
+
+        Raises:
+            RunDataError: not a mapping, a newer ``format_version``, or missing/unknown fields.
+
+        Example:
+            >>> EvalResult.from_dict({"format_version": 2})
+            Traceback (most recent call last):
+            RunDataError: evaluation result has format_version 2, ...
+        """
+        if not isinstance(data, dict):
+            raise RunDataError(f"{source} must be a JSON object, got {type(data).__name__}")
+        body = dict(data)
+        version = body.pop("format_version", None)
+        if not isinstance(version, int) or not 1 <= version <= EVAL_FORMAT_VERSION:
+            raise RunDataError(
+                f"{source} has format_version {version!r}, but this rewardgym reads "
+                f"format_version {EVAL_FORMAT_VERSION}; upgrade rewardgym to read it, or "
+                "re-run the evaluation"
+            )
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(body) - names)
+        missing = sorted(
+            f.name for f in fields(cls) if f.name not in body and f.default is f.default_factory
+        )
+        if unknown or missing:
+            raise RunDataError(
+                f"{source} does not match EvalResult: unknown fields {unknown}, missing fields "
+                f"{missing}; re-run the evaluation to rewrite it"
+            )
+        return cls(**body)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the JSON atomically (temporary file beside it, fsync, ``os.replace``).
+
+        Example:
+            >>> result.save("runs/a/eval/test.json")
+            PosixPath('runs/a/eval/test.json')
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # allow_nan=False: a NaN that slipped through is a bug, not a number for a report.
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> EvalResult:
+        """Read a result written by :meth:`save`.
+
+        Raises:
+            RunDataError: missing file, invalid JSON, or a result this version cannot read.
+
+        Example:
+            >>> EvalResult.load("runs/a/eval/test.json").split
+            'test'
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunDataError(
+                f"no evaluation result at {str(path)!r}; run `rewardgym evaluate RUN_DIR` first"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise RunDataError(f"cannot read evaluation result {str(path)!r}: {exc}") from None
+        return cls.from_dict(data, source=str(path))
+
+
+# -- generation --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Answers:
+    completions: list[str] = field(default_factory=list)
+    n_tokens: list[int] = field(default_factory=list)
+    finished: list[bool] = field(default_factory=list)
+    latency_s: list[float] = field(default_factory=list)
+    entropy_bits: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Decoding:
+    max_new_tokens: int
+    greedy: bool
+    seed: int
+    batch_size: int
+    temperature: float
+    top_p: float
+
+
+def _batch_seed(seed: int, stream: int, batch: int) -> int:
+    """An independent sampling seed for each (condition, batch); unused when greedy."""
+    return int(np.random.SeedSequence([seed, stream, batch]).generate_state(1)[0])
+
+
+def _answer(policy: Any, prompts: Sequence[str], decoding: _Decoding, stream: int) -> _Answers:
+    """Answer ``prompts`` in batches of ``decoding.batch_size`` generate calls."""
+    out = _Answers()
+    for b, start in enumerate(range(0, len(prompts), decoding.batch_size)):
+        batch = list(prompts[start : start + decoding.batch_size])
+        gen = policy.generate(
+            batch,
+            max_new_tokens=decoding.max_new_tokens,
+            temperature=decoding.temperature,
+            top_p=decoding.top_p,
+            greedy=decoding.greedy,
+            seed=_batch_seed(decoding.seed, stream, b),
+        )
+        if len(gen.completions) != len(batch):
+            raise ConfigError(
+                f"{type(policy).__name__}.generate returned {len(gen.completions)} completions "
+                f"for {len(batch)} prompts; a policy must answer every prompt once"
+            )
+        out.completions += list(gen.completions)
+        out.n_tokens += [int(n) for n in gen.n_tokens]
+        out.finished += [bool(f) for f in gen.finished]
+        out.latency_s += [float(gen.wall_s) / len(batch)] * len(batch)
+        out.entropy_bits += [np.asarray(e, dtype=np.float64) for e in gen.entropy_bits]
+    return out
+
+
+# -- metrics -----------------------------------------------------------------------------------
+
+
+def _mean(values: Iterable[float]) -> float:
+    values = list(values)
+    return float(np.mean(values)) if values else 0.0
+
+
+def _reward_summary(
+    reward: Any, examples: Sequence[Example], answers: _Answers, notes: list[str]
+) -> dict[str, Any] | None:
+    """Mean reward total and components, scored exactly as the environment scores actions."""
+    if reward is None:
+        return None
+    scorer = resolve_reward(reward)
+    actions = [
+        Action(text=t, n_tokens=n, finished=f, latency_s=s)
+        for t, n, f, s in zip(
+            answers.completions, answers.n_tokens, answers.finished, answers.latency_s, strict=True
+        )
+    ]
+    output = score_completions(scorer, examples, [ex.prompt for ex in examples], actions)
+    components: dict[str, float | None] = {}
+    for name, values in output.components.items():
+        values = np.asarray(values, dtype=np.float64)
+        applies = ~np.isnan(values)
+        components[name] = float(values[applies].mean()) if applies.any() else None
+        if not applies.any():
+            notes.append(f"reward component {name!r} applied to no sample: its mean is None")
+    spec = reward if isinstance(reward, (str, dict)) else getattr(scorer, "name", repr(reward))
+    return {
+        "spec": spec,
+        "total": float(np.mean(output.total)),
+        "components": components,
+        "applies_share": float(np.mean(output.applies)),
+    }
+
+
+def _completion_tokens(answers: _Answers) -> float:
+    # eos is a generated token but not part of the completion's text
+    return _mean(
+        n - 1 if f and n > 0 else n for n, f in zip(answers.n_tokens, answers.finished, strict=True)
+    )
+
+
+def _entropy(answers: _Answers, greedy: bool, notes: list[str]) -> float | None:
+    if greedy:
+        return None
+    value = mean_entropy_bits(answers.entropy_bits)
+    if not math.isfinite(value):
+        notes.append("entropy is None: no tokens were generated")
+        return None
+    return value
+
+
+def _samples(examples: Sequence[Example], hyps: Sequence[str], n: int) -> list[dict[str, str]]:
+    return [
+        {"prompt": ex.prompt, "reference": ex.reference, "completion": hyp}
+        for ex, hyp in zip(examples[:n], hyps[:n], strict=True)
+    ]
+
+
+# -- validation --------------------------------------------------------------------------------
+
+
+def _positive_int(value: Any, name: str, fix: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be an int >= 1, got {value!r}; {fix}")
+    return value
+
+
+def _resolve_examples(task: str | Task, split: str, n_examples: int | None) -> tuple[Task, list]:
+    if isinstance(task, str):
+        task = make_task(task)
+    elif not isinstance(task, Task):
+        raise ConfigError(
+            f"task must be a task name or a Task, got {type(task).__name__}: {task!r:.80}; "
+            "see rewardgym.list_tasks()"
+        )
+    if split not in SPLITS:
+        raise UnknownNameError("split", split, SPLITS)
+    examples = task.split(split)
+    if n_examples is not None:
+        _positive_int(n_examples, "n_examples", "or None for the whole split")
+        examples = examples[:n_examples]
+    return task, examples
+
+
+def _decoding(
+    max_new_tokens: int, greedy: bool, seed: int, batch_size: int, temperature: float, top_p: float
+) -> _Decoding:
+    _positive_int(max_new_tokens, "max_new_tokens", "e.g. 48")
+    _positive_int(batch_size, "batch_size", "e.g. 64 prompts per generate call")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be an int >= 0, got {seed!r}")
+    return _Decoding(max_new_tokens, bool(greedy), seed, batch_size, temperature, top_p)
+
+
+# -- evaluate ----------------------------------------------------------------------------------
+
+
+def evaluate(
+    policy: Any,
+    task: str | Task,
+    split: str = "test",
+    noise: Iterable[str] | str | None = NOISE_TYPES,
+    severities: Iterable[float] | float | None = DEFAULT_SEVERITIES,
+    reward: Any = None,
+    n_examples: int | None = None,
+    max_new_tokens: int = 48,
+    greedy: bool = True,
+    seed: int = 0,
+    batch_size: int = 64,
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    retention_task: str | Task | None = None,
+    retention_split: str | None = None,
+    noise_seed: int = 0,
+    n_samples: int = 5,
+    settings: dict[str, Any] | None = None,
+) -> EvalResult:
+    """Evaluate ``policy`` on a task split: BLEU, chrF, lengths, reward and noise robustness.
+
+    Args:
+        policy: an :class:`~rewardgym.agents.policy.LMPolicy`, or any object with
+            ``generate(prompts, max_new_tokens, temperature, top_p, greedy, seed)`` returning a
+            :class:`~rewardgym.agents.policy.Generation`.
+        task: a task name (built with seed 0) or a :class:`~rewardgym.envs.tasks.Task`.
+        split: ``"train"``, ``"validation"`` or ``"test"``.
+        noise: noise types of the robustness sweep; None or ``[]`` for none.
+        severities: severities of the sweep, each in (0, 1].
+        reward: a reward spec (as ``make_reward`` takes) to score answers with, or None.
+        n_examples: answer only the first n examples of the split (None: all).
+        max_new_tokens: token limit of each answer.
+        greedy: argmax decoding (default); False samples, seeded by ``seed``.
+        seed: sampling seed; each (condition, batch) gets its own stream derived from it.
+        batch_size: prompts per ``generate`` call.
+        out_dir: where to write ``<split>.json`` and the text files (None: write nothing).
+        temperature: sampling temperature (when ``greedy=False``).
+        top_p: nucleus share (when ``greedy=False``).
+        retention_task: also measure BLEU on this task (e.g. one not trained on with RL), so
+            forgetting can be computed from a before and an after result.
+        retention_split: the retention task's split (default: ``split``).
+        noise_seed: example ``i`` is noised with seed ``noise_seed + i``.
+        n_samples: how many (prompt, reference, completion) samples to keep.
+        settings: extra facts to store in ``result.settings`` (e.g. the checkpoint).
+
+    Returns:
+        An :class:`EvalResult` (also saved as ``out_dir/<split>.json`` when ``out_dir`` is set).
+
+    Raises:
+        ConfigError: a bad option (the message names it and the fix).
+        UnknownNameError: an unknown split, noise type or task.
+
+    Example:
+        >>> result = evaluate(policy, "translate", n_examples=32, noise=["word_drop"],
+        ...                   severities=[0.1], reward="balanced")
+        >>> sorted(result.noise["word_drop"])
+        ['0.1']
+    """
+    started = time.perf_counter()
+    task_obj, examples = _resolve_examples(task, split, n_examples)
+    kinds, levels = check_noise(noise, severities)
+    decoding = _decoding(max_new_tokens, greedy, seed, batch_size, temperature, top_p)
+    retention = None
+    if retention_task is not None:  # resolve it now: fail before the slow part
+        ret_split = retention_split or split
+        retention = (*_resolve_examples(retention_task, ret_split, n_examples), ret_split)
+    answers = _answer(policy, [ex.prompt for ex in examples], decoding, stream=0)
+    result = _clean_result(task_obj, split, examples, answers, decoding, reward, n_samples)
+
+    def answer(prompts: list[str], condition: int) -> list[str]:
+        return _answer(policy, prompts, decoding, stream=condition).completions
+
+    sweep = noise_sweep(answer, examples, kinds, levels, noise_seed)
+    _add_sweep(result, sweep, kinds, levels, [ex.reference for ex in examples])
+    ret_texts = None
+    if retention is not None:
+        ret_texts = _add_retention(result, policy, retention, decoding)
+    result.settings = {
+        "policy": str(getattr(policy, "name", type(policy).__name__)),
+        "n_params": getattr(policy, "n_params", None),
+        "task_seed": task_obj.seed,
+        **asdict(decoding),
+        "noise_types": list(kinds),
+        "severities": list(levels),
+        "noise_seed": noise_seed,
+        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **(settings or {}),
+    }
+    if out_dir is not None:
+        out = Path(out_dir)
+        refs = [ex.reference for ex in examples]
+        result.files = _write_texts(out, split, answers.completions, refs, sweep.hyps)
+        if ret_texts is not None and result.retention is not None:
+            stem = f"retention.{result.retention['task']}.{result.retention['split']}"
+            hyp_path, ref_path = write_hyps_refs(out, *ret_texts, stem=stem)
+            result.files.update(retention_hyps=hyp_path.name, retention_refs=ref_path.name)
+    result.settings["wall_s"] = time.perf_counter() - started
+    if out_dir is not None:
+        result.save(Path(out_dir) / f"{split}.json")
+    return result
+
+
+def _clean_result(
+    task: Task,
+    split: str,
+    examples: list[Example],
+    answers: _Answers,
+    decoding: _Decoding,
+    reward: Any,
+    n_samples: int,
+) -> EvalResult:
+    notes: list[str] = []
+    hyps, refs = answers.completions, [ex.reference for ex in examples]
+    return EvalResult(
+        task=task.name,
+        split=split,
+        n_examples=len(examples),
+        bleu=corpus_bleu(hyps, refs),
+        chrf=corpus_chrf(hyps, refs),
+        exact_match=exact_match_rate(hyps, refs),
+        completion_tokens=_completion_tokens(answers),
+        completion_chars=_mean(len(h) for h in hyps),
+        finished_share=_mean(answers.finished),
+        tokens_per_sample=_mean(answers.n_tokens),
+        latency_s_per_sample=_mean(answers.latency_s),
+        entropy_bits=_entropy(answers, decoding.greedy, notes),
+        reward=_reward_summary(reward, examples, answers, notes),
+        samples=_samples(examples, hyps, n_samples),
+        notes=notes,
+    )
+
+
+def _add_sweep(
+    result: EvalResult, sweep: Any, kinds: tuple[str, ...], levels: tuple[float, ...], refs: list
+) -> None:
+    result.noise, result.noise_chrf = sweep.bleu, sweep.chrf
+    if not kinds:
+        return
+    result.robustness = robustness_ratio(result.bleu, sweep.bleu)
+    if result.robustness is None:
+        result.notes.append(
+            "robustness R is None: clean BLEU is 0, so B(n, s) / B_clean is undefined"
+        )
+    top = levels[-1] if len(levels) == 1 else max(levels)
+    result.noisy_samples = [
+        {
+            "noise": kind,
+            "severity": top,
+            "prompt": sweep.prompts[(kind, top)][0],
+            "reference": refs[0],
+            "completion": sweep.hyps[(kind, top)][0],
+        }
+        for kind in kinds
+    ]
+
+
+def _add_retention(
+    result: EvalResult,
+    policy: Any,
+    retention: tuple[Task, list[Example], str],
+    decoding: _Decoding,
+) -> tuple[list[str], list[str]]:
+    task, examples, split = retention
+    hyps = _answer(policy, [ex.prompt for ex in examples], decoding, _RETENTION_STREAM).completions
+    refs = [ex.reference for ex in examples]
+    result.retention = {
+        "task": task.name,
+        "split": split,
+        "n_examples": len(examples),
+        "bleu": corpus_bleu(hyps, refs),
+        "chrf": corpus_chrf(hyps, refs),
+        "exact_match": exact_match_rate(hyps, refs),
+    }
+    return hyps, refs
+
+
+def _write_texts(
+    out_dir: Path,
+    split: str,
+    hyps: list[str],
+    refs: list[str],
+    noisy_hyps: dict[tuple[str, float], list[str]],
+) -> dict[str, str]:
+    """Clean and noisy hypotheses with their references; paths relative to ``out_dir``."""
+    hyp_path, ref_path = write_hyps_refs(out_dir, hyps, refs, stem=split)
+    files = {"hyps": hyp_path.name, "refs": ref_path.name}
+    noise_dir = out_dir / f"{split}.noise"
+    for (kind, level), noisy in noisy_hyps.items():
+        stem = f"{kind}-{level!r}"
+        hyp_path, ref_path = write_hyps_refs(noise_dir, noisy, refs, stem=stem)
+        files[f"noise/{kind}/{level!r}/hyps"] = str(hyp_path.relative_to(out_dir))
+        files[f"noise/{kind}/{level!r}/refs"] = str(ref_path.relative_to(out_dir))
+    return files
+
+
+# -- comparing ---------------------------------------------------------------------------------
+
+
+def compare(before: EvalResult, after: EvalResult) -> dict[str, Any]:
+    """The report's change figures from a before (starting policy) and an after result.
+
+    Returns ``bleu_before``, ``bleu_after``, ``bleu_improvement_pct``, ``robustness_before``,
+    ``robustness_after``, ``robustness_change_pct``, ``forgetting_pct`` (when both results
+    have a retention BLEU) and ``notes``: why any figure is None.
+
+    Raises:
+        ConfigError: the two results are not on the same task, split and examples.
+
+    Example:
+        >>> compare(before, after)["bleu_improvement_pct"]
+        25.0
+    """
+    for name in ("task", "split", "n_examples"):
+        if getattr(before, name) != getattr(after, name):
+            raise ConfigError(
+                f"cannot compare evaluations with different {name}: "
+                f"{getattr(before, name)!r} before, {getattr(after, name)!r} after; evaluate "
+                "both policies on the same task, split and n_examples"
+            )
+    notes: list[str] = []
+    out: dict[str, Any] = {
+        "bleu_before": before.bleu,
+        "bleu_after": after.bleu,
+        "bleu_improvement_pct": bleu_improvement_pct(before.bleu, after.bleu),
+        "robustness_before": before.robustness,
+        "robustness_after": after.robustness,
+        "robustness_change_pct": None,
+    }
+    _note(notes, "BLEU improvement", before.bleu, after.bleu)
+    if _conditions(before) != _conditions(after):
+        notes.append(
+            "robustness change is undefined: the two results swept different noise conditions "
+            f"({sorted(_conditions(before))} before, {sorted(_conditions(after))} after)"
+        )
+    else:
+        out["robustness_change_pct"] = robustness_change_pct(before.robustness, after.robustness)
+        _note(notes, "robustness change", before.robustness, after.robustness)
+    if before.retention is not None or after.retention is not None:
+        ret_before = _retention_bleu(before)
+        ret_after = _retention_bleu(after)
+        if (
+            before.retention
+            and after.retention
+            and (
+                before.retention["task"],
+                before.retention["split"],
+                before.retention["n_examples"],
+            )
+            != (after.retention["task"], after.retention["split"], after.retention["n_examples"])
+        ):
+            ret_before = ret_after = None
+            notes.append("forgetting is undefined: the retention sets before and after differ")
+        else:
+            _note(notes, "forgetting", ret_before, ret_after)
+        out["forgetting_pct"] = forgetting_pct(ret_before, ret_after)
+    out["notes"] = notes
+    return out
+
+
+def _note(notes: list[str], name: str, before: float | None, after: float | None) -> None:
+    reason = undefined_reason(name, before, after)
+    if reason is not None:
+        notes.append(reason)
+
+
+def _conditions(result: EvalResult) -> set[tuple[str, str]]:
+    return {(kind, level) for kind, by_level in result.noise.items() for level in by_level}
+
+
+def _retention_bleu(result: EvalResult) -> float | None:
+    return None if result.retention is None else result.retention.get("bleu")
+
+
+# -- a training run ----------------------------------------------------------------------------
+
+
+def _read_run_config(run_dir: Path) -> Any:
+    from rewardgym.agents.config import TrainConfig
+
+    if not run_dir.is_dir():
+        raise RunDataError(
+            f"run directory {str(run_dir)!r} does not exist; pass the --out folder of a "
+            "`rewardgym train` run"
+        )
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise RunDataError(
+            f"{str(run_dir)!r} is not a run directory: it has no config.json; pass the --out "
+            "folder of a `rewardgym train` run"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return TrainConfig.from_dict(data, source=str(path))
+    except (OSError, ValueError) as exc:  # ConfigError is a ValueError
+        raise RunDataError(f"cannot read the run's config {str(path)!r}: {exc}") from None
+
+
+def _load_run_policy(run_dir: Path, config: Any, device: str | None) -> tuple[Any, Path, int]:
+    from rewardgym.agents.checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint
+    from rewardgym.agents.policy import load_policy
+
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise CheckpointError(
+            f"run directory {str(run_dir)!r} has no complete checkpoint in "
+            f"{str(run_dir / 'checkpoints')!r} (folders without a COMPLETE marker are ignored); "
+            "train it first, or resume it with `rewardgym train --resume` to write one"
+        )
+    policy = load_policy(
+        config.model, task=config.task, device=device or config.device, dtype=config.dtype
+    )
+    load_checkpoint(checkpoint, policy.model, restore_rng=False)
+    policy.model.eval()
+    return policy, checkpoint, checkpoint_step(checkpoint) or 0
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike[str],
+    split: str = "test",
+    noise: Iterable[str] | str | None = NOISE_TYPES,
+    severities: Iterable[float] | float | None = DEFAULT_SEVERITIES,
+    *,
+    n_examples: int | None = None,
+    max_new_tokens: int | None = None,
+    greedy: bool = True,
+    seed: int = 0,
+    batch_size: int = 64,
+    retention_task: str | None = None,
+    device: str | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+) -> EvalResult:
+    """Evaluate a training run's latest complete checkpoint; write ``RUN_DIR/eval/<split>.*``.
+
+    The policy is rebuilt from the run's ``config.json`` (model, task, dtype) and loaded with
+    the checkpoint's weights; answers are scored with the run's reward on its task (same
+    ``task_seed``), so reward figures match training.
+
+    Args:
+        run_dir: the ``--out`` folder of a ``rewardgym train`` run.
+        split: the split to evaluate.
+        noise: noise types of the robustness sweep (None or ``[]``: none).
+        severities: severities of the sweep.
+        n_examples: first n examples only (None: the whole split).
+        max_new_tokens: token limit (None: the run's ``max_new_tokens``).
+        greedy: argmax decoding; False samples with ``seed``.
+        seed: sampling seed.
+        batch_size: prompts per generate call.
+        retention_task: also measure BLEU on this task (for forgetting).
+        device: torch device (None: the run's device setting).
+        out_dir: where to write (default ``RUN_DIR/eval``).
+
+    Raises:
+        RunDataError: ``run_dir`` is not a run (no ``config.json``) or its config is invalid.
+        CheckpointError: the run has no complete checkpoint, or it does not fit the model.
+
+    Example:
+        >>> evaluate_run("runs/a", noise=["word_drop"], severities=[0.1]).bleu
+        38.7
+    """
+    run_dir = Path(run_dir)
+    config = _read_run_config(run_dir)
+    # Check the cheap options before loading the model.
+    kinds, levels = check_noise(noise, severities)
+    task = make_task(config.task, seed=config.task_seed)
+    _resolve_examples(task, split, n_examples)
+    policy, checkpoint, step = _load_run_policy(run_dir, config, device)
+    return evaluate(
+        policy,
+        task,
+        split=split,
+        noise=kinds,
+        severities=levels,
+        reward=config.reward,
+        n_examples=n_examples,
+        max_new_tokens=max_new_tokens or config.max_new_tokens,
+        greedy=greedy,
+        seed=seed,
+        batch_size=batch_size,
+        out_dir=Path(out_dir) if out_dir is not None else run_dir / EVAL_DIR,
+        retention_task=retention_task,
+        settings={
+            "run_dir": str(run_dir),
+            "model": config.model,
+            "checkpoint": str(checkpoint),
+            "checkpoint_step": step,
+        },
+    )
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the options of ``rewardgym evaluate RUN_DIR`` to ``parser``.
+
+    Example:
+        >>> parser = add_arguments(argparse.ArgumentParser())
+        >>> parser.parse_args(["runs/a", "--noise", "none"]).noise
+        ['none']
+    """
+    parser.add_argument("run_dir", help="the --out folder of a `rewardgym train` run")
+    parser.add_argument("--split", default="test", choices=SPLITS, help="split to evaluate")
+    parser.add_argument(
+        "--noise",
+        nargs="+",
+        default=list(NOISE_TYPES),
+        metavar="TYPE",
+        help=f"noise types of the robustness sweep ({', '.join(NOISE_TYPES)}; 'none': no sweep)",
+    )
+    parser.add_argument(
+        "--severity",
+        nargs="+",
+        type=float,
+        default=list(DEFAULT_SEVERITIES),
+        metavar="S",
+        help="noise severities, each in (0, 1]",
+    )
+    parser.add_argument("--n-examples", type=int, default=None, help="first N examples only")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=None, help="token limit (default: the run's)"
+    )
+    parser.add_argument(
+        "--sample", action="store_true", help="sample (seeded by --seed) instead of greedy decoding"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.add_argument("--batch-size", type=int, default=64, help="prompts per generate call")
+    parser.add_argument(
+        "--retention-task", default=None, help="also measure BLEU on this task (for forgetting)"
+    )
+    parser.add_argument("--device", default=None, help="torch device (default: the run's)")
+    parser.add_argument("--out", default=None, help="output folder (default: RUN_DIR/eval)")
+    return parser
+
+
+def run_from_args(args: argparse.Namespace) -> EvalResult:
+    """Run :func:`evaluate_run` with parsed :func:`add_arguments` options.
+
+    Example:
+        >>> parser = add_arguments(argparse.ArgumentParser())
+        >>> run_from_args(parser.parse_args(["runs/a", "--noise", "none"])).robustness is None
+        True
+    """
+    noise = [] if [n.lower() for n in args.noise] == ["none"] else args.noise
+    return evaluate_run(
+        args.run_dir,
+        split=args.split,
+        noise=noise,
+        severities=args.severity,
+        n_examples=args.n_examples,
+        max_new_tokens=args.max_new_tokens,
+        greedy=not args.sample,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        retention_task=args.retention_task,
+        device=args.device,
+        out_dir=args.out,
+    )
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def format_summary(result: EvalResult, path: str | os.PathLike[str] | None = None) -> str:
+    """A few plain lines for the terminal.
+
+    Example:
+        >>> print(format_summary(result))
+        translate/test (500 examples): BLEU 41.20  chrF 60.11  exact 0.180 ...
+    """
+    lines = [
+        f"{result.task}/{result.split} ({result.n_examples} examples): BLEU {_fmt(result.bleu)}  "
+        f"chrF {_fmt(result.chrf)}  exact {_fmt(result.exact_match, 3)}  "
+        f"finished {_fmt(result.finished_share, 3)}  tokens/sample "
+        f"{_fmt(result.tokens_per_sample, 1)}",
+    ]
+    if result.reward is not None:
+        lines.append(
+            f"reward {result.reward['spec']}: mean total {_fmt(result.reward['total'], 4)}"
+        )
+    for kind, by_level in result.noise.items():
+        cells = "  ".join(f"{level}: {_fmt(bleu)}" for level, bleu in by_level.items())
+        lines.append(f"BLEU under {kind}: {cells}")
+    if result.noise:
+        lines.append(f"robustness R = {_fmt(result.robustness, 4)}")
+    if result.retention is not None:
+        lines.append(f"retention {result.retention['task']}: BLEU {_fmt(result.retention['bleu'])}")
+    lines += [f"note: {note}" for note in result.notes]
+    if path is not None:
+        lines.append(f"saved {path}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python scripts/evaluate.py RUN_DIR [--split test] [--noise TYPE ...] [--severity S ...]``.
+
+    Returns 0 on success, 2 on a user error (the message goes to stderr).
+
+    Example:
+        >>> main(["runs/a", "--noise", "word_drop", "--severity", "0.1"])
+        0
+    """
+    parser = argparse.ArgumentParser(
+        prog="rewardgym evaluate",
+        description="Evaluate a training run's latest checkpoint (BLEU, chrF, noise robustness).",
+    )
+    args = add_arguments(parser).parse_args(argv)
+    try:
+        result = run_from_args(args)
+    except (ConfigError, RunDataError, CheckpointError, UnknownNameError) as exc:
+        parser.exit(2, f"error: {exc}\n")
+    out = Path(args.out) if args.out else Path(args.run_dir) / EVAL_DIR
+    print(format_summary(result, out / f"{args.split}.json"))
+    return 0
