@@ -33,13 +33,15 @@ _EXPORTS = {
     "list_rewards": "rewardgym.rewards",
     "RewardError": "rewardgym.errors",
     "RewardGymError": "rewardgym.errors",
-    "load_policy": "rewardgym.agents",
-    "LMPolicy": "rewardgym.agents",
-    "train": "rewardgym.agents",
-    "TrainConfig": "rewardgym.agents",
-    "evaluate": "rewardgym.evaluation",
-    "run_study": "rewardgym.evaluation",
-    "write_report": "rewardgym.evaluation",
+    "load_policy": "rewardgym.agents.policy",
+    "LMPolicy": "rewardgym.agents.policy",
+    "train": "rewardgym.agents.trainer",
+    "TrainConfig": "rewardgym.agents.config",
+    "evaluate": "rewardgym.evaluation.evaluate",
+    "EvalResult": "rewardgym.evaluation.evaluate",
+    "run_study": "rewardgym.evaluation.study",
+    "StudyResult": "rewardgym.evaluation.study",
+    "write_report": "rewardgym.evaluation.report",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -16,9 +16,6 @@ import yaml
 
 from rewardgym.errors import ConfigError, RewardGymError
 
-PRESETS = ("speed_only", "task_only", "balanced")
-
-
 def _list(args: argparse.Namespace) -> int:
     what = args.what
     if what == "tasks":
@@ -26,9 +23,10 @@ def _list(args: argparse.Namespace) -> int:
 
         items = list_tasks()
     elif what == "rewards":
-        from rewardgym.rewards import list_rewards
+        from rewardgym.rewards import describe_rewards
 
-        items = list_rewards()
+        print(describe_rewards())
+        return 0
     elif what == "envs":
         from rewardgym.envs import env_ids
 
@@ -42,6 +40,7 @@ def _list(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     from rewardgym.envs.tasks import list_tasks
     from rewardgym.evaluation.audit import audit_reward, format_audit
+    from rewardgym.rewards import PRESETS
 
     if args.all:
         tasks, rewards = list_tasks(), list(PRESETS)
@@ -105,6 +104,37 @@ def _train(args: argparse.Namespace) -> int:
     return 130 if result.interrupted else 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from rewardgym.evaluation.evaluate import format_summary, run_from_args
+
+    result = run_from_args(args)
+    print(format_summary(result))
+    return 0
+
+
+def _study(args: argparse.Namespace) -> int:
+    from rewardgym.evaluation.study import run_study
+    from rewardgym.evaluation.study_config import load_study_config
+
+    config = load_study_config(args.config, seeds=args.seeds, executor=args.executor)
+    result = run_study(config, out=args.out)
+    print(f"results: {result.results_path}")
+    if result.interrupted:
+        return 130
+    if not args.no_report:
+        from rewardgym.evaluation.report import report_summary, write_report
+
+        print(report_summary(write_report(result.study_dir)))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rewardgym.evaluation.report import report_summary, write_report
+
+    print(report_summary(write_report(args.study_dir, args.out)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rewardgym`` command (one subparser per subcommand)."""
     parser = argparse.ArgumentParser(
@@ -151,6 +181,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other TrainConfig option, e.g. --set lr=1e-3 (repeatable)")
     p.set_defaults(func=_train)
+
+    from rewardgym.evaluation.evaluate import add_arguments
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run (BLEU, chrF, noise robustness)")
+    add_arguments(p)
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("study", help="train and compare reward schemes across seeds",
+                       description="Run a study: every scheme × task × seed trained, evaluated "
+                       "before and after, aggregated into results.json and a report. Rerunning "
+                       "skips finished runs and resumes interrupted ones.")
+    p.add_argument("config", nargs="?", default="speed_vs_balanced",
+                   help="a study YAML file or a shipped study's name (default: speed_vs_balanced)")
+    p.add_argument("--out", help="study directory (default: studies/<name>)")
+    p.add_argument("--executor", choices=["local", "ray"], help="override the config's executor")
+    p.add_argument("--seeds", type=int, nargs="+", help="override the config's seeds")
+    p.add_argument("--no-report", action="store_true", help="skip writing the report")
+    p.set_defaults(func=_study)
+
+    p = sub.add_parser("report", help="write report.md and report.html for a study directory")
+    p.add_argument("study_dir", help="a study directory (holds results.json)")
+    p.add_argument("--out", help="report directory (default: STUDY_DIR/report)")
+    p.set_defaults(func=_report)
     return parser
 
 

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import copy as _copy
+import inspect
 import json
 import math
 import os
@@ -238,6 +239,10 @@ class LMPolicy:
         self.pad_id = int(pad) if pad is not None else self.eos_id
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
         self._n_params = count_params(self.model)
+        params = inspect.signature(self.model.forward).parameters
+        # transformers 5.x renamed past_key_values to cache; older versions lack logits_to_keep.
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._keep_kw = "logits_to_keep" in params
 
     # ----------------------------------------------------------------- basics
     @property
@@ -317,6 +322,29 @@ class LMPolicy:
                 ids[row, width - len(seq) :] = torch.as_tensor(list(seq), dtype=torch.long)
                 mask[row, width - len(seq) :] = 1
         return ids.to(self.device), mask.to(self.device)
+
+    def _forward(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        keep: int,
+        cache: Any = None,
+        use_cache: bool = False,
+    ) -> tuple[torch.Tensor, Any]:
+        """Logits of the last ``keep`` positions and the KV cache, across transformers versions."""
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask,
+                                  "position_ids": positions, "use_cache": use_cache}
+        if cache is not None:
+            kwargs[self._cache_kw] = cache
+        if self._keep_kw:
+            kwargs["logits_to_keep"] = keep
+        out = self.model(**kwargs)
+        logits = out.logits if self._keep_kw else out.logits[:, -keep:]
+        new_cache = None
+        if use_cache:
+            new_cache = out["cache"] if "cache" in out else out["past_key_values"]
+        return logits, new_cache
 
     @staticmethod
     def _positions(mask: torch.Tensor) -> torch.Tensor:
@@ -402,10 +430,7 @@ class LMPolicy:
             generator = torch.Generator(device=self.device).manual_seed(int(seed))
         input_ids, mask = self._left_pad(prompt_ids)
         positions = self._positions(mask)
-        out = self.model(
-            input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-            logits_to_keep=1,
-        )
+        logits, cache = self._forward(input_ids, mask, positions, 1, use_cache=True)
         tokens = torch.full((batch, max_new_tokens), -1, dtype=torch.long)
         logps = torch.zeros((batch, max_new_tokens), dtype=torch.float32)
         ents = torch.zeros((batch, max_new_tokens), dtype=torch.float32)
@@ -413,7 +438,7 @@ class LMPolicy:
         alive = torch.ones(batch, dtype=torch.bool, device=self.device)
         generated = 0
         for step in range(max_new_tokens):
-            logp = scaled_log_softmax(out.logits[:, -1, :], temperature, top_p)
+            logp = scaled_log_softmax(logits[:, -1, :], temperature, top_p)
             if greedy:
                 nxt = logp.argmax(dim=-1)
             else:
@@ -435,10 +460,7 @@ class LMPolicy:
             nxt = torch.where(alive, nxt, torch.full_like(nxt, self.pad_id))
             mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=self.device)], 1)
             positions = positions[:, -1:] + 1
-            out = self.model(
-                input_ids=nxt[:, None], attention_mask=mask, position_ids=positions,
-                past_key_values=out.past_key_values, use_cache=True,
-            )
+            logits, cache = self._forward(nxt[:, None], mask, positions, 1, cache, use_cache=True)
         return tokens, logps, ents, done
 
     # -------------------------------------------------------------- re-scoring
@@ -497,11 +519,8 @@ class LMPolicy:
         if width_c == 0:
             empty = torch.zeros((batch, 0), device=self.device)
             return SequenceLogprobs(empty, empty if with_entropy else None, empty, 0, 0, real)
-        out = self.model(
-            input_ids=ids, attention_mask=attn, position_ids=self._positions(attn),
-            use_cache=False, logits_to_keep=width_c + 1,
-        )
-        logp = scaled_log_softmax(out.logits[:, :-1, :], temperature, top_p)
+        logits, _ = self._forward(ids, attn, self._positions(attn), width_c + 1)
+        logp = scaled_log_softmax(logits[:, :-1, :], temperature, top_p)
         targets = ids[:, width_p:]
         chosen = logp.gather(-1, targets[..., None]).squeeze(-1) * comp_mask
         entropy = entropy_nats(logp) * comp_mask if with_entropy else None

@@ -97,6 +97,7 @@ def train(
     callbacks: list[Callback] | None = None,
     *,
     resume: bool = False,
+    label: str = "train",
 ) -> RunResult:
     """Train a policy on a task under a reward, as ``config`` says.
 
@@ -104,6 +105,7 @@ def train(
         config: a :class:`TrainConfig` or a mapping of its fields.
         callbacks: trainer callbacks (monitors); see ``agents.callbacks``.
         resume: continue from the latest complete checkpoint in ``config.out``.
+        label: the progress bar's title.
 
     Returns:
         A :class:`RunResult` with the metrics of every update and the final evaluation.
@@ -116,7 +118,7 @@ def train(
     run = _setup(config, callbacks or [], resume)
     run.callbacks.on_train_start(run.ctx)
     stopped_early = interrupted = False
-    bar = tqdm(total=config.updates, initial=run.update, desc="train", unit="update",
+    bar = tqdm(total=config.updates, initial=run.update, desc=label, unit="update",
                disable=not config.progress, dynamic_ncols=True)
     with bar, _stop_on_signals() as stop_requested:
         while run.update < config.updates:

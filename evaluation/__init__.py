@@ -1,1 +1,31 @@
-"""rewardgym.evaluation."""
+"""Evaluation: training-time meters and the harness (evaluate, audit, studies, reports).
+
+The meters (``gradients``, ``compute``, ``text_metrics``, ``monitors``) import nothing of ours
+but rewards; the harness drives agents and envs. Names are imported lazily.
+
+Example:
+    >>> import rewardgym
+    >>> result = rewardgym.run_study("speed_vs_balanced", out="studies/svb")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# `evaluate` is deliberately not here: it is also a submodule's name (rewardgym.evaluate is
+# the function; rewardgym.evaluation.evaluate is the module).
+_EXPORTS = {
+    "EvalResult": "rewardgym.evaluation.evaluate",
+    "run_study": "rewardgym.evaluation.study",
+    "StudyResult": "rewardgym.evaluation.study",
+    "write_report": "rewardgym.evaluation.report",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'rewardgym.evaluation' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

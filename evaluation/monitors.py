@@ -211,7 +211,8 @@ class GradientSpikeMonitor(Monitor):
     Args:
         factor: multiple of the running median that counts as a spike (default 1.5).
         window: how many earlier updates the median covers.
-        min_history: updates seen before the first alert is possible.
+        min_history: updates seen before the first alert is possible (updates with a zero
+            norm, e.g. all advantages zero, are not counted).
         key: the statistic read from ``on_before_step``'s stats.
         action, every: see :class:`Monitor`; all four actions apply. A norm whose step was
             skipped or rolled back stays out of the median.
@@ -251,8 +252,8 @@ class GradientSpikeMonitor(Monitor):
         if not self.due(ctx) or self.key not in stats:
             return []
         value = float(stats[self.key])
-        if not math.isfinite(value):
-            return []  # the trainer's own fault check handles non-finite norms
+        if not math.isfinite(value) or value <= 0.0:
+            return []  # non-finite: the trainer's fault check; 0: no signal (zero advantages)
         findings = []
         if len(self._history) >= self.min_history:
             threshold = self.factor * _median(self._history)
@@ -270,14 +271,15 @@ class GradientSpikeMonitor(Monitor):
 class EntropyMonitor(Monitor):
     """Alerts when per-token entropy rises above ``max_bits`` or collapses below ``floor_bits``.
 
-    The entropy is the trainer's ``entropy_bits_train`` statistic (the policy's mean per-token
-    entropy on the batch it is about to learn from), read before the step; where a trainer does
-    not provide it, ``entropy_bits`` of the update's metrics is used after the update.
+    The entropy is the rollout's mean per-token ``entropy_bits`` (or ``entropy_bits_train``), read
+    from ``on_before_step``'s stats when the trainer passes it there (then all four actions
+    work), else from the update's metrics in ``on_update_end`` (then ``skip`` cannot apply and a
+    ``rollback`` happens before the next step).
 
     Args:
         max_bits: instability threshold (default 4.3 bits).
         floor_bits: collapse threshold (default 0.05 bits); ``None`` turns it off.
-        action, every: see :class:`Monitor`; all four actions apply to the pre-step reading.
+        action, every: see :class:`Monitor`.
 
     Example:
         >>> monitor = EntropyMonitor(max_bits=4.3, floor_bits=0.1, action="pause")
@@ -285,7 +287,7 @@ class EntropyMonitor(Monitor):
 
     name = "entropy"
     supported_actions = ACTIONS
-    step_key = "entropy_bits_train"
+    step_keys = ("entropy_bits", "entropy_bits_train")
     update_key = "entropy_bits"
 
     def __init__(
@@ -312,10 +314,11 @@ class EntropyMonitor(Monitor):
         self._checked_before_step = False
 
     def check_step(self, ctx: TrainContext, stats: Mapping[str, Any]) -> list[Finding]:
-        if self.step_key not in stats:
+        key = next((k for k in self.step_keys if k in stats), None)
+        if key is None:
             return []
         self._checked_before_step = True
-        return self._judge(float(stats[self.step_key])) if self.due(ctx) else []
+        return self._judge(float(stats[key])) if self.due(ctx) else []
 
     def check_update(self, ctx: TrainContext, metrics: Mapping[str, Any]) -> list[Finding]:
         if self._checked_before_step or self.update_key not in metrics or not self.due(ctx):

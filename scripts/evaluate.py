@@ -4,7 +4,7 @@
 
 import sys
 
-from rewardgym.evaluation.evaluate import main
+from rewardgym.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(["evaluate", *sys.argv[1:]]))

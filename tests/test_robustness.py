@@ -6,6 +6,7 @@ import doctest
 import math
 
 import pytest
+
 from rewardgym.envs.noise import NOISE_TYPES, apply_noise, noisy_example
 from rewardgym.envs.tasks import Example
 from rewardgym.errors import ConfigError, UnknownNameError

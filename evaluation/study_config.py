@@ -1,0 +1,225 @@
+"""Study configuration: a YAML file parsed into validated dataclasses.
+
+A study is a grid of (reward scheme × seed × task) training runs plus the evaluation that
+compares them. Unknown keys are rejected by name at every level, so a typo never silently
+falls back to a default.
+
+Example:
+    >>> cfg = load_study_config("speed_vs_balanced")      # a shipped study, by name
+    >>> [u.scheme for u in expand_units(cfg)][:3]
+    ['task_only', 'task_only', 'task_only']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from rewardgym.agents.config import TrainConfig, load_yaml_mapping
+from rewardgym.envs.noise import NOISE_TYPES
+from rewardgym.errors import ConfigError, UnknownNameError, RunDataError
+
+STUDY_FORMAT_VERSION = 1
+EXECUTORS = ("local", "ray")
+# TrainConfig fields a study sets per run; the study's `train:` section may not set them
+PER_RUN_FIELDS = ("task", "model", "reward", "seed", "out", "progress")
+
+
+@dataclass
+class SweepConfig:
+    """Expand a composite reward over a grid of one component's weight."""
+
+    base: str = "balanced"
+    component: str = "speed"
+    weights: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+
+
+@dataclass
+class EvalConfig:
+    """How every run is evaluated, before and after training."""
+
+    split: str = "test"
+    n_examples: int | None = 200
+    noise: list[str] = field(default_factory=lambda: list(NOISE_TYPES))
+    severities: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2])
+    max_new_tokens: int = 48
+    batch_size: int = 64
+    retention_task: str | None = None
+    n_samples: int = 5
+
+
+@dataclass
+class StudyConfig:
+    """A whole study. See ``evaluation/studies/speed_vs_balanced.yaml`` for a commented one."""
+
+    name: str
+    schemes: dict[str, Any]
+    baseline: str
+    tasks: list[str] = field(default_factory=lambda: ["translate"])
+    model: str = "tiny"
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    sweep: SweepConfig | None = None
+    train: dict[str, Any] = field(default_factory=dict)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    monitors: Any = "all"
+    executor: str = "local"
+    workers: int = 1
+    ray_address: str | None = None
+    ray_num_cpus: float = 1.0
+    ray_num_gpus: float = 0.0
+    format_version: int = STUDY_FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.format_version > STUDY_FORMAT_VERSION:
+            raise RunDataError(
+                f"study format_version {self.format_version} is newer than this rewardgym "
+                f"understands ({STUDY_FORMAT_VERSION}); upgrade rewardgym"
+            )
+        if not isinstance(self.schemes, dict) or not self.schemes:
+            raise ConfigError("a study needs at least one scheme under 'schemes: {name: reward}'")
+        if self.baseline not in self.schemes:
+            raise UnknownNameError("baseline scheme", self.baseline, self.schemes)
+        if self.executor not in EXECUTORS:
+            raise UnknownNameError("executor", self.executor, EXECUTORS)
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds must be a non-empty list of distinct ints, got {self.seeds!r}")
+        if not self.tasks:
+            raise ConfigError("tasks must name at least one task")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ConfigError(f"workers must be an int >= 1, got {self.workers!r}")
+        clash = sorted(set(self.train) & set(PER_RUN_FIELDS))
+        if clash:
+            raise ConfigError(
+                f"train: {clash} are set per run by the study; use the study's top-level "
+                "'tasks', 'model', 'schemes' and 'seeds' instead"
+            )
+        # validate the shared training options once, up front, not in the middle of the study
+        self.train_config(self.tasks[0], next(iter(self.schemes.values())), self.seeds[0], None)
+
+    def train_config(
+        self, task: str, reward: Any, seed: int, out: str | None, progress: bool = False
+    ) -> TrainConfig:
+        """The TrainConfig of one run of this study."""
+        data = {**self.train, "task": task, "model": self.model, "reward": reward, "seed": seed,
+                "out": out, "progress": progress}
+        return TrainConfig.from_dict(data, source=f"study {self.name!r} train section")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class RunUnit:
+    """One training run of a study."""
+
+    scheme: str
+    reward: Any
+    task: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.scheme}/{self.task}/{self.seed}"
+
+
+def expand_units(config: StudyConfig) -> list[RunUnit]:
+    """Every run of the study: schemes (then sweep points) × tasks × seeds, in that order.
+
+    Example:
+        >>> cfg = StudyConfig(name="s", schemes={"a": "speed_only"}, baseline="a", seeds=[0, 1])
+        >>> [u.key for u in expand_units(cfg)]
+        ['a/translate/0', 'a/translate/1']
+    """
+    schemes = dict(config.schemes)
+    if config.sweep is not None:
+        schemes.update(sweep_schemes(config.sweep))
+    return [
+        RunUnit(scheme, reward, task, seed)
+        for scheme, reward in schemes.items()
+        for task in config.tasks
+        for seed in config.seeds
+    ]
+
+
+def sweep_schemes(sweep: SweepConfig) -> dict[str, dict]:
+    """The composite rewards of a weight sweep, named ``<base>@<component>=<weight>``.
+
+    Example:
+        >>> sweep_schemes(SweepConfig("balanced", "speed", [0.0, 0.5]))["balanced@speed=0.5"]
+        {'composite': {'completion': 0.25, 'semantic': 0.6, 'speed': 0.5}}
+    """
+    from rewardgym.rewards import reward_spec
+
+    spec = reward_spec(sweep.base)
+    if spec.kind != "composite":
+        raise ConfigError(
+            f"sweep base {sweep.base!r} is a {spec.kind} reward; a sweep needs a composite "
+            "(e.g. 'balanced') whose component weights it can vary"
+        )
+    weights = dict(spec.entry_point)
+    if sweep.component not in weights:
+        raise UnknownNameError(f"component of {sweep.base!r}", sweep.component, weights)
+    out = {}
+    for w in sweep.weights:
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+            raise ConfigError(f"sweep weights must be numbers >= 0, got {w!r}")
+        out[f"{sweep.base}@{sweep.component}={w:g}"] = {
+            "composite": {**weights, sweep.component: float(w)}
+        }
+    return out
+
+
+def load_study_config(source: str | Path | dict, **overrides: Any) -> StudyConfig:
+    """A study from a YAML path, the name of a shipped study, or a mapping.
+
+    ``overrides`` replace top-level keys (e.g. ``seeds=[0]``) before validation.
+    """
+    if isinstance(source, dict):
+        data, origin = dict(source), "study config"
+    else:
+        path = _locate(source)
+        data, origin = load_yaml_mapping(path), str(path)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return _build(StudyConfig, data, origin)
+
+
+def shipped_studies() -> list[str]:
+    """Names of the studies shipped as package data."""
+    folder = resources.files("rewardgym.evaluation") / "studies"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _locate(source: str | Path) -> Path:
+    path = Path(source)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise ConfigError(f"study config {str(path)!r} does not exist")
+        return path
+    names = shipped_studies()
+    if str(source) not in names:
+        raise UnknownNameError("study", str(source), names, hint="or a path to a YAML file")
+    return Path(str(resources.files("rewardgym.evaluation") / "studies" / f"{source}.yaml"))
+
+
+_NESTED = {"sweep": SweepConfig, "evaluation": EvalConfig}
+
+
+def _build(cls: type, data: Any, origin: str, section: str = "") -> Any:
+    where = f"{origin}{' section ' + section if section else ''}"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise UnknownNameError("study option", key, names, hint=f"(in {where})")
+    values = dict(data)
+    for key, nested in _NESTED.items():
+        if cls is StudyConfig and values.get(key) is not None:
+            values[key] = _build(nested, values[key], origin, key)
+    try:
+        return cls(**values)
+    except TypeError as exc:  # a required key is missing
+        raise ConfigError(f"{where}: {exc}") from None

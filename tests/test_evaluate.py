@@ -1,0 +1,579 @@
+"""The evaluation harness: exact numbers with fake policies, end to end with a tiny real model.
+
+Fake policies (an oracle, an echo, a half-right one) make every figure computable by hand; a
+random-initialised 1-layer Llama saved as a local Hugging Face directory checks the real path:
+loading a run's checkpoint, the files on disk, and the sacrebleu command line reproducing BLEU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rewardgym.agents.checkpoint import save_checkpoint
+from rewardgym.agents.config import TrainConfig
+from rewardgym.agents.policy import Generation, load_policy
+from rewardgym.envs.noise import apply_noise
+from rewardgym.envs.tasks import Example, Task
+from rewardgym.envs.text_env import TextTaskEnv
+from rewardgym.errors import CheckpointError, ConfigError, RunDataError, UnknownNameError
+from rewardgym.evaluation.evaluate import (
+    EvalResult,
+    compare,
+    evaluate,
+    evaluate_run,
+    format_summary,
+    main,
+)
+from rewardgym.evaluation.robustness import forgetting_pct
+from rewardgym.evaluation.text_metrics import corpus_bleu, corpus_chrf
+from rewardgym.rewards import make_reward
+
+SACREBLEU = Path(sys.executable).parent / "sacrebleu"
+WORDS = "the red dog saw a big cat near my old house on two blue hills today".split()
+
+
+def toy_task(name: str = "toy", n: int = 10) -> Task:
+    """Prompts ``id<i>: <input> =>`` whose reference is the input reversed (meta input set)."""
+    examples = []
+    for i in range(n):
+        words = [WORDS[(i * 3 + j) % len(WORDS)] for j in range(4 + i % 4)]
+        text = " ".join(words)
+        examples.append(Example(f"id{i}: {text} =>", " ".join(reversed(words)), {"input": text}))
+    return Task.from_examples(name, {"train": examples, "validation": examples, "test": examples})
+
+
+def prompt_input(prompt: str) -> str:
+    return prompt.split(": ", 1)[1].removesuffix(" =>")
+
+
+class FakePolicy:
+    """Answers with ``answer(prompt)``; one token per word plus eos; records each call."""
+
+    name = "fake"
+    n_params = 0
+
+    def __init__(self, answer, wall_s: float = 0.0, finished: bool = True) -> None:
+        self.answer, self.wall_s, self.finished = answer, wall_s, finished
+        self.calls: list[dict] = []
+
+    def generate(
+        self, prompts, max_new_tokens=48, temperature=1.0, top_p=1.0, greedy=False, seed=None
+    ) -> Generation:
+        self.calls.append(
+            {
+                "n": len(prompts),
+                "greedy": greedy,
+                "seed": seed,
+                "max_new_tokens": max_new_tokens,
+                "prompts": list(prompts),
+            }
+        )
+        texts = [self.answer(p) for p in prompts]
+        ids = [list(range(len(t.split()) + int(self.finished))) for t in texts]
+        return Generation(
+            completions=texts,
+            token_ids=ids,
+            logprobs=[np.zeros(len(i)) for i in ids],
+            entropy_bits=[np.full(len(i), 1.5) for i in ids],
+            finished=[self.finished] * len(texts),
+            prompt_ids=[[0] for _ in texts],
+            wall_s=self.wall_s,
+        )
+
+
+def oracle_for(task: Task, split: str = "test") -> FakePolicy:
+    """Knows every answer by the prompt's id, so noise (which only touches the input) is moot."""
+    by_id = {ex.prompt.split(":")[0]: ex.reference for ex in task.split(split)}
+    return FakePolicy(lambda p: by_id[p.split(":")[0]])
+
+
+def reverse_input(prompt: str) -> str:
+    return " ".join(reversed(prompt_input(prompt).split()))
+
+
+def half_right(prompt: str) -> str:
+    words = reverse_input(prompt).split()
+    return " ".join(words[: max(1, len(words) // 2)] + ["zzz"])
+
+
+def sacrebleu_cli(refs: Path, hyps: Path) -> float:
+    out = subprocess.run(
+        [str(SACREBLEU), str(refs), "-i", str(hyps), "-b"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(out.stdout.strip())
+
+
+# -- exact numbers with fake policies ----------------------------------------------------------
+
+
+def test_oracle_scores_bleu_100_and_robustness_1() -> None:
+    task = toy_task()
+    result = evaluate(oracle_for(task), task, n_examples=None)
+    refs = [ex.reference for ex in task.split("test")]
+    assert result.bleu == corpus_bleu(refs, refs) == pytest.approx(100.0)
+    assert result.chrf == pytest.approx(100.0)
+    assert result.exact_match == 1.0
+    assert result.robustness == 1.0
+    assert len(result.noise) == 4 and all(len(v) == 3 for v in result.noise.values())
+    assert result.notes == []
+
+
+def test_echo_policy_matches_hand_computed_noise_bleu() -> None:
+    task = toy_task()
+    result = evaluate(
+        FakePolicy(reverse_input), task, noise=["char_drop", "word_drop"], severities=[0.1, 0.2]
+    )
+    refs = [ex.reference for ex in task.split("test")]
+    inputs = [ex.meta["input"] for ex in task.split("test")]
+    expected = {}
+    for kind in ("char_drop", "word_drop"):
+        for level in (0.1, 0.2):
+            noisy = [apply_noise(t, kind, level, seed=i) for i, t in enumerate(inputs)]
+            hyps = [" ".join(reversed(t.split())) for t in noisy]
+            expected.setdefault(kind, {})[repr(level)] = corpus_bleu(hyps, refs)
+    assert result.noise == expected
+    ratios = [b / result.bleu for v in expected.values() for b in v.values()]
+    assert result.robustness == pytest.approx(sum(ratios) / 4, abs=1e-12)
+    assert 0 < result.robustness < 1
+
+
+def test_lengths_finished_latency_and_entropy() -> None:
+    task = toy_task()
+    policy = FakePolicy(reverse_input, wall_s=0.8)
+    greedy = evaluate(policy, task, noise=None, batch_size=4)
+    words = [len(ex.reference.split()) for ex in task.split("test")]
+    assert greedy.completion_tokens == pytest.approx(np.mean(words))  # eos not counted
+    assert greedy.tokens_per_sample == pytest.approx(np.mean(words) + 1)
+    assert greedy.completion_chars == pytest.approx(
+        np.mean([len(ex.reference) for ex in task.split("test")])
+    )
+    assert greedy.finished_share == 1.0
+    # batches of 4, 4, 2 prompts, each taking 0.8 s: per sample 0.2, 0.2, 0.4
+    assert greedy.latency_s_per_sample == pytest.approx((8 * 0.2 + 2 * 0.4) / 10)
+    assert greedy.entropy_bits is None
+    sampled = evaluate(FakePolicy(reverse_input), task, noise=None, greedy=False, seed=3)
+    assert sampled.entropy_bits == 1.5
+    unfinished = evaluate(FakePolicy(reverse_input, finished=False), task, noise=None)
+    assert unfinished.finished_share == 0.0
+    assert unfinished.completion_tokens == unfinished.tokens_per_sample == np.mean(words)
+
+
+def test_batching_and_n_examples() -> None:
+    task = toy_task()
+    policy = FakePolicy(reverse_input)
+    result = evaluate(
+        policy, task, noise=["char_swap"], severities=[0.1], n_examples=7, batch_size=3
+    )
+    assert [c["n"] for c in policy.calls] == [3, 3, 1, 3, 3, 1]
+    assert all(c["greedy"] for c in policy.calls)
+    assert result.n_examples == 7
+    assert policy.calls[0]["prompts"][0] == task.split("test")[0].prompt
+    assert result.samples[0] == {
+        "prompt": task.split("test")[0].prompt,
+        "reference": task.split("test")[0].reference,
+        "completion": task.split("test")[0].reference,
+    }
+    assert len(result.samples) == 5
+
+
+def test_sampling_seeds_are_deterministic_and_distinct() -> None:
+    task = toy_task()
+    runs = []
+    for seed in (0, 0, 1):
+        policy = FakePolicy(reverse_input)
+        evaluate(
+            policy,
+            task,
+            noise=["word_drop"],
+            severities=[0.2],
+            greedy=False,
+            seed=seed,
+            batch_size=4,
+        )
+        runs.append([c["seed"] for c in policy.calls])
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+    assert len(set(runs[0])) == len(runs[0])  # every (condition, batch) has its own stream
+
+
+def test_reward_equals_what_the_env_pays() -> None:
+    task = toy_task()
+    reward = make_reward({"composite": {"speed": 0.5, "bleu": 0.5}})
+    policy = FakePolicy(half_right, wall_s=0.5)
+    result = evaluate(policy, task, noise=None, reward=reward, batch_size=5)
+    env = TextTaskEnv(task, reward=reward, split="test")
+    paid, components = [], {"speed": [], "bleu": []}
+    for i, ex in enumerate(task.split("test")):
+        env.reset(options={"index": i})
+        text = half_right(ex.prompt)
+        action = {
+            "text": text,
+            "n_tokens": len(text.split()) + 1,
+            "finished": True,
+            "latency_s": 0.1,
+        }
+        _, r, *_, info = env.step(action)
+        paid.append(r)
+        for name in components:
+            components[name].append(info[f"reward/{name}"])
+    assert result.reward["total"] == pytest.approx(np.mean(paid), abs=1e-12)
+    for name, values in components.items():
+        assert result.reward["components"][name] == pytest.approx(np.mean(values), abs=1e-12)
+    assert result.reward["applies_share"] == 1.0
+    assert evaluate(policy, task, noise=None).reward is None
+
+
+def test_zero_bleu_gives_none_and_valid_json(tmp_path: Path) -> None:
+    task = toy_task()
+    result = evaluate(
+        FakePolicy(lambda p: "", finished=False),
+        task,
+        noise=["char_drop"],
+        severities=[0.1],
+        greedy=False,
+        out_dir=tmp_path,
+    )
+    assert result.bleu == 0.0 and result.robustness is None
+    assert result.entropy_bits is None  # no tokens at all
+    assert result.notes == [
+        "entropy is None: no tokens were generated",
+        "robustness R is None: clean BLEU is 0, so B(n, s) / B_clean is undefined",
+    ]
+
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"{name} in JSON")
+
+    data = json.loads((tmp_path / "test.json").read_text(), parse_constant=no_constants)
+    assert data["robustness"] is None
+
+
+def test_saved_files_reproduce_bleu_with_sacrebleu_cli(tmp_path: Path) -> None:
+    task = toy_task()
+    result = evaluate(
+        FakePolicy(half_right), task, noise=["word_drop"], severities=[0.2], out_dir=tmp_path
+    )
+    assert 0 < result.bleu < 100
+    assert sorted(os.listdir(tmp_path)) == [
+        "test.hyps.txt",
+        "test.json",
+        "test.noise",
+        "test.refs.txt",
+    ]
+    assert sacrebleu_cli(tmp_path / "test.refs.txt", tmp_path / "test.hyps.txt") == round(
+        result.bleu, 1
+    )
+    noisy_hyps = tmp_path / result.files["noise/word_drop/0.2/hyps"]
+    noisy_refs = tmp_path / result.files["noise/word_drop/0.2/refs"]
+    assert noisy_hyps == tmp_path / "test.noise" / "word_drop-0.2.hyps.txt"
+    assert sacrebleu_cli(noisy_refs, noisy_hyps) == round(result.noise["word_drop"]["0.2"], 1)
+    hyps = (tmp_path / "test.hyps.txt").read_text().splitlines()
+    refs = (tmp_path / "test.refs.txt").read_text().splitlines()
+    assert corpus_bleu(hyps, refs) == result.bleu and corpus_chrf(hyps, refs) == result.chrf
+
+
+def test_json_round_trip_and_atomic_save(tmp_path: Path) -> None:
+    task = toy_task()
+    result = evaluate(
+        FakePolicy(half_right),
+        task,
+        noise=["keyboard_typo"],
+        severities=[0.05],
+        reward="speed_only",
+        retention_task=toy_task("other"),
+        out_dir=tmp_path,
+    )
+    again = EvalResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert again == result
+    assert EvalResult.load(tmp_path / "test.json") == result
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    assert result.to_dict()["format_version"] == 1
+    path = result.save(tmp_path / "sub" / "copy.json")
+    assert EvalResult.load(path) == result
+
+
+def test_from_dict_errors(tmp_path: Path) -> None:
+    data = evaluate(FakePolicy(half_right), toy_task(), noise=None).to_dict()
+    with pytest.raises(RunDataError, match=r"has format_version 9, but this rewardgym reads"):
+        EvalResult.from_dict({**data, "format_version": 9})
+    with pytest.raises(RunDataError, match=r"unknown fields \['blue'\], missing fields \[\]"):
+        EvalResult.from_dict({**data, "blue": 1.0})
+    del data["bleu"]
+    with pytest.raises(RunDataError, match=r"unknown fields \[\], missing fields \['bleu'\]"):
+        EvalResult.from_dict(data)
+    with pytest.raises(RunDataError, match=r"no evaluation result at"):
+        EvalResult.load(tmp_path / "missing.json")
+
+
+def _result(bleu: float, robustness: float | None, **kw) -> EvalResult:
+    kw.setdefault("noise", {"char_drop": {"0.1": 1.0}} if robustness is not None else {})
+    return EvalResult(
+        "toy", "test", 10, bleu, 0.0, 0.0, 1.0, 1.0, 1.0, 2.0, 0.0, robustness=robustness, **kw
+    )
+
+
+def test_compare_by_hand() -> None:
+    out = compare(_result(40.0, 0.8), _result(50.0, 0.6))
+    assert out["bleu_improvement_pct"] == pytest.approx(25.0)
+    assert out["robustness_change_pct"] == pytest.approx(-25.0)
+    assert out["notes"] == [] and "forgetting_pct" not in out
+    assert (out["bleu_before"], out["bleu_after"]) == (40.0, 50.0)
+
+
+def test_compare_undefined_values_are_none_with_notes() -> None:
+    out = compare(_result(0.0, None), _result(10.0, 0.5))
+    assert out["bleu_improvement_pct"] is None and out["robustness_change_pct"] is None
+    assert out["notes"][0] == (
+        "BLEU improvement is undefined: the value before is 0 (a relative change from 0 has no "
+        "value)"
+    )
+    assert out["notes"][1].startswith("robustness change is undefined: the two results swept")
+    out = compare(_result(0.0, None, noise={"char_drop": {"0.1": 0.0}}), _result(10.0, 0.5))
+    assert out["notes"][1] == "robustness change is undefined: the value before is missing"
+    json.dumps(out, allow_nan=False)
+
+
+def test_compare_forgetting_from_retention() -> None:
+    def ret(bleu: float) -> dict:
+        return {
+            "task": "other",
+            "split": "test",
+            "n_examples": 10,
+            "bleu": bleu,
+            "chrf": 0.0,
+            "exact_match": 0.0,
+        }
+
+    out = compare(_result(40.0, 0.8, retention=ret(40.0)), _result(50.0, 0.8, retention=ret(30.0)))
+    assert out["forgetting_pct"] == forgetting_pct(40.0, 30.0) == 25.0
+    out = compare(_result(40.0, 0.8, retention=ret(0.0)), _result(50.0, 0.8, retention=ret(3.0)))
+    assert out["forgetting_pct"] is None
+    assert out["notes"] == [
+        "forgetting is undefined: the value before is 0 (a relative change from 0 has no value)"
+    ]
+
+
+def test_compare_refuses_different_splits() -> None:
+    other = _result(50.0, 0.6)
+    other.split = "validation"
+    with pytest.raises(ConfigError, match=r"cannot compare evaluations with different split"):
+        compare(_result(40.0, 0.8), other)
+
+
+def test_retention_task_measured_on_real_answers() -> None:
+    task, other = toy_task(), toy_task("other", n=6)
+    # The echo policy reverses any toy input, so it is right on both tasks.
+    result = evaluate(FakePolicy(reverse_input), task, noise=None, retention_task=other)
+    assert result.retention["task"] == "other" and result.retention["n_examples"] == 6
+    assert result.retention["bleu"] == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"split": "tset"}, UnknownNameError, r"unknown split 'tset'; did you mean 'test'"),
+        ({"noise": ["char_dorp"]}, UnknownNameError, r"did you mean 'char_drop'"),
+        ({"severities": [0.0]}, ConfigError, r"noise severity must be a number in \(0, 1\]"),
+        ({"batch_size": 0}, ConfigError, r"batch_size must be an int >= 1, got 0"),
+        ({"n_examples": -1}, ConfigError, r"n_examples must be an int >= 1, got -1"),
+        ({"max_new_tokens": 0}, ConfigError, r"max_new_tokens must be an int >= 1, got 0"),
+        ({"seed": -2}, ConfigError, r"seed must be an int >= 0, got -2"),
+        ({"task": 3}, ConfigError, r"task must be a task name or a Task, got int"),
+        ({"task": "translat"}, UnknownNameError, r"did you mean 'translate'"),
+    ],
+)
+def test_bad_options_fail_before_generating(kwargs, error, match) -> None:
+    policy = FakePolicy(reverse_input)
+    kwargs = {"task": toy_task(), **kwargs}
+    with pytest.raises(error, match=match):
+        evaluate(policy, **kwargs)
+    assert policy.calls == []
+
+
+def test_policy_answering_too_few_prompts() -> None:
+    class Short(FakePolicy):
+        def generate(self, prompts, **kw):
+            return super().generate(list(prompts)[:-1], **kw)
+
+    with pytest.raises(ConfigError, match=r"Short.generate returned 9 completions for 10"):
+        evaluate(Short(reverse_input), toy_task(), noise=None)
+
+
+# -- end to end with a tiny real model ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 1-layer Llama with a byte-level BPE tokenizer, saved as a local HF directory."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from rewardgym.envs.tasks import make_task
+
+    texts = [f"{ex.prompt} {ex.reference}" for ex in make_task("translate").split("train")[:200]]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<pad>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+    config = LlamaConfig(
+        vocab_size=len(fast),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(path, safe_serialization=True)
+    fast.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory: config.json naming the tiny model, one checkpoint with changed weights."""
+    run = tmp_path_factory.mktemp("run")
+    config = TrainConfig(
+        task="translate",
+        model=str(tiny_model_dir),
+        reward="speed_only",
+        max_new_tokens=6,
+        tensorboard=False,
+        progress=False,
+        device="cpu",
+    )
+    (run / "config.json").write_text(json.dumps(config.to_dict()))
+    policy = load_policy(str(tiny_model_dir), device="cpu")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for param in policy.model.parameters():
+            param.add_(torch.randn_like(param))
+    save_checkpoint(run, 3, policy.model, state={"update": 3})
+    (run / "checkpoints" / "step-000009").mkdir()  # interrupted: no COMPLETE marker
+    return run
+
+
+def test_tiny_model_end_to_end(tiny_model_dir: Path, tmp_path: Path) -> None:
+    policy = load_policy(str(tiny_model_dir), device="cpu")
+    kwargs = {
+        "noise": ["char_swap"],
+        "severities": [0.2],
+        "n_examples": 12,
+        "max_new_tokens": 6,
+        "batch_size": 5,
+    }
+    result = evaluate(policy, "translate", out_dir=tmp_path, reward="speed_only", **kwargs)
+    assert result.n_examples == 12 and 0 < result.tokens_per_sample <= 6
+    assert sacrebleu_cli(tmp_path / "test.refs.txt", tmp_path / "test.hyps.txt") == round(
+        result.bleu, 1
+    )
+    noisy = tmp_path / "test.noise"
+    assert sacrebleu_cli(noisy / "char_swap-0.2.refs.txt", noisy / "char_swap-0.2.hyps.txt") == (
+        round(result.noise["char_swap"]["0.2"], 1)
+    )
+    assert EvalResult.load(tmp_path / "test.json") == result
+    assert result.settings["policy"] == str(tiny_model_dir)
+    # greedy is deterministic; seeded sampling repeats itself
+    again = evaluate(policy, "translate", **kwargs)
+    assert again.samples == result.samples and again.noise == result.noise
+    one = evaluate(
+        policy, "translate", greedy=False, seed=4, noise=None, n_examples=12, max_new_tokens=6
+    )
+    two = evaluate(
+        policy, "translate", greedy=False, seed=4, noise=None, n_examples=12, max_new_tokens=6
+    )
+    assert one.samples == two.samples and one.entropy_bits == two.entropy_bits > 0
+
+
+def test_evaluate_run_loads_the_latest_complete_checkpoint(
+    tiny_run: Path, tiny_model_dir: Path
+) -> None:
+    result = evaluate_run(
+        tiny_run, noise=["word_drop"], severities=[0.1], n_examples=8, batch_size=8
+    )
+    assert result.settings["checkpoint_step"] == 3
+    assert result.settings["max_new_tokens"] == 6  # the run's setting
+    assert result.reward["spec"] == "speed_only"
+    eval_dir = tiny_run / "eval"
+    assert EvalResult.load(eval_dir / "test.json") == result
+    assert (eval_dir / "test.noise" / "word_drop-0.1.hyps.txt").is_file()
+    # the answers are the checkpoint's, not the base model's
+    base = evaluate(
+        load_policy(str(tiny_model_dir), device="cpu"),
+        "translate",
+        noise=None,
+        n_examples=8,
+        max_new_tokens=6,
+    )
+    assert [s["completion"] for s in base.samples] != [s["completion"] for s in result.samples]
+
+
+def test_evaluate_run_errors(tmp_path: Path, tiny_run: Path) -> None:
+    with pytest.raises(RunDataError, match=r"does not exist; pass the --out folder"):
+        evaluate_run(tmp_path / "nope")
+    with pytest.raises(RunDataError, match=r"is not a run directory: it has no config.json"):
+        evaluate_run(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(RunDataError, match=r"cannot read the run's config"):
+        evaluate_run(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"task": "translate", "updatez": 3}))
+    with pytest.raises(RunDataError, match=r"unknown option 'updatez'; did you mean 'updates'"):
+        evaluate_run(tmp_path)
+    (tmp_path / "config.json").write_text((tiny_run / "config.json").read_text())
+    (tmp_path / "checkpoints" / "step-000001").mkdir(parents=True)  # no COMPLETE marker
+    with pytest.raises(CheckpointError, match=r"has no complete checkpoint in"):
+        evaluate_run(tmp_path)
+    with pytest.raises(UnknownNameError, match=r"did you mean 'char_drop'"):
+        evaluate_run(tiny_run, noise=["char_drp"])
+
+
+def test_script_main(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "eval"
+    code = main(
+        [
+            str(tiny_run),
+            "--split",
+            "validation",
+            "--noise",
+            "none",
+            "--n-examples",
+            "4",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("translate/validation (4 examples): BLEU ")
+    assert f"saved {out / 'validation.json'}" in printed
+    assert EvalResult.load(out / "validation.json").noise == {}
+    assert format_summary(EvalResult.load(out / "validation.json")) in printed
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "nope")])
+    assert exit_info.value.code == 2
+    assert "error: run directory" in capsys.readouterr().err
