@@ -409,13 +409,17 @@ def load_tiny(
         config = TinyConfig.from_overrides(**overrides)
     tasks = _task_names(task)
     target = tiny_cache_dir(config, tasks, task_seed, seed, cache_dir)
+    built = False
     with _locked(target.parent / f"{target.name}.lock"):
         if not (target / COMPLETE).exists():
             policy, log = build_tiny(
                 config, tasks, task_seed=task_seed, seed=seed, device=resolve_device(device)
             )
             _write_atomically(policy, log, target)
-    return _load_cached(target, device, dtype)
+            built = True
+    policy = _load_cached(target, device, dtype)
+    policy.info["cached"] = not built
+    return policy
 
 
 def _own_fields(config: TinyConfig) -> dict[str, Any]:

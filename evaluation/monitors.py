@@ -113,7 +113,8 @@ class Monitor(Callback):
         >>> class Loss(Monitor):
         ...     name = "loss"
         ...     def check_step(self, ctx, stats):
-        ...         return [Finding(stats["loss"], 10.0, "loss too high")] if stats["loss"] > 10 else []
+        ...         high = stats["loss"] > 10
+        ...         return [Finding(stats["loss"], 10.0, "loss too high")] if high else []
         >>> Loss(action="skip").action
         'skip'
     """
@@ -259,9 +260,13 @@ class GradientSpikeMonitor(Monitor):
             threshold = self.factor * _median(self._history)
             if value > threshold:
                 findings.append(
-                    Finding(value, threshold, f"gradient norm {value:.4g} > {self.factor:g} × "
-                            f"median {threshold / self.factor:.4g} of the last "
-                            f"{len(self._history)} updates")
+                    Finding(
+                        value,
+                        threshold,
+                        f"gradient norm {value:.4g} > {self.factor:g} × "
+                        f"median {threshold / self.factor:.4g} of the last "
+                        f"{len(self._history)} updates",
+                    )
                 )
         if not findings or self.action in ("log", "pause"):
             self._history.append(value)
@@ -301,7 +306,8 @@ class EntropyMonitor(Monitor):
         super().__init__(action=action, every=every)
         self.max_bits = _check_float(self.name, "max_bits", max_bits, minimum=0.0)
         self.floor_bits = (
-            None if floor_bits is None
+            None
+            if floor_bits is None
             else _check_float(self.name, "floor_bits", floor_bits, minimum=0.0)
         )
         if self.floor_bits is not None and self.floor_bits >= self.max_bits:
@@ -327,11 +333,21 @@ class EntropyMonitor(Monitor):
 
     def _judge(self, bits: float) -> list[Finding]:
         if bits > self.max_bits:
-            return [Finding(bits, self.max_bits,
-                            f"entropy {bits:.3g} bits/token > {self.max_bits:g}: instability")]
+            return [
+                Finding(
+                    bits,
+                    self.max_bits,
+                    f"entropy {bits:.3g} bits/token > {self.max_bits:g}: instability",
+                )
+            ]
         if self.floor_bits is not None and bits < self.floor_bits:
-            return [Finding(bits, self.floor_bits,
-                            f"entropy {bits:.3g} bits/token < floor {self.floor_bits:g}: collapse")]
+            return [
+                Finding(
+                    bits,
+                    self.floor_bits,
+                    f"entropy {bits:.3g} bits/token < floor {self.floor_bits:g}: collapse",
+                )
+            ]
         return []
 
 
@@ -426,20 +442,29 @@ class NormDriftMonitor(_WeightMonitor):
         findings = []
         drift = _relative_change(norms, self._start)
         if drift is not None and drift[0] > self.max_drift:
-            findings.append(Finding(drift[0], self.max_drift, self._describe(drift, norms, "start")))
+            findings.append(
+                Finding(drift[0], self.max_drift, self._describe(drift, norms, "start"))
+            )
         if self._recent:
             then, old = self._recent[0]
             change = _relative_change(norms, old)
             if change is not None and change[0] > self.max_window_drift:
-                findings.append(Finding(change[0], self.max_window_drift,
-                                        self._describe(change, norms, f"update {then}")))
+                findings.append(
+                    Finding(
+                        change[0],
+                        self.max_window_drift,
+                        self._describe(change, norms, f"update {then}"),
+                    )
+                )
         self._recent.append((ctx.update, norms))
         return findings
 
     def _describe(self, drift: tuple[float, int], norms: torch.Tensor, since: str) -> str:
         value, index = drift
-        return (f"weight norm of {self._names[index]} moved {value:.1%} since {since} "
-                f"(now {float(norms[index]):.4g})")
+        return (
+            f"weight norm of {self._names[index]} moved {value:.1%} since {since} "
+            f"(now {float(norms[index]):.4g})"
+        )
 
 
 class SpectralSpreadMonitor(_WeightMonitor):
@@ -498,17 +523,25 @@ class SpectralSpreadMonitor(_WeightMonitor):
         growth = ratios / self._start.clamp(min=_EPS)
         i = int(torch.argmax(growth))
         if float(growth[i]) > self.factor:
-            findings.append(Finding(
-                float(ratios[i]), self.factor * float(self._start[i]),
-                f"σ1/σ{self.top_k} of {self._names[i]} grew {float(growth[i]):.2f}× since the "
-                f"start ({float(self._start[i]):.3g} -> {float(ratios[i]):.3g})"))
+            findings.append(
+                Finding(
+                    float(ratios[i]),
+                    self.factor * float(self._start[i]),
+                    f"σ1/σ{self.top_k} of {self._names[i]} grew {float(growth[i]):.2f}× since the "
+                    f"start ({float(self._start[i]):.3g} -> {float(ratios[i]):.3g})",
+                )
+            )
         crossed = torch.where(self._start <= self.max_ratio, ratios, torch.zeros_like(ratios))
         j = int(torch.argmax(crossed))
         if float(crossed[j]) > self.max_ratio:
-            findings.append(Finding(
-                float(ratios[j]), self.max_ratio,
-                f"σ1/σ{self.top_k} of {self._names[j]} is {float(ratios[j]):.3g} "
-                f"> {self.max_ratio:g}"))
+            findings.append(
+                Finding(
+                    float(ratios[j]),
+                    self.max_ratio,
+                    f"σ1/σ{self.top_k} of {self._names[j]} is {float(ratios[j]):.3g} "
+                    f"> {self.max_ratio:g}",
+                )
+            )
         return findings
 
 
@@ -562,7 +595,8 @@ class SaturationMonitor(_WeightMonitor):
         self.min_share = _check_float(self.name, "min_share", min_share, minimum=0.0, maximum=1.0)
         self.rel_tol = _check_float(self.name, "rel_tol", rel_tol, minimum=0.0)
         self.max_share = (
-            None if max_share is None
+            None
+            if max_share is None
             else _check_float(self.name, "max_share", max_share, minimum=0.0, maximum=1.0)
         )
         if self.max_share is not None and self.max_share <= self.min_share:
@@ -581,9 +615,12 @@ class SaturationMonitor(_WeightMonitor):
             self._watched = self._shares() >= self.min_share
 
     def _shares(self) -> torch.Tensor:
-        return torch.stack([
-            (p.detach().abs() < tol).float().mean() for p, tol in zip(self._params, self._tols)
-        ])
+        return torch.stack(
+            [
+                (p.detach().abs() < tol).float().mean()
+                for p, tol in zip(self._params, self._tols, strict=True)
+            ]
+        )
 
     def measure(self, ctx: TrainContext) -> list[Finding]:
         shares = self._shares()
@@ -591,14 +628,23 @@ class SaturationMonitor(_WeightMonitor):
         watched = torch.where(self._watched, shares, torch.ones_like(shares))
         i = int(torch.argmin(watched))
         if float(watched[i]) < self.min_share:
-            findings.append(Finding(float(shares[i]), self.min_share,
-                                    f"only {float(shares[i]):.2%} of {self._names[i]} is near "
-                                    f"zero (|w| < {self._tols[i]:.3g}): saturating"))
+            findings.append(
+                Finding(
+                    float(shares[i]),
+                    self.min_share,
+                    f"only {float(shares[i]):.2%} of {self._names[i]} is near "
+                    f"zero (|w| < {self._tols[i]:.3g}): saturating",
+                )
+            )
         j = int(torch.argmax(shares))
         if self.max_share is not None and float(shares[j]) > self.max_share:
-            findings.append(Finding(float(shares[j]), self.max_share,
-                                    f"{float(shares[j]):.2%} of {self._names[j]} is near zero: "
-                                    "dead weights"))
+            findings.append(
+                Finding(
+                    float(shares[j]),
+                    self.max_share,
+                    f"{float(shares[j]):.2%} of {self._names[j]} is near zero: dead weights",
+                )
+            )
         return findings
 
 
@@ -667,9 +713,14 @@ class AttentionReversalMonitor(Monitor):
             return []
         share = self.flip_share(ctx.model)
         if share > self.max_flip_share:
-            return [Finding(share, self.max_flip_share,
-                            f"{share:.1%} of the probe batch's centred attention scores changed "
-                            "sign since the start")]
+            return [
+                Finding(
+                    share,
+                    self.max_flip_share,
+                    f"{share:.1%} of the probe batch's centred attention scores changed "
+                    "sign since the start",
+                )
+            ]
         return []
 
     def flip_share(self, model: torch.nn.Module) -> float:
@@ -785,9 +836,14 @@ class RewardHackingMonitor(Monitor):
         (proxy0, gold0), (proxy1, gold1) = self._history[0], self._history[-1]
         rise, drop = proxy1 - proxy0, gold0 - gold1
         if rise > self.proxy_margin and drop > self.gold_margin:
-            return [Finding(drop, self.gold_margin,
-                            f"over the last {self.window} evaluations {self.proxy_key} rose "
-                            f"{rise:+.3g} while {self.gold_key} fell {drop:.3g}: reward hacking")]
+            return [
+                Finding(
+                    drop,
+                    self.gold_margin,
+                    f"over the last {self.window} evaluations {self.proxy_key} rose "
+                    f"{rise:+.3g} while {self.gold_key} fell {drop:.3g}: reward hacking",
+                )
+            ]
         return []
 
 

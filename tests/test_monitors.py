@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,15 @@ from rewardgym.evaluation.monitors import (
 
 def _llama(seed: int = 0) -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=4, intermediate_size=64, max_position_embeddings=64)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -57,8 +65,9 @@ def _weight_check(monitor, ctx: TrainContext, update: int) -> str:
 
 
 def test_unknown_action_is_rejected_by_name() -> None:
-    with pytest.raises(UnknownNameError, match="unknown monitor action 'rollbak'; did you mean "
-                                               "'rollback'"):
+    with pytest.raises(
+        UnknownNameError, match="unknown monitor action 'rollbak'; did you mean 'rollback'"
+    ):
         GradientSpikeMonitor(action="rollbak")
 
 
@@ -133,7 +142,9 @@ def test_entropy_instability_and_collapse(ctx: TrainContext) -> None:
     monitor.on_train_start(ctx)
     _steps(monitor, ctx, [2.0, 4.8, 1.0, 0.01], key="entropy_bits")
     assert [(a["update"], a["value"], a["threshold"]) for a in ctx.alerts] == [
-        (1, 4.8, 4.3), (3, 0.01, 0.05)]
+        (1, 4.8, 4.3),
+        (3, 0.01, 0.05),
+    ]
     assert "collapse" in ctx.alerts[1]["message"]
 
 
@@ -294,11 +305,21 @@ def test_attention_reversal_quiet_on_small_noise(ctx: TrainContext) -> None:
 
 def test_attention_reversal_on_gpt2_with_fixed_probe() -> None:
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=4,
-                                       n_positions=32, bos_token_id=0, eos_token_id=0))
+    model = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=64,
+            n_embd=32,
+            n_layer=2,
+            n_head=4,
+            n_positions=32,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
+    )
     ctx = TrainContext(model=model, config=None, run_dir=None)
-    monitor = AttentionReversalMonitor(probe_ids=[list(range(3, 19)), list(range(40, 56))],
-                                       min_margin=0.0)
+    monitor = AttentionReversalMonitor(
+        probe_ids=[list(range(3, 19)), list(range(40, 56))], min_margin=0.0
+    )
     monitor.on_train_start(ctx)
     assert monitor.flip_share(model) == 0.0
     with torch.no_grad():
@@ -362,21 +383,23 @@ def test_default_monitors_builds_all_seven() -> None:
     monitors = default_monitors()
     assert [m.name for m in monitors] == list(MONITORS)
     assert len(monitors) == 7 and all(m.action == "log" for m in monitors)
-    spike = default_monitors(gradient_spike={"factor": 2.0, "action": "skip"},
-                             attention_reversal=False)
+    spike = default_monitors(
+        gradient_spike={"factor": 2.0, "action": "skip"}, attention_reversal=False
+    )
     assert len(spike) == 6 and spike[0].factor == 2.0 and spike[0].action == "skip"
 
 
 def test_default_monitors_rejects_unsupported_action_and_unknown_name() -> None:
     with pytest.raises(ConfigError, match="monitor 'norm_drift' cannot 'skip'"):
         default_monitors(action="skip")
-    with pytest.raises(UnknownNameError, match="unknown monitor 'entropie'; did you mean 'entropy'"):
+    with pytest.raises(UnknownNameError, match="unknown monitor 'entropie'; did you mean"):
         default_monitors(entropie={})
 
 
 def test_make_monitors_from_mapping_and_list() -> None:
-    monitors = make_monitors({"gradient_spike": {"factor": 1.5, "action": "skip"},
-                              "entropy": None, "saturation": False})
+    monitors = make_monitors(
+        {"gradient_spike": {"factor": 1.5, "action": "skip"}, "entropy": None, "saturation": False}
+    )
     assert [m.name for m in monitors] == ["gradient_spike", "entropy"]
     listed = make_monitors(["norm_drift", {"spectral_spread": {"every": 5}}])
     assert [m.name for m in listed] == ["norm_drift", "spectral_spread"] and listed[1].every == 5
@@ -386,16 +409,18 @@ def test_make_monitors_from_mapping_and_list() -> None:
 def test_make_monitors_rejects_unknown_names_and_options() -> None:
     with pytest.raises(UnknownNameError, match="unknown monitor 'gradient_spikes'; did you mean"):
         make_monitors({"gradient_spikes": {}})
-    with pytest.raises(ConfigError, match="monitor 'gradient_spike' has no option 'facter'. "
-                                          "Did you mean 'factor'?"):
+    with pytest.raises(
+        ConfigError, match="monitor 'gradient_spike' has no option 'facter'. Did you mean 'factor'?"
+    ):
         make_monitors({"gradient_spike": {"facter": 2.0}})
     with pytest.raises(ConfigError, match="monitors list entry must be a name or a one-key"):
         make_monitors([{"entropy": {}, "saturation": {}}])
 
 
 def test_monitors_combine_in_a_callback_list(ctx: TrainContext) -> None:
-    callbacks = CallbackList([GradientSpikeMonitor(min_history=1, action="skip"),
-                              NormDriftMonitor(action="rollback")])
+    callbacks = CallbackList(
+        [GradientSpikeMonitor(min_history=1, action="skip"), NormDriftMonitor(action="rollback")]
+    )
     callbacks.on_train_start(ctx)
     ctx.update = 0
     assert callbacks.on_before_step(ctx, {"grad_norm": 1.0}) == "step"
@@ -417,43 +442,73 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from rewardgym.envs.tasks import make_task
 
     task = make_task("arithmetic")
-    texts = [f"{ex.prompt} {ex.reference}" for ex in task.split("train")[:300]]
+    texts = [f"{ex.prompt} {ex.reference}" for ex in task.split("train")[:500]]
     tokenizer = train_tokenizer(texts, vocab_size=300)
     config = TinyConfig.from_overrides(d_model=32, n_layers=2, n_heads=2, d_ff=64, vocab_size=300)
-    policy = LMPolicy(build_model(config, tokenizer, seed=0), tokenizer, name="monitor-test",
-                      add_bos=True, completion_prefix=" ")
+    policy = LMPolicy(
+        build_model(config, tokenizer, seed=0),
+        tokenizer,
+        name="monitor-test",
+        add_bos=True,
+        completion_prefix=" ",
+    )
     return policy.save(tmp_path_factory.mktemp("monitor_model") / "model")
 
 
-def _train(model_dir: Path, out: Path, lr: float, monitors) -> list[dict]:
+def _train(model_dir: Path, out: Path, lr: float, monitors, updates: int = 4) -> list[dict]:
     from rewardgym.agents.config import TrainConfig
     from rewardgym.agents.trainer import train
 
-    config = TrainConfig(model=str(model_dir), task="arithmetic", reward="chrf", updates=4,
-                         lr=lr, out=str(out), prompts_per_update=8, group_size=4,
-                         micro_batches=4, max_new_tokens=8, eval_examples=4,
-                         checkpoint_every=0, tensorboard=False, progress=False)
+    config = TrainConfig(
+        model=str(model_dir),
+        task="arithmetic",
+        reward="chrf",
+        updates=updates,
+        lr=lr,
+        out=str(out),
+        prompts_per_update=8,
+        group_size=4,
+        micro_batches=4,
+        max_new_tokens=8,
+        eval_examples=4,
+        checkpoint_every=0,
+        tensorboard=False,
+        progress=False,
+    )
     train(config, callbacks=monitors)
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_huge_learning_rate_spike_lands_in_metrics_jsonl(model_dir: Path, tmp_path: Path) -> None:
-    records = _train(model_dir, tmp_path / "run", lr=1.0,
-                     monitors=[GradientSpikeMonitor(min_history=1)])
+    records = _train(
+        model_dir,
+        tmp_path / "run",
+        lr=1.0,
+        updates=6,
+        monitors=[GradientSpikeMonitor(min_history=1)],
+    )
+    norms = [r["grad_norm"] for r in records]
     alerts = [a for r in records for a in r.get("alerts", []) if a["monitor"] == "gradient_spike"]
-    assert alerts, [r["grad_norm"] for r in records]
+    assert alerts, norms
     first = alerts[0]
-    assert first["update"] == 1 and first["action"] == "log"
-    assert first["value"] == pytest.approx(records[1]["grad_norm"])
-    assert first["threshold"] == pytest.approx(1.5 * records[0]["grad_norm"])
+    update = first["update"]
+    earlier = sorted(n for n in norms[:update] if n > 0)
+    assert first["action"] == "log" and "gradient norm" in first["message"]
+    assert first["value"] == pytest.approx(norms[update])
+    assert first["threshold"] == pytest.approx(1.5 * statistics.median(earlier))
 
 
 def test_healthy_short_run_stays_quiet(model_dir: Path, tmp_path: Path) -> None:
-    monitors = make_monitors({
-        "gradient_spike": {"min_history": 2}, "norm_drift": None,
-        "spectral_spread": {"every": 1}, "saturation": {"every": 1},
-        "attention_reversal": {"every": 1}, "reward_hacking": None,
-    })
+    monitors = make_monitors(
+        {
+            "gradient_spike": {"min_history": 2},
+            "norm_drift": None,
+            "spectral_spread": {"every": 1},
+            "saturation": {"every": 1},
+            "attention_reversal": {"every": 1},
+            "reward_hacking": None,
+        }
+    )
     records = _train(model_dir, tmp_path / "run", lr=3e-4, monitors=monitors)
     assert len(records) == 4
     assert [a for r in records for a in r.get("alerts", [])] == []

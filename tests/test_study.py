@@ -1,0 +1,134 @@
+"""Studies end to end on a tiny random model: local and Ray executors, resume, sweeps, config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rewardgym.agents.trainer import train
+from rewardgym.errors import ConfigError, RunDataError, UnknownNameError
+from rewardgym.evaluation.study import record_path, run_dir, run_study
+from rewardgym.evaluation.study_config import (
+    SweepConfig,
+    expand_units,
+    load_study_config,
+    sweep_schemes,
+)
+
+COMPARED = ("final_bleu", "final_chrf", "nu_median", "train_reward_last", "compute_waste_pct",
+            "completion_length", "monitor_alerts", "grad_variance_change_pct")
+
+
+def _study(model_dir: str, **kw) -> dict:
+    cfg = {
+        "name": "small", "tasks": ["arithmetic"], "model": model_dir, "seeds": [0, 1],
+        "baseline": "task_only", "schemes": {"task_only": "task_only", "speed_only": "speed_only"},
+        "train": {"updates": 3, "prompts_per_update": 4, "group_size": 2, "max_new_tokens": 6,
+                  "eval_every": 2, "eval_examples": 8, "checkpoint_every": 1},
+        "evaluation": {"n_examples": 12, "severities": [0.1], "noise": ["char_drop", "word_drop"],
+                       "max_new_tokens": 6},
+    }
+    cfg.update(kw)
+    return cfg
+
+
+def _figures(results: dict) -> dict:
+    return {r["key"]: {k: r.get(k) for k in COMPARED} for r in results["runs"]}
+
+
+@pytest.fixture(scope="module")
+def local_study(random_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "local"
+    return run_study(_study(random_model_dir), out=out, log=lambda line: None)
+
+
+def test_local_study_writes_every_run_and_the_aggregate(local_study) -> None:
+    res = local_study.results
+    assert res["complete"] and len(res["runs"]) == 4
+    assert set(res["summary"]) == {"task_only", "speed_only"}
+    for record in res["runs"]:
+        folder = local_study.study_dir / record["run_dir"]
+        for name in ("config.json", "metrics.jsonl", "run.json", "eval/test.json",
+                     "eval/test.hyps.txt", "eval/test.refs.txt"):
+            assert (folder / name).exists(), name
+        assert list((folder / "checkpoints").iterdir())
+        assert list((folder / "tensorboard").iterdir())
+    assert (local_study.study_dir / "before" / "arithmetic" / "test.json").exists()
+    baseline = res["summary"]["task_only"]["grad_variance_change_pct"]["values"]
+    assert all(v in (0.0, None) for v in baseline)
+    saved = json.loads(local_study.results_path.read_text())
+    assert saved["summary"] == res["summary"]
+
+
+def test_rerun_skips_finished_runs(local_study, random_model_dir) -> None:
+    lines = []
+    again = run_study(_study(random_model_dir), out=local_study.study_dir, log=lines.append)
+    assert "4 runs, 4 already done" in lines[0]
+    assert _figures(again.results) == _figures(local_study.results)
+
+
+def test_interrupted_study_resumes_to_the_same_results(local_study, random_model_dir, tmp_path) -> None:
+    cfg = load_study_config(_study(random_model_dir))
+    out = tmp_path / "interrupted"
+    unit = expand_units(cfg)[1]
+    # a run killed after its first update: a checkpoint at step 1 and no record
+    partial = cfg.train_config(unit.task, unit.reward, unit.seed, str(run_dir(out, unit)))
+    partial.updates = 1
+    train(partial)
+    assert not record_path(out, unit).exists()
+    resumed = run_study(_study(random_model_dir), out=out, log=lambda line: None)
+    assert _figures(resumed.results) == _figures(local_study.results)
+
+
+def test_ray_executor_gives_the_same_results(local_study, random_model_dir, tmp_path) -> None:
+    pytest.importorskip("ray")
+    result = run_study(_study(random_model_dir), out=tmp_path / "ray", executor="ray",
+                       log=lambda line: None)
+    assert _figures(result.results) == _figures(local_study.results)
+
+
+def test_sweep_expansion() -> None:
+    schemes = sweep_schemes(SweepConfig("balanced", "speed", [0.0, 0.5, 1]))
+    assert list(schemes) == ["balanced@speed=0", "balanced@speed=0.5", "balanced@speed=1"]
+    assert schemes["balanced@speed=0.5"] == {
+        "composite": {"completion": 0.25, "semantic": 0.6, "speed": 0.5}
+    }
+    cfg = load_study_config({"name": "s", "schemes": {"b": "balanced"}, "baseline": "b",
+                             "seeds": [0], "sweep": {"weights": [0.1, 0.2]}})
+    assert [u.scheme for u in expand_units(cfg)] == ["b", "balanced@speed=0.1", "balanced@speed=0.2"]
+    with pytest.raises(ConfigError, match="sweep base 'speed' is a class reward"):
+        sweep_schemes(SweepConfig("speed", "speed", [0.1]))
+    with pytest.raises(UnknownNameError, match="did you mean 'speed'"):
+        sweep_schemes(SweepConfig("balanced", "sped", [0.1]))
+
+
+def test_shipped_studies_load() -> None:
+    cfg = load_study_config("speed_vs_balanced")
+    assert cfg.baseline == "task_only" and len(expand_units(cfg)) == 9
+    with pytest.raises(UnknownNameError, match="did you mean 'speed_vs_balanced'"):
+        load_study_config("speed_vs_balanc")
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"baseline": "nope"}, UnknownNameError, "unknown baseline scheme 'nope'"),
+        ({"executor": "slurm"}, UnknownNameError, "unknown executor 'slurm'"),
+        ({"seeds": []}, ConfigError, "seeds must be a non-empty list"),
+        ({"trian": {}}, UnknownNameError, "unknown study option 'trian'; did you mean 'train'"),
+        ({"train": {"updates": 0}}, ConfigError, "updates must be an int >= 1, got 0"),
+        ({"train": {"seed": 3}}, ConfigError, r"train: \['seed'\] are set per run"),
+        ({"format_version": 99}, RunDataError, "format_version 99 is newer"),
+        ({"evaluation": {"splt": "test"}}, UnknownNameError, "section evaluation"),
+    ],
+)
+def test_bad_study_configs(changes, error, message) -> None:
+    data = {"name": "s", "schemes": {"a": "speed_only"}, "baseline": "a", **changes}
+    with pytest.raises(error, match=message):
+        load_study_config(data)
+
+
+def test_a_study_dir_refuses_a_different_config(local_study, random_model_dir) -> None:
+    with pytest.raises(RunDataError, match=r"holds a study with a different config \(\['seeds'\]"):
+        run_study(_study(random_model_dir, seeds=[0, 1, 2]), out=local_study.study_dir)

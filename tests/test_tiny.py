@@ -1,0 +1,142 @@
+"""The tiny model: tokenizer, config, cache (atomic, keyed, reused) and the warm start's BLEU.
+
+Cache tests use a very small config (a few steps); the full warm start is ``slow`` and reads
+the suite's shared cache ($REWARDGYM_CACHE, set in conftest), so it trains at most once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from rewardgym.agents.policy import load_policy
+from rewardgym.agents.tiny import (
+    CACHE_VERSION,
+    COMPLETE,
+    TinyConfig,
+    evaluate_bleu,
+    load_tiny,
+    tiny_cache_dir,
+    train_tokenizer,
+)
+from rewardgym.errors import ConfigError
+
+SMALL = {"vocab_size": 400, "d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64,
+         "steps": 6, "batch_size": 16, "log_every": 3, "eval_max_new_tokens": 2}
+
+
+@pytest.fixture(scope="module")
+def small_cache(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("cache")
+    policy = load_tiny("translate", cache_dir=root, device="cpu", **SMALL)
+    return root, policy
+
+
+def test_tokenizer_round_trip_and_special_tokens() -> None:
+    tok = train_tokenizer(["translate: the dog => keli fekubu-ta"] * 5, vocab_size=280)
+    assert tok.decode(tok("the dog ünïcode").input_ids) == "the dog ünïcode"
+    assert (tok.pad_token, tok.bos_token, tok.eos_token) == ("<pad>", "<s>", "</s>")
+    assert len({tok.pad_token_id, tok.bos_token_id, tok.eos_token_id}) == 3
+    assert tok.padding_side == "left" and len(tok) <= 280
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ConfigError, match=r"d_model \(100\) must be a multiple of n_heads \(3\)"):
+        TinyConfig(d_model=100, n_heads=3)
+    with pytest.raises(ConfigError, match=r"vocab_size must be >= 260"):
+        TinyConfig(vocab_size=100)
+    with pytest.raises(ConfigError, match=r"unknown tiny-model option\(s\) \['stepz'\]\. "
+                       r"Did you mean 'steps'\?"):
+        TinyConfig.from_overrides(stepz=3)
+    with pytest.raises(ConfigError, match=r"SFTConfig.lr must be in \(0, 1\), got 5"):
+        TinyConfig.from_overrides(lr=5)
+    assert TinyConfig.from_overrides(steps=5, d_model=64, n_heads=4).sft.steps == 5
+
+
+def test_cache_key_covers_config_tasks_and_seeds(tmp_path) -> None:
+    base = tiny_cache_dir(TinyConfig(), ("translate",), cache_dir=tmp_path)
+    assert base.parent == tmp_path / "tiny" and len(base.name) == 16
+    others = {
+        tiny_cache_dir(TinyConfig(d_model=128, n_heads=4), ("translate",), cache_dir=tmp_path),
+        tiny_cache_dir(TinyConfig.from_overrides(lr=1e-3), ("translate",), cache_dir=tmp_path),
+        tiny_cache_dir(TinyConfig(), ("summarize",), cache_dir=tmp_path),
+        tiny_cache_dir(TinyConfig(), ("translate",), task_seed=1, cache_dir=tmp_path),
+        tiny_cache_dir(TinyConfig(), ("translate",), seed=1, cache_dir=tmp_path),
+    }
+    assert base not in others and len(others) == 5
+
+
+def test_cache_env_var(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("REWARDGYM_CACHE", str(tmp_path))
+    assert tiny_cache_dir(TinyConfig(), ("translate",)).parent == tmp_path / "tiny"
+
+
+def test_build_writes_a_complete_cache(small_cache) -> None:
+    root, policy = small_cache
+    path = tiny_cache_dir(TinyConfig.from_overrides(**SMALL), ("translate",), cache_dir=root)
+    assert policy.info["cached"] is False and policy.info["cache_dir"] == str(path)
+    names = {p.name for p in path.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "train_log.json", COMPLETE} <= names
+    assert not [p for p in path.parent.iterdir() if ".tmp-" in p.name]
+    log = json.loads((path / "train_log.json").read_text())
+    assert log["cache_version"] == CACHE_VERSION and log["seed"] == 0 and log["steps"] == 6
+    assert [step for step, _ in log["losses"]] == [3, 6]
+    assert set(log["bleu"]) == {"translate"} and log["wall_s"] > 0
+    assert policy.n_params == log["n_params"]
+
+
+def test_second_load_reuses_the_cache(small_cache) -> None:
+    root, first = small_cache
+    path = tiny_cache_dir(TinyConfig.from_overrides(**SMALL), ("translate",), cache_dir=root)
+    mtime = (path / "model.safetensors").stat().st_mtime_ns
+    start = time.perf_counter()
+    again = load_policy("tiny", task="translate", cache_dir=root, device="cpu", **SMALL)
+    assert time.perf_counter() - start < 2.0
+    assert again.info["cached"] is True and again.info["train_log"] == first.info["train_log"]
+    assert (path / "model.safetensors").stat().st_mtime_ns == mtime
+    for a, b in zip(first.model.parameters(), again.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_incomplete_cache_dir_is_rebuilt(small_cache, tmp_path) -> None:
+    _, first = small_cache
+    path = tiny_cache_dir(TinyConfig.from_overrides(**SMALL), ("translate",), cache_dir=tmp_path)
+    path.mkdir(parents=True)
+    (path / "model.safetensors").write_text("torn write")  # no COMPLETE marker
+    rebuilt = load_tiny("translate", cache_dir=tmp_path, device="cpu", **SMALL)
+    assert rebuilt.info["cached"] is False and (path / COMPLETE).is_file()
+    # same seed, same machine: same weights as the first build
+    for a, b in zip(first.model.parameters(), rebuilt.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_bad_task_argument(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"task must be a task name or a non-empty tuple"):
+        load_tiny((), cache_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_warm_start_reaches_bleu_50_on_translate() -> None:
+    """Trains once (about 2 minutes on 2 cores) into the shared cache, then loads in a second."""
+    from rewardgym.envs.tasks import make_task
+
+    policy = load_policy("tiny", task="translate", device="cpu")
+    log = policy.info["train_log"]
+    assert log["bleu"]["translate"] >= 50
+    test = make_task("translate", seed=0).split("test")
+    assert evaluate_bleu(policy, test) == pytest.approx(log["bleu"]["translate"], abs=0.5)
+    gen = policy.generate([ex.prompt for ex in test[:16]], greedy=True)
+    assert sum(gen.finished) >= 12  # a warm-started model stops by itself
+    for ids, done in zip(gen.token_ids, gen.finished):
+        assert (ids[-1] == policy.eos_id) == done and policy.eos_id not in ids[:-1]
+    # greedy decoding agrees with Hugging Face generate, eos and padding included
+    ids, mask = policy._left_pad(gen.prompt_ids)
+    reference = policy.model.generate(
+        input_ids=ids, attention_mask=mask, max_new_tokens=48, do_sample=False,
+        eos_token_id=policy.eos_id, pad_token_id=policy.pad_id,
+    )[:, ids.shape[1]:]
+    for row, tokens in enumerate(gen.token_ids):
+        assert reference[row, : len(tokens)].tolist() == tokens
