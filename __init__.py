@@ -11,8 +11,8 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rewardgym._lazy import lazy_getattr
+
 
 from rewardgym.envs import registration as _registration
 
@@ -51,13 +51,7 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 _registration.register_envs()
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rewardgym' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # cache: later lookups skip this hook
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

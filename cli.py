@@ -16,6 +16,7 @@ import yaml
 
 from rewardgym.errors import ConfigError, RewardGymError
 
+
 def _list(args: argparse.Namespace) -> int:
     what = args.what
     if what == "tasks":
@@ -95,11 +96,15 @@ def _train(args: argparse.Namespace) -> int:
     if args.config:
         config = TrainConfig.from_yaml(args.config, **flags)
     else:
-        config = TrainConfig.from_dict({k: v for k, v in flags.items() if v is not None},
-                                       source="command line")
+        config = TrainConfig.from_dict(
+            {k: v for k, v in flags.items() if v is not None}, source="command line"
+        )
     result = train(config, resume=args.resume)
-    summary = {"run_dir": str(result.run_dir), "updates_done": result.updates_done,
-               **result.final_eval}
+    summary = {
+        "run_dir": str(result.run_dir),
+        "updates_done": result.updates_done,
+        **result.final_eval,
+    }
     print(json.dumps(summary, indent=2))
     return 130 if result.interrupted else 0
 
@@ -144,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="list tasks, rewards, env ids or models")
-    p.add_argument("what", nargs="?", default="tasks", choices=["tasks", "rewards", "envs", "models"])
+    p.add_argument(
+        "what", nargs="?", default="tasks", choices=["tasks", "rewards", "envs", "models"]
+    )
     p.set_defaults(func=_list)
 
     p = sub.add_parser(
@@ -166,9 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     from rewardgym.agents.config import TrainConfig
 
     help_texts = TrainConfig.help_texts()
-    p = sub.add_parser("train", help="train an agent on a task under a reward",
-                       description="Train a policy; every option can also come from --config FILE "
-                       "(YAML) or --set KEY=VALUE. Flags win over the file.")
+    p = sub.add_parser(
+        "train",
+        help="train an agent on a task under a reward",
+        description="Train a policy; every option can also come from --config FILE "
+        "(YAML) or --set KEY=VALUE. Flags win over the file.",
+    )
     p.add_argument("--config", help="YAML file of TrainConfig options")
     p.add_argument("--task", help=help_texts["task"])
     p.add_argument("--model", help=help_texts["model"])
@@ -178,8 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help=help_texts["seed"])
     p.add_argument("--out", help=help_texts["out"])
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other TrainConfig option, e.g. --set lr=1e-3 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other TrainConfig option, e.g. --set lr=1e-3 (repeatable)",
+    )
     p.set_defaults(func=_train)
 
     from rewardgym.evaluation.evaluate import add_arguments
@@ -188,12 +203,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p)
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("study", help="train and compare reward schemes across seeds",
-                       description="Run a study: every scheme × task × seed trained, evaluated "
-                       "before and after, aggregated into results.json and a report. Rerunning "
-                       "skips finished runs and resumes interrupted ones.")
-    p.add_argument("config", nargs="?", default="speed_vs_balanced",
-                   help="a study YAML file or a shipped study's name (default: speed_vs_balanced)")
+    p = sub.add_parser(
+        "study",
+        help="train and compare reward schemes across seeds",
+        description="Run a study: every scheme × task × seed trained, evaluated "
+        "before and after, aggregated into results.json and a report. Rerunning "
+        "skips finished runs and resumes interrupted ones.",
+    )
+    p.add_argument(
+        "config",
+        nargs="?",
+        default="speed_vs_balanced",
+        help="a study YAML file or a shipped study's name (default: speed_vs_balanced)",
+    )
     p.add_argument("--out", help="study directory (default: studies/<name>)")
     p.add_argument("--executor", choices=["local", "ray"], help="override the config's executor")
     p.add_argument("--seeds", type=int, nargs="+", help="override the config's seeds")

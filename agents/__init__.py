@@ -9,8 +9,8 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rewardgym._lazy import lazy_getattr
+
 
 _EXPORTS = {
     "TrainConfig": "rewardgym.agents.config",
@@ -24,7 +24,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'rewardgym.agents' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -57,7 +57,9 @@ class RunningBaseline:
         baseline = float(rewards.mean()) if self.value is None else self.value
         adv = rewards - baseline
         mean = float(rewards.mean())
-        self.value = mean if self.value is None else self.momentum * self.value + (1 - self.momentum) * mean
+        self.value = (
+            mean if self.value is None else self.momentum * self.value + (1 - self.momentum) * mean
+        )
         return adv
 
 

@@ -29,7 +29,9 @@ class TrainContext:
     update: int = 0
     alerts: list[dict[str, Any]] = field(default_factory=list)
 
-    def alert(self, monitor: str, value: float, threshold: float, message: str, action: str) -> None:
+    def alert(
+        self, monitor: str, value: float, threshold: float, message: str, action: str
+    ) -> None:
         """Record an alert; the trainer writes it to metrics.jsonl with the update's record."""
         self.alerts.append(
             {

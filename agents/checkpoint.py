@@ -314,7 +314,8 @@ def save_checkpoint(
         The checkpoint folder.
 
     Raises:
-        CheckpointError: the state is not JSON-serialisable.
+        CheckpointError: the state is not JSON-serialisable, or the folder cannot be written
+            (full disk, read-only directory); earlier checkpoints are left intact.
         ConfigError: a negative step or a keep_last below 1.
 
     Example:
@@ -332,14 +333,26 @@ def save_checkpoint(
         )
     state_text = _state_json(step, dict(state or {}))
     root = Path(run_dir) / CHECKPOINTS_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    _remove_stale_tmp(root)
     final = root / f"step-{step:06d}"
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.", suffix=".tmp"))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _remove_stale_tmp(root)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.", suffix=".tmp"))
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot write checkpoint {str(final)!r}: {exc.strerror or exc}; make the run "
+            "directory writable or choose another --out"
+        ) from exc
     tmp.chmod(0o755)  # mkdtemp makes it private; a published checkpoint is an ordinary folder
     try:
         _write_files(tmp, final, model, optimizer, state_text, rng)
         _commit(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(
+            f"cannot write checkpoint {str(final)!r}: {exc.strerror or exc}; free disk space or "
+            "make the run directory writable, then resume (earlier checkpoints are intact)"
+        ) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

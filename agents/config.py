@@ -41,7 +41,9 @@ class TrainConfig:
     task: str = _field("translate", "task name (rewardgym list tasks)")
     task_seed: int = _field(0, "seed of the generated task data")
     model: str = _field("tiny", "'tiny', 'smollm2-135m' or a local Hugging Face model directory")
-    reward: Any = _field("balanced", "reward spec: a name, 'module:function' or {'composite': {...}}")
+    reward: Any = _field(
+        "balanced", "reward spec: a name, 'module:function' or {'composite': {...}}"
+    )
     algo: str = _field("grpo", "policy-gradient algorithm: reinforce, grpo or ppo")
     updates: int = _field(100, "optimizer updates to run")
     seed: int = _field(0, "seed of sampling, batches and initialisation")
@@ -87,8 +89,16 @@ class TrainConfig:
             raise UnknownNameError("lr schedule", self.lr_schedule, LR_SCHEDULES)
         if self.dtype not in DTYPES:
             raise UnknownNameError("dtype", self.dtype, DTYPES)
-        for name in ("updates", "prompts_per_update", "group_size", "max_new_tokens", "ppo_epochs",
-                     "eval_examples", "keep_checkpoints", "max_faults"):
+        for name in (
+            "updates",
+            "prompts_per_update",
+            "group_size",
+            "max_new_tokens",
+            "ppo_epochs",
+            "eval_examples",
+            "keep_checkpoints",
+            "max_faults",
+        ):
             _require_int(self, name, low=1)
         for name in ("task_seed", "seed", "warmup_updates", "eval_every", "checkpoint_every"):
             _require_int(self, name, low=0)
@@ -183,7 +193,9 @@ def _check_type(f: dataclasses.Field, value: Any, source: str) -> None:
     expected = _TYPES.get(base)
     if expected is None:  # "Any": the reward spec, validated by make_reward
         return
-    wrong = not isinstance(value, expected) or (base in ("int", "float") and isinstance(value, bool))
+    wrong = not isinstance(value, expected) or (
+        base in ("int", "float") and isinstance(value, bool)
+    )
     if wrong:
         raise ConfigError(
             f"{source}: option {f.name!r} must be {base}, got {type(value).__name__} {value!r}"

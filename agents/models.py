@@ -91,16 +91,26 @@ def _cache_is_fresh(path: Path, signature: dict[str, Any]) -> bool:
 
 
 def _write_cache(model: Any, tokenizer: Any, path: Path, signature: dict[str, Any]) -> None:
-    """Safetensors copy of the dequantised model, written atomically; failures only warn."""
+    """Safetensors copy of the dequantised model, written atomically; failures only warn.
+
+    ``save_pretrained`` refuses GGUF-loaded models, so the config (without its quantisation
+    entry) and the plain state dict are written directly.
+    """
+    from safetensors.torch import save_model
+
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     try:
         shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp, safe_serialization=True)
+        tmp.mkdir(parents=True)
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         tokenizer.save_pretrained(tmp)
         shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
         (path / "COMPLETE").write_text(json.dumps(signature))
-    except OSError as exc:  # a read-only cache must not stop the model from loading
+    except (OSError, ValueError, RuntimeError) as exc:  # caching is an optimisation only
         import warnings
 
         warnings.warn(f"could not cache SmolLM2 at {path}: {exc}", stacklevel=3)
@@ -149,7 +159,12 @@ def load_smollm2(
         source = str(folder / SMOLLM2_GGUF)
     tokenizer.padding_side = "left"
     return LMPolicy(
-        model, tokenizer, name="smollm2-135m", device=device, dtype=dtype, chat=True,
+        model,
+        tokenizer,
+        name="smollm2-135m",
+        device=device,
+        dtype=dtype,
+        chat=True,
         info={"source": source},
     )
 
@@ -193,16 +208,25 @@ def load_local(
     has_safetensors = any(p.suffix == ".safetensors" for p in weights)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            path, use_safetensors=has_safetensors or None, trust_remote_code=False,
+            path,
+            use_safetensors=has_safetensors or None,
+            trust_remote_code=False,
             local_files_only=True,
         )
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(
+            path, trust_remote_code=False, local_files_only=True
+        )
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"could not load the model in {path}: {exc}") from exc
     tokenizer.padding_side = "left"
     options = read_policy_options(path)
     options.setdefault("chat", getattr(tokenizer, "chat_template", None) is not None)
     return LMPolicy(
-        model, tokenizer, name=str(path), device=device, dtype=dtype, **options,
+        model,
+        tokenizer,
+        name=str(path),
+        device=device,
+        dtype=dtype,
+        **options,
         info={"source": str(path)},
     )

@@ -3,8 +3,9 @@
 An :class:`LMPolicy` wraps a transformers causal LM and its tokenizer. :meth:`LMPolicy.generate`
 runs its own decode loop over the KV cache (rather than ``model.generate``) because the trainer
 needs, for every sampled token, its log-probability under the distribution it was actually drawn
-from (after temperature and top-p) and that distribution's entropy. :meth:`LMPolicy.sequence_logprobs`
-recomputes the same log-probs with gradients for the policy-gradient loss.
+from (after temperature and top-p) and that distribution's entropy.
+:meth:`LMPolicy.sequence_logprobs` recomputes the same log-probs with gradients for the
+policy-gradient loss.
 
 Layout of a batch: prompts are left-padded and completions right-padded, so every completion
 starts at the same column and only the last ``T + 1`` positions need logits.
@@ -233,7 +234,9 @@ class LMPolicy:
         self.completion_prefix = completion_prefix
         self.info = dict(info or {})
         if tokenizer.eos_token_id is None:
-            raise ConfigError(f"the tokenizer of {name!r} has no eos token; set tokenizer.eos_token")
+            raise ConfigError(
+                f"the tokenizer of {name!r} has no eos token; set tokenizer.eos_token"
+            )
         self.eos_id = int(tokenizer.eos_token_id)
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad) if pad is not None else self.eos_id
@@ -333,8 +336,12 @@ class LMPolicy:
         use_cache: bool = False,
     ) -> tuple[torch.Tensor, Any]:
         """Logits of the last ``keep`` positions and the KV cache, across transformers versions."""
-        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask,
-                                  "position_ids": positions, "use_cache": use_cache}
+        kwargs: dict[str, Any] = {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "position_ids": positions,
+            "use_cache": use_cache,
+        }
         if cache is not None:
             kwargs[self._cache_kw] = cache
         if self._keep_kw:
@@ -390,6 +397,12 @@ class LMPolicy:
         prompt_ids = self.encode_prompts(prompts)
         if not prompts:
             return Generation([], [], [], [], [], [], time.perf_counter() - start)
+        empty = [i for i, ids in enumerate(prompt_ids) if not ids]
+        if empty:
+            raise ConfigError(
+                f"prompt {empty[0]} encodes to no tokens and this model adds no bos token; "
+                "pass a non-empty prompt"
+            )
         with torch.inference_mode():
             tokens, logps, ents, done = self._decode(
                 prompt_ids, max_new_tokens, temperature, top_p, greedy, seed, token_budget
@@ -401,7 +414,9 @@ class LMPolicy:
             logprobs.append(logps[row, :n].numpy().astype(np.float64))
             entropy.append((ents[row, :n] * BITS_PER_NAT).numpy().astype(np.float64))
         finished = [bool(f) for f in done]
-        completions = [self.decode(ids[:-1] if f else ids) for ids, f in zip(token_ids, finished)]
+        completions = [
+            self.decode(ids[:-1] if f else ids) for ids, f in zip(token_ids, finished, strict=True)
+        ]
         return Generation(
             completions,
             token_ids,
@@ -458,7 +473,9 @@ class LMPolicy:
             if step + 1 == max_new_tokens:
                 break
             nxt = torch.where(alive, nxt, torch.full_like(nxt, self.pad_id))
-            mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=self.device)], 1)
+            mask = torch.cat(
+                [mask, torch.ones((batch, 1), dtype=mask.dtype, device=self.device)], 1
+            )
             positions = positions[:, -1:] + 1
             logits, cache = self._forward(nxt[:, None], mask, positions, 1, cache, use_cache=True)
         return tokens, logps, ents, done
@@ -500,6 +517,8 @@ class LMPolicy:
                 f"got {len(prompt_ids)} prompts but {len(completion_ids)} completions; "
                 "pass one completion per prompt"
             )
+        if not prompt_ids:
+            raise ConfigError("sequence_logprobs needs at least one (prompt, completion) pair")
         if any(len(p) == 0 for p in prompt_ids):
             raise ConfigError("every prompt needs at least one token (a bos token will do)")
         batch = len(prompt_ids)
@@ -507,14 +526,14 @@ class LMPolicy:
         width_c = max((len(c) for c in completion_ids), default=0)
         ids = torch.full((batch, width_p + width_c), self.pad_id, dtype=torch.long)
         attn = torch.zeros_like(ids)
-        for row, (p, c) in enumerate(zip(prompt_ids, completion_ids)):
+        for row, (p, c) in enumerate(zip(prompt_ids, completion_ids, strict=True)):
             ids[row, width_p - len(p) : width_p] = torch.as_tensor(list(p), dtype=torch.long)
             attn[row, width_p - len(p) : width_p + len(c)] = 1
             if len(c):
                 ids[row, width_p : width_p + len(c)] = torch.as_tensor(list(c), dtype=torch.long)
         ids, attn = ids.to(self.device), attn.to(self.device)
         comp_mask = attn[:, width_p:].float()
-        real = [len(p) + len(c) for p, c in zip(prompt_ids, completion_ids)]
+        real = [len(p) + len(c) for p, c in zip(prompt_ids, completion_ids, strict=True)]
         n_pos = batch * (width_p + width_c)
         if width_c == 0:
             empty = torch.zeros((batch, 0), device=self.device)
@@ -565,8 +584,11 @@ class LMPolicy:
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
-        options = {"chat": self.chat, "add_bos": self.add_bos,
-                   "completion_prefix": self.completion_prefix}
+        options = {
+            "chat": self.chat,
+            "add_bos": self.add_bos,
+            "completion_prefix": self.completion_prefix,
+        }
         (path / POLICY_OPTIONS).write_text(json.dumps(options, indent=2))
         return path
 
@@ -591,7 +613,9 @@ def read_policy_options(directory: str | os.PathLike) -> dict[str, Any]:
     for key, kind in (("chat", bool), ("add_bos", bool), ("completion_prefix", str)):
         if key in data:
             if not isinstance(data[key], kind):
-                raise ModelLoadError(f"{path}: {key!r} must be a {kind.__name__}, got {data[key]!r}")
+                raise ModelLoadError(
+                    f"{path}: {key!r} must be a {kind.__name__}, got {data[key]!r}"
+                )
             options[key] = data[key]
     return options
 
@@ -636,12 +660,11 @@ def load_policy(
     if name == "tiny":
         from rewardgym.agents.tiny import load_tiny
 
-        return load_tiny(task=task, seed=seed, device=device, dtype=dtype, cache_dir=cache_dir,
-                         **kwargs)
-    if kwargs:
-        raise ConfigError(
-            f"options {sorted(kwargs)} only apply to the 'tiny' model, not {name!r}"
+        return load_tiny(
+            task=task, seed=seed, device=device, dtype=dtype, cache_dir=cache_dir, **kwargs
         )
+    if kwargs:
+        raise ConfigError(f"options {sorted(kwargs)} only apply to the 'tiny' model, not {name!r}")
     from rewardgym.agents import models
 
     if name == "smollm2-135m":

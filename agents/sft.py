@@ -52,9 +52,9 @@ class SFTConfig:
         40
     """
 
-    steps: int = 700
-    batch_size: int = 48
-    lr: float = 3e-3
+    steps: int = 800
+    batch_size: int = 32
+    lr: float = 4e-3
     min_lr_ratio: float = 0.05
     warmup_steps: int = 40
     weight_decay: float = 0.01
@@ -70,7 +70,9 @@ class SFTConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"SFTConfig.{name} must be an int >= 1, got {value!r}")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ConfigError(f"SFTConfig.warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
+            raise ConfigError(
+                f"SFTConfig.warmup_steps must be an int >= 0, got {self.warmup_steps!r}"
+            )
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 1):
             raise ConfigError(f"SFTConfig.lr must be in (0, 1), got {self.lr!r}")
         for name in ("min_lr_ratio", "beta2"):
@@ -116,7 +118,7 @@ def encode_pairs(policy: Any, examples: Sequence[Any]) -> list[Pair]:
     """
     prompts = policy.encode_prompts([ex.prompt for ex in examples])
     completions = policy.encode_completions([ex.reference for ex in examples])
-    return list(zip(prompts, completions))
+    return list(zip(prompts, completions, strict=True))
 
 
 def completion_nll(

@@ -71,20 +71,28 @@ class TinyConfig:
         128
     """
 
-    vocab_size: int = 768
+    vocab_size: int = 1024
     min_frequency: int = 2
-    d_model: int = 192
+    d_model: int = 128
     n_layers: int = 3
-    n_heads: int = 6
-    d_ff: int = 512
+    n_heads: int = 4
+    d_ff: int = 384
     max_positions: int = 128
     rope_theta: float = 10000.0
     sft: SFTConfig = field(default_factory=SFTConfig)
     eval_max_new_tokens: int = 48
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "min_frequency", "d_model", "n_layers", "n_heads", "d_ff",
-                     "max_positions", "eval_max_new_tokens"):
+        for name in (
+            "vocab_size",
+            "min_frequency",
+            "d_model",
+            "n_layers",
+            "n_heads",
+            "d_ff",
+            "max_positions",
+            "eval_max_new_tokens",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"TinyConfig.{name} must be an int >= 1, got {value!r}")
@@ -95,7 +103,8 @@ class TinyConfig:
             )
         if self.d_model % self.n_heads:
             raise ConfigError(
-                f"TinyConfig.d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})"
+                f"TinyConfig.d_model ({self.d_model}) must be a multiple of "
+                f"n_heads ({self.n_heads})"
             )
 
     @classmethod
@@ -366,8 +375,14 @@ def _load_cached(
     tokenizer.padding_side = "left"
     log = json.loads((path / "train_log.json").read_text())
     return LMPolicy(
-        model, tokenizer, name="tiny", device=device, dtype=dtype, add_bos=True,
-        completion_prefix=" ", info={"cache_dir": str(path), "train_log": log, "cached": True},
+        model,
+        tokenizer,
+        name="tiny",
+        device=device,
+        dtype=dtype,
+        add_bos=True,
+        completion_prefix=" ",
+        info={"cache_dir": str(path), "train_log": log, "cached": True},
     )
 
 

@@ -118,16 +118,24 @@ def train(
     run = _setup(config, callbacks or [], resume)
     run.callbacks.on_train_start(run.ctx)
     stopped_early = interrupted = False
-    bar = tqdm(total=config.updates, initial=run.update, desc=label, unit="update",
-               disable=not config.progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=config.updates,
+        initial=run.update,
+        desc=label,
+        unit="update",
+        disable=not config.progress,
+        dynamic_ncols=True,
+    )
     with bar, _stop_on_signals() as stop_requested:
         while run.update < config.updates:
             record = _one_update(run)
             if config.eval_every and (run.update + 1) % config.eval_every == 0:
                 record.update(_evaluate_during_training(run))
             _finish_update(run, record)
-            bar.set_postfix(reward=f"{record['reward/mean']:.3f}",
-                            tok_s=f"{record['tokens_generated'] / record['time/update_s']:.0f}")
+            bar.set_postfix(
+                reward=f"{record['reward/mean']:.3f}",
+                tok_s=f"{record['tokens_generated'] / record['time/update_s']:.0f}",
+            )
             bar.update(1)
             keep_going = run.callbacks.on_update_end(run.ctx, record)
             if config.checkpoint_every and run.update % config.checkpoint_every == 0:
@@ -200,7 +208,8 @@ def _prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
     if resume and config_path.exists():
         saved = json.loads(config_path.read_text(encoding="utf-8"))
         changed = sorted(
-            k for k, v in config.to_dict().items()
+            k
+            for k, v in config.to_dict().items()
             if k not in RESUMABLE_CHANGES and saved.get(k) != v
         )
         if changed:
@@ -306,7 +315,9 @@ def _micro_batch_loss(
     prompt_ids = [gen.prompt_ids[i] for i in chunk]
     completion_ids = [gen.token_ids[i] for i in chunk]
     out = run.policy.sequence_logprobs(
-        prompt_ids, completion_ids, temperature=config.temperature,
+        prompt_ids,
+        completion_ids,
+        temperature=config.temperature,
         with_entropy=config.entropy_coef > 0,
     )
     mask = out.mask
@@ -317,8 +328,9 @@ def _micro_batch_loss(
     kl = torch.zeros((), device=mask.device)
     if run.reference is not None:
         with torch.no_grad():
-            ref = run.reference.sequence_logprobs(prompt_ids, completion_ids,
-                                                  temperature=config.temperature)
+            ref = run.reference.sequence_logprobs(
+                prompt_ids, completion_ids, temperature=config.temperature
+            )
         kl = sequence_sum(kl_k3(out.logprobs, ref.logprobs, mask), config.max_new_tokens).mean()
         loss = loss + config.kl_coef * kl
         run.flops.add_forward("reference", out.n_positions)
@@ -328,7 +340,10 @@ def _micro_batch_loss(
     replay = torch.zeros((), device=mask.device)
     if config.replay_share > 0:
         replay = replay_loss(
-            run.policy, run.env.task, n=len(chunk), seed=int(chunk[0]) + 7919 * run.update,
+            run.policy,
+            run.env.task,
+            n=len(chunk),
+            seed=int(chunk[0]) + 7919 * run.update,
             confidence_weighting=config.replay_confidence_weighting,
         )
         loss = (1 - config.replay_share) * loss + config.replay_share * replay.loss
@@ -368,8 +383,13 @@ def _decide_step(run: _Run, stats: dict[str, Any]) -> str:
     if not finite:
         run.skipped_updates += 1
         run.consecutive_faults += 1
-        run.ctx.alert("numerical_fault", stats["grad_norm"], float("inf"),
-                      "non-finite loss or gradient: update skipped", "skip")
+        run.ctx.alert(
+            "numerical_fault",
+            stats["grad_norm"],
+            float("inf"),
+            "non-finite loss or gradient: update skipped",
+            "skip",
+        )
         if run.consecutive_faults >= run.config.max_faults:
             run.consecutive_faults = 0
             return "rollback"
@@ -427,7 +447,11 @@ def _finish_update(run: _Run, record: dict[str, Any]) -> None:
         run.log.append(record)
     if run.tb is not None:
         for key, value in record.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            if (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            ):
                 run.tb.add_scalar(key, value, run.update)
     run.update += 1
 
@@ -463,15 +487,29 @@ def _checkpoint(run: _Run) -> None:
         "skipped_updates": run.skipped_updates,
         "rollbacks": run.rollbacks,
     }
-    save_checkpoint(run.run_dir, run.update, run.policy.model, run.optimizer, state,
-                    keep_last=run.config.keep_checkpoints)
+    save_checkpoint(
+        run.run_dir,
+        run.update,
+        run.policy.model,
+        run.optimizer,
+        state,
+        keep_last=run.config.keep_checkpoints,
+    )
 
 
 def _close(run: _Run, final_eval: dict, stopped_early: bool, interrupted: bool) -> RunResult:
     if run.tb is not None:
         run.tb.close()
-    result = RunResult(run.config, run.run_dir, run.update, run.records, final_eval,
-                       stopped_early, interrupted, run.policy)
+    result = RunResult(
+        run.config,
+        run.run_dir,
+        run.update,
+        run.records,
+        final_eval,
+        stopped_early,
+        interrupted,
+        run.policy,
+    )
     if run.run_dir is not None:
         summary = {
             "updates_done": run.update,

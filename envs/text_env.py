@@ -67,9 +67,7 @@ class TextTaskEnv(gym.Env[str, Any]):
         self.split = split
         self.max_turns = positive_int(max_turns, "max_turns")
         self.max_completion_chars = max_completion_chars or 4 * self.task.max_reference_chars + 64
-        self.max_completion_chars = positive_int(
-            self.max_completion_chars, "max_completion_chars"
-        )
+        self.max_completion_chars = positive_int(self.max_completion_chars, "max_completion_chars")
         self.noise, self.noise_severity = _check_noise(noise, noise_severity)
         if render_mode not in (None, "ansi"):
             raise UnknownNameError("render mode", render_mode, ["ansi"])

@@ -10,8 +10,8 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rewardgym._lazy import lazy_getattr
+
 
 # `evaluate` is deliberately not here: it is also a submodule's name (rewardgym.evaluate is
 # the function; rewardgym.evaluation.evaluate is the module).
@@ -25,7 +25,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'rewardgym.evaluation' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -126,10 +126,14 @@ def record_path(study_dir: Path, unit: RunUnit) -> Path:
 def _prepare_study_dir(study_dir: Path, config: StudyConfig) -> None:
     saved = study_dir / "study.yaml"
     resolved = config.to_dict()
-    comparable = {k: v for k, v in resolved.items() if k not in ("executor", "workers", "ray_address")}
+    comparable = {
+        k: v for k, v in resolved.items() if k not in ("executor", "workers", "ray_address")
+    }
     if saved.exists():
         previous = load_study_config(saved).to_dict()
-        prev_cmp = {k: v for k, v in previous.items() if k not in ("executor", "workers", "ray_address")}
+        prev_cmp = {
+            k: v for k, v in previous.items() if k not in ("executor", "workers", "ray_address")
+        }
         if prev_cmp != comparable:
             changed = sorted(k for k in comparable if comparable[k] != prev_cmp.get(k))
             raise RunDataError(
@@ -159,9 +163,18 @@ def _evaluate(policy, config: StudyConfig, task: str, out_dir: Path, reward: Any
 
     ev = config.evaluation
     return evaluate(
-        policy, task, split=ev.split, noise=ev.noise, severities=ev.severities, reward=reward,
-        n_examples=ev.n_examples, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size,
-        out_dir=out_dir, retention_task=ev.retention_task, n_samples=ev.n_samples,
+        policy,
+        task,
+        split=ev.split,
+        noise=ev.noise,
+        severities=ev.severities,
+        reward=reward,
+        n_examples=ev.n_examples,
+        max_new_tokens=ev.max_new_tokens,
+        batch_size=ev.batch_size,
+        out_dir=out_dir,
+        retention_task=ev.retention_task,
+        n_samples=ev.n_samples,
     )
 
 
@@ -177,8 +190,9 @@ def execute_unit(config_dict: dict, study_dir: str, unit: RunUnit, label: str = 
     study = Path(study_dir)
     out = run_dir(study, unit)
     started = time.perf_counter()
-    train_config = config.train_config(unit.task, unit.reward, unit.seed, str(out),
-                                       progress=bool(label))
+    train_config = config.train_config(
+        unit.task, unit.reward, unit.seed, str(out), progress=bool(label)
+    )
     resume = (out / "config.json").exists()
     result = train(train_config, callbacks=_monitors(config), resume=resume, label=label)
     if result.interrupted:
@@ -229,10 +243,16 @@ def summarise_run(unit: RunUnit, metrics: list[dict], before, after, change: dic
         "compute_waste_pct": last.get("compute_waste_pct"),
         "flops_total": flops_total,
         "flops_by_category": {k[6:]: v for k, v in last.items() if k.startswith("flops/")},
-        "flops_per_bleu_point": (flops_total / bleu_gain) if flops_total and bleu_gain and bleu_gain > 0 else None,
+        "flops_per_bleu_point": (flops_total / bleu_gain)
+        if flops_total and bleu_gain and bleu_gain > 0
+        else None,
         "completion_length": after.completion_tokens,
-        "entropy_bits": float(np.mean([m["entropy_bits"] for m in tail])) if tail and last else None,
-        "train_reward_first": float(np.mean([m["reward/mean"] for m in metrics[: len(tail)]])) if metrics else None,
+        "entropy_bits": float(np.mean([m["entropy_bits"] for m in tail]))
+        if tail and last
+        else None,
+        "train_reward_first": float(np.mean([m["reward/mean"] for m in metrics[: len(tail)]]))
+        if metrics
+        else None,
         "train_reward_last": float(np.mean([m["reward/mean"] for m in tail])) if metrics else None,
         "monitor_alerts": sum(len(m.get("alerts", [])) for m in metrics),
         "alerts": [a for m in metrics for a in m.get("alerts", [])],
@@ -243,7 +263,9 @@ def summarise_run(unit: RunUnit, metrics: list[dict], before, after, change: dic
 # -- executors ---------------------------------------------------------------------------------
 
 
-def _run_local(config: StudyConfig, study_dir: Path, pending: list[RunUnit], total: int, log) -> bool:
+def _run_local(
+    config: StudyConfig, study_dir: Path, pending: list[RunUnit], total: int, log
+) -> bool:
     done = total - len(pending)
     started = time.perf_counter()
     if config.workers > 1:
@@ -258,15 +280,18 @@ def _run_local(config: StudyConfig, study_dir: Path, pending: list[RunUnit], tot
     return False
 
 
-def _run_pool(config: StudyConfig, study_dir: Path, pending: list[RunUnit], total: int, log) -> bool:
+def _run_pool(
+    config: StudyConfig, study_dir: Path, pending: list[RunUnit], total: int, log
+) -> bool:
     import concurrent.futures as cf
     import multiprocessing
 
     done, started = total - len(pending), time.perf_counter()
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
     threads = max(1, (os.cpu_count() or 1) // config.workers)
-    with cf.ProcessPoolExecutor(config.workers, mp_context=context,
-                                initializer=_limit_threads, initargs=(threads,)) as pool:
+    with cf.ProcessPoolExecutor(
+        config.workers, mp_context=context, initializer=_limit_threads, initargs=(threads,)
+    ) as pool:
         futures = [pool.submit(execute_unit, config.to_dict(), str(study_dir), u) for u in pending]
         for n, future in enumerate(cf.as_completed(futures), start=1):
             record = future.result()
@@ -293,10 +318,16 @@ def _run_ray(config: StudyConfig, study_dir: Path, pending: list[RunUnit], total
     started_here = not ray.is_initialized()
     if started_here:
         # the dashboard is an HTTP server that can run jobs: never start one implicitly
-        ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        ray.init(
+            address=config.ray_address,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
     try:
-        remote = ray.remote(num_cpus=config.ray_num_cpus, num_gpus=config.ray_num_gpus)(execute_unit)
+        remote = ray.remote(num_cpus=config.ray_num_cpus, num_gpus=config.ray_num_gpus)(
+            execute_unit
+        )
         refs = [remote.remote(config.to_dict(), str(study_dir.resolve()), u) for u in pending]
         done, started, n = total - len(pending), time.perf_counter(), 0
         while refs:
@@ -310,7 +341,9 @@ def _run_ray(config: StudyConfig, study_dir: Path, pending: list[RunUnit], total
     return False
 
 
-def _log_progress(log, record: dict, done: int, total: int, n: int, n_pending: int, started: float) -> None:
+def _log_progress(
+    log, record: dict, done: int, total: int, n: int, n_pending: int, started: float
+) -> None:
     elapsed = time.perf_counter() - started
     left = elapsed / n * (n_pending - n)
     bleu = record.get("final_bleu")
@@ -341,7 +374,9 @@ def collect_results(config: StudyConfig, study_dir: Path, wall_s: float | None =
         runs = [r for r in records if r["scheme"] == scheme]
         summary[scheme] = {m: summarise([r.get(m) for r in runs]).to_dict() for m in HEADLINE}
         beats[scheme] = {
-            m: _prob(runs, base_runs, m, better) for m, better in HEADLINE.items() if better is not None
+            m: _prob(runs, base_runs, m, better)
+            for m, better in HEADLINE.items()
+            if better is not None
         }
     return {
         "format_version": STUDY_FORMAT_VERSION,
@@ -386,7 +421,9 @@ def _before_summary(config: StudyConfig, study_dir: Path) -> dict:
         path = study_dir / "before" / task / f"{config.evaluation.split}.json"
         if path.exists():
             data = json.loads(path.read_text(encoding="utf-8"))
-            out[task] = {k: data.get(k) for k in ("bleu", "chrf", "robustness", "completion_tokens")}
+            out[task] = {
+                k: data.get(k) for k in ("bleu", "chrf", "robustness", "completion_tokens")
+            }
     return out
 
 
@@ -395,8 +432,17 @@ def environment() -> dict[str, Any]:
     from importlib import metadata
 
     versions = {}
-    for name in ("rewardgym", "torch", "transformers", "gymnasium", "stable-baselines3",
-                 "sacrebleu", "tokenizers", "numpy", "ray"):
+    for name in (
+        "rewardgym",
+        "torch",
+        "transformers",
+        "gymnasium",
+        "stable-baselines3",
+        "sacrebleu",
+        "tokenizers",
+        "numpy",
+        "ray",
+    ):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -85,7 +85,9 @@ class StudyConfig:
         if self.executor not in EXECUTORS:
             raise UnknownNameError("executor", self.executor, EXECUTORS)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"seeds must be a non-empty list of distinct ints, got {self.seeds!r}")
+            raise ConfigError(
+                f"seeds must be a non-empty list of distinct ints, got {self.seeds!r}"
+            )
         if not self.tasks:
             raise ConfigError("tasks must name at least one task")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
@@ -103,8 +105,15 @@ class StudyConfig:
         self, task: str, reward: Any, seed: int, out: str | None, progress: bool = False
     ) -> TrainConfig:
         """The TrainConfig of one run of this study."""
-        data = {**self.train, "task": task, "model": self.model, "reward": reward, "seed": seed,
-                "out": out, "progress": progress}
+        data = {
+            **self.train,
+            "task": task,
+            "model": self.model,
+            "reward": reward,
+            "seed": seed,
+            "out": out,
+            "progress": progress,
+        }
         return TrainConfig.from_dict(data, source=f"study {self.name!r} train section")
 
     def to_dict(self) -> dict[str, Any]:

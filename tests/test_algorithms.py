@@ -44,7 +44,9 @@ def test_surrogate_is_plain_policy_gradient_on_policy_and_clips_off_policy() -> 
     loss = clipped_surrogate(logp, logp.detach(), adv, mask, clip_eps=0.2).sum()
     loss.backward()
     np.testing.assert_allclose(logp.grad.numpy(), [[-2.0, -2.0]])  # −A·∇log π
-    far = clipped_surrogate(torch.tensor([[0.0]]), torch.tensor([[-1.0]]), adv, torch.ones(1, 1), 0.2)
+    far = clipped_surrogate(
+        torch.tensor([[0.0]]), torch.tensor([[-1.0]]), adv, torch.ones(1, 1), 0.2
+    )
     assert far.item() == pytest.approx(-1.2 * 2.0)
 
 

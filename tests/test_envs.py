@@ -162,7 +162,9 @@ def test_bad_env_options_raise_typed_errors() -> None:
     with pytest.raises(UnknownNameError, match="did you mean 'char_drop'"):
         gym.make("rewardgym/Translate-v0", reward="task_only", noise="char_dorp")
     with pytest.raises(ConfigError, match=r"noise_severity must be in \[0, 1\], got 1.5"):
-        gym.make("rewardgym/Translate-v0", reward="task_only", noise="char_drop", noise_severity=1.5)
+        gym.make(
+            "rewardgym/Translate-v0", reward="task_only", noise="char_drop", noise_severity=1.5
+        )
     env = gym.make("rewardgym/Translate-v0", reward="task_only").unwrapped
     with pytest.raises(EnvInputError, match=r"call reset\(\) before step\(\)"):
         env.step("a")

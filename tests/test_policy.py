@@ -37,8 +37,9 @@ def policy() -> LMPolicy:
     tokenizer = train_tokenizer(TEXTS, vocab_size=300, min_frequency=1)
     config = TinyConfig(vocab_size=300, d_model=32, n_layers=2, n_heads=2, d_ff=64)
     model = build_model(config, tokenizer, seed=0)
-    return LMPolicy(model, tokenizer, name="tiny", device="cpu", add_bos=True,
-                    completion_prefix=" ")
+    return LMPolicy(
+        model, tokenizer, name="tiny", device="cpu", add_bos=True, completion_prefix=" "
+    )
 
 
 def test_generate_shapes(policy: LMPolicy) -> None:
@@ -46,7 +47,9 @@ def test_generate_shapes(policy: LMPolicy) -> None:
     assert isinstance(gen, Generation) and len(gen) == 3
     assert gen.prompt_ids == policy.encode_prompts(PROMPTS)
     assert all(ids[0] == policy.tokenizer.bos_token_id for ids in gen.prompt_ids)
-    for ids, lp, ent, n in zip(gen.token_ids, gen.logprobs, gen.entropy_bits, gen.n_tokens):
+    for ids, lp, ent, n in zip(
+        gen.token_ids, gen.logprobs, gen.entropy_bits, gen.n_tokens, strict=True
+    ):
         assert 1 <= n <= 6 and len(ids) == len(lp) == len(ent) == n
         assert lp.dtype == np.float64 and np.all(lp <= 0)
     assert gen.wall_s > 0
@@ -68,11 +71,12 @@ def test_logprobs_match_recomputation(policy: LMPolicy, temperature: float, top_
     assert out.logprobs.shape == out.mask.shape == (3, max(gen.n_tokens))
     for row, n in enumerate(gen.n_tokens):
         assert out.mask[row].sum().item() == n
-        np.testing.assert_allclose(out.logprobs[row, :n].detach().numpy(), gen.logprobs[row],
-                                   atol=1e-4)
+        np.testing.assert_allclose(
+            out.logprobs[row, :n].detach().numpy(), gen.logprobs[row], atol=1e-4
+        )
         bits = out.entropy[row, :n].detach().numpy() / math.log(2)
         np.testing.assert_allclose(bits, gen.entropy_bits[row], atol=1e-4)
-    real = [len(p) + len(c) for p, c in zip(gen.prompt_ids, gen.token_ids)]
+    real = [len(p) + len(c) for p, c in zip(gen.prompt_ids, gen.token_ids, strict=True)]
     assert out.real_positions_per_sample == real
     assert out.n_positions == 3 * (max(map(len, gen.prompt_ids)) + max(gen.n_tokens))
     assert out.n_padding == out.n_positions - sum(real)
@@ -92,9 +96,13 @@ def test_greedy_matches_hf_generate(policy: LMPolicy) -> None:
     gen = policy.generate(PROMPTS, max_new_tokens=10, greedy=True)
     ids, mask = policy._left_pad(gen.prompt_ids)
     reference = policy.model.generate(
-        input_ids=ids, attention_mask=mask, max_new_tokens=10, do_sample=False,
-        eos_token_id=policy.eos_id, pad_token_id=policy.pad_id,
-    )[:, ids.shape[1]:]
+        input_ids=ids,
+        attention_mask=mask,
+        max_new_tokens=10,
+        do_sample=False,
+        eos_token_id=policy.eos_id,
+        pad_token_id=policy.pad_id,
+    )[:, ids.shape[1] :]
     for row, tokens in enumerate(gen.token_ids):
         assert reference[row, : len(tokens)].tolist() == tokens
 
@@ -173,8 +181,9 @@ def test_save_and_load_round_trip(policy: LMPolicy, tmp_path) -> None:
 
 
 def test_bfloat16_policy_generates(policy: LMPolicy) -> None:
-    half = LMPolicy(policy.copy().model, policy.tokenizer, device="cpu", dtype="bfloat16",
-                    add_bos=True)
+    half = LMPolicy(
+        policy.copy().model, policy.tokenizer, device="cpu", dtype="bfloat16", add_bos=True
+    )
     assert next(half.model.parameters()).dtype == torch.bfloat16
     gen = half.generate(PROMPTS, max_new_tokens=3, seed=0)
     assert all(np.isfinite(lp).all() for lp in gen.logprobs)
@@ -194,8 +203,11 @@ def test_sampling_argument_errors(policy: LMPolicy) -> None:
 
 
 def test_unknown_names() -> None:
-    with pytest.raises(UnknownNameError, match=r"unknown model 'tinyy'; did you mean 'tiny'\? "
-                       r"Valid models: smollm2-135m, tiny\. or a local Hugging Face model"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"unknown model 'tinyy'; did you mean 'tiny'\? "
+        r"Valid models: smollm2-135m, tiny\. or a local Hugging Face model",
+    ):
         load_policy("tinyy")
     with pytest.raises(UnknownNameError, match=r"unknown dtype 'fp8'"):
         resolve_dtype("fp8")

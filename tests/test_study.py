@@ -16,18 +16,41 @@ from rewardgym.evaluation.study_config import (
     sweep_schemes,
 )
 
-COMPARED = ("final_bleu", "final_chrf", "nu_median", "train_reward_last", "compute_waste_pct",
-            "completion_length", "monitor_alerts", "grad_variance_change_pct")
+COMPARED = (
+    "final_bleu",
+    "final_chrf",
+    "nu_median",
+    "train_reward_last",
+    "compute_waste_pct",
+    "completion_length",
+    "monitor_alerts",
+    "grad_variance_change_pct",
+)
 
 
 def _study(model_dir: str, **kw) -> dict:
     cfg = {
-        "name": "small", "tasks": ["arithmetic"], "model": model_dir, "seeds": [0, 1],
-        "baseline": "task_only", "schemes": {"task_only": "task_only", "speed_only": "speed_only"},
-        "train": {"updates": 3, "prompts_per_update": 4, "group_size": 2, "max_new_tokens": 6,
-                  "eval_every": 2, "eval_examples": 8, "checkpoint_every": 1},
-        "evaluation": {"n_examples": 12, "severities": [0.1], "noise": ["char_drop", "word_drop"],
-                       "max_new_tokens": 6},
+        "name": "small",
+        "tasks": ["arithmetic"],
+        "model": model_dir,
+        "seeds": [0, 1],
+        "baseline": "task_only",
+        "schemes": {"task_only": "task_only", "speed_only": "speed_only"},
+        "train": {
+            "updates": 3,
+            "prompts_per_update": 4,
+            "group_size": 2,
+            "max_new_tokens": 6,
+            "eval_every": 2,
+            "eval_examples": 8,
+            "checkpoint_every": 1,
+        },
+        "evaluation": {
+            "n_examples": 12,
+            "severities": [0.1],
+            "noise": ["char_drop", "word_drop"],
+            "max_new_tokens": 6,
+        },
     }
     cfg.update(kw)
     return cfg
@@ -49,8 +72,14 @@ def test_local_study_writes_every_run_and_the_aggregate(local_study) -> None:
     assert set(res["summary"]) == {"task_only", "speed_only"}
     for record in res["runs"]:
         folder = local_study.study_dir / record["run_dir"]
-        for name in ("config.json", "metrics.jsonl", "run.json", "eval/test.json",
-                     "eval/test.hyps.txt", "eval/test.refs.txt"):
+        for name in (
+            "config.json",
+            "metrics.jsonl",
+            "run.json",
+            "eval/test.json",
+            "eval/test.hyps.txt",
+            "eval/test.refs.txt",
+        ):
             assert (folder / name).exists(), name
         assert list((folder / "checkpoints").iterdir())
         assert list((folder / "tensorboard").iterdir())
@@ -68,7 +97,9 @@ def test_rerun_skips_finished_runs(local_study, random_model_dir) -> None:
     assert _figures(again.results) == _figures(local_study.results)
 
 
-def test_interrupted_study_resumes_to_the_same_results(local_study, random_model_dir, tmp_path) -> None:
+def test_interrupted_study_resumes_to_the_same_results(
+    local_study, random_model_dir, tmp_path
+) -> None:
     cfg = load_study_config(_study(random_model_dir))
     out = tmp_path / "interrupted"
     unit = expand_units(cfg)[1]
@@ -83,8 +114,9 @@ def test_interrupted_study_resumes_to_the_same_results(local_study, random_model
 
 def test_ray_executor_gives_the_same_results(local_study, random_model_dir, tmp_path) -> None:
     pytest.importorskip("ray")
-    result = run_study(_study(random_model_dir), out=tmp_path / "ray", executor="ray",
-                       log=lambda line: None)
+    result = run_study(
+        _study(random_model_dir), out=tmp_path / "ray", executor="ray", log=lambda line: None
+    )
     assert _figures(result.results) == _figures(local_study.results)
 
 
@@ -94,9 +126,20 @@ def test_sweep_expansion() -> None:
     assert schemes["balanced@speed=0.5"] == {
         "composite": {"completion": 0.25, "semantic": 0.6, "speed": 0.5}
     }
-    cfg = load_study_config({"name": "s", "schemes": {"b": "balanced"}, "baseline": "b",
-                             "seeds": [0], "sweep": {"weights": [0.1, 0.2]}})
-    assert [u.scheme for u in expand_units(cfg)] == ["b", "balanced@speed=0.1", "balanced@speed=0.2"]
+    cfg = load_study_config(
+        {
+            "name": "s",
+            "schemes": {"b": "balanced"},
+            "baseline": "b",
+            "seeds": [0],
+            "sweep": {"weights": [0.1, 0.2]},
+        }
+    )
+    assert [u.scheme for u in expand_units(cfg)] == [
+        "b",
+        "balanced@speed=0.1",
+        "balanced@speed=0.2",
+    ]
     with pytest.raises(ConfigError, match="sweep base 'speed' is a class reward"):
         sweep_schemes(SweepConfig("speed", "speed", [0.1]))
     with pytest.raises(UnknownNameError, match="did you mean 'speed'"):
@@ -132,3 +175,12 @@ def test_bad_study_configs(changes, error, message) -> None:
 def test_a_study_dir_refuses_a_different_config(local_study, random_model_dir) -> None:
     with pytest.raises(RunDataError, match=r"holds a study with a different config \(\['seeds'\]"):
         run_study(_study(random_model_dir, seeds=[0, 1, 2]), out=local_study.study_dir)
+
+
+def test_report_of_a_real_study(local_study) -> None:
+    from rewardgym.evaluation.report import write_report
+
+    paths = write_report(local_study.study_dir)
+    md = paths["report.md"].read_text()
+    assert "speed_only" in md and "task_only" in md
+    assert paths["report.html"].read_text().count("data:image/png;base64,") >= 5

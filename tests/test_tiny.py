@@ -24,8 +24,17 @@ from rewardgym.agents.tiny import (
 )
 from rewardgym.errors import ConfigError
 
-SMALL = {"vocab_size": 400, "d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64,
-         "steps": 6, "batch_size": 16, "log_every": 3, "eval_max_new_tokens": 2}
+SMALL = {
+    "vocab_size": 400,
+    "d_model": 32,
+    "n_layers": 1,
+    "n_heads": 2,
+    "d_ff": 64,
+    "steps": 6,
+    "batch_size": 16,
+    "log_every": 3,
+    "eval_max_new_tokens": 2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +57,11 @@ def test_config_validation() -> None:
         TinyConfig(d_model=100, n_heads=3)
     with pytest.raises(ConfigError, match=r"vocab_size must be >= 260"):
         TinyConfig(vocab_size=100)
-    with pytest.raises(ConfigError, match=r"unknown tiny-model option\(s\) \['stepz'\]\. "
-                       r"Did you mean 'steps'\?"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown tiny-model option\(s\) \['stepz'\]\. "
+        r"Did you mean 'steps'\?",
+    ):
         TinyConfig.from_overrides(stepz=3)
     with pytest.raises(ConfigError, match=r"SFTConfig.lr must be in \(0, 1\), got 5"):
         TinyConfig.from_overrides(lr=5)
@@ -79,7 +91,13 @@ def test_build_writes_a_complete_cache(small_cache) -> None:
     path = tiny_cache_dir(TinyConfig.from_overrides(**SMALL), ("translate",), cache_dir=root)
     assert policy.info["cached"] is False and policy.info["cache_dir"] == str(path)
     names = {p.name for p in path.iterdir()}
-    assert {"model.safetensors", "config.json", "tokenizer.json", "train_log.json", COMPLETE} <= names
+    assert {
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "train_log.json",
+        COMPLETE,
+    } <= names
     assert not [p for p in path.parent.iterdir() if ".tmp-" in p.name]
     log = json.loads((path / "train_log.json").read_text())
     assert log["cache_version"] == CACHE_VERSION and log["seed"] == 0 and log["steps"] == 6
@@ -97,7 +115,7 @@ def test_second_load_reuses_the_cache(small_cache) -> None:
     assert time.perf_counter() - start < 2.0
     assert again.info["cached"] is True and again.info["train_log"] == first.info["train_log"]
     assert (path / "model.safetensors").stat().st_mtime_ns == mtime
-    for a, b in zip(first.model.parameters(), again.model.parameters()):
+    for a, b in zip(first.model.parameters(), again.model.parameters(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -109,7 +127,7 @@ def test_incomplete_cache_dir_is_rebuilt(small_cache, tmp_path) -> None:
     rebuilt = load_tiny("translate", cache_dir=tmp_path, device="cpu", **SMALL)
     assert rebuilt.info["cached"] is False and (path / COMPLETE).is_file()
     # same seed, same machine: same weights as the first build
-    for a, b in zip(first.model.parameters(), rebuilt.model.parameters()):
+    for a, b in zip(first.model.parameters(), rebuilt.model.parameters(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -130,13 +148,36 @@ def test_warm_start_reaches_bleu_50_on_translate() -> None:
     assert evaluate_bleu(policy, test) == pytest.approx(log["bleu"]["translate"], abs=0.5)
     gen = policy.generate([ex.prompt for ex in test[:16]], greedy=True)
     assert sum(gen.finished) >= 12  # a warm-started model stops by itself
-    for ids, done in zip(gen.token_ids, gen.finished):
+    for ids, done in zip(gen.token_ids, gen.finished, strict=True):
         assert (ids[-1] == policy.eos_id) == done and policy.eos_id not in ids[:-1]
     # greedy decoding agrees with Hugging Face generate, eos and padding included
     ids, mask = policy._left_pad(gen.prompt_ids)
     reference = policy.model.generate(
-        input_ids=ids, attention_mask=mask, max_new_tokens=48, do_sample=False,
-        eos_token_id=policy.eos_id, pad_token_id=policy.pad_id,
-    )[:, ids.shape[1]:]
+        input_ids=ids,
+        attention_mask=mask,
+        max_new_tokens=48,
+        do_sample=False,
+        eos_token_id=policy.eos_id,
+        pad_token_id=policy.pad_id,
+    )[:, ids.shape[1] :]
     for row, tokens in enumerate(gen.token_ids):
         assert reference[row, : len(tokens)].tolist() == tokens
+
+
+def test_replay_loss_and_lr_schedule(small_cache) -> None:
+    from rewardgym.agents.sft import SFTConfig, lr_at, replay_loss
+    from rewardgym.envs.tasks import make_task
+
+    _, policy = small_cache
+    clone = policy.copy()
+    task = make_task("translate", seed=0)
+    plain = replay_loss(clone, task, n=4, seed=1)
+    weighted = replay_loss(clone, task, n=4, seed=1, confidence_weighting=True)
+    assert plain.n_positions > 0 and 0 < weighted.loss.item() < plain.loss.item()
+    plain.loss.backward()
+    assert all(p.grad is not None for p in clone.model.parameters())
+    config = SFTConfig(steps=100, lr=1e-3, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_at(0, config) == pytest.approx(1e-4) and lr_at(9, config) == pytest.approx(1e-3)
+    assert lr_at(99, config) == pytest.approx(1e-4, rel=1e-2)
+    with pytest.raises(ConfigError, match=r"replay_loss needs n >= 1 examples, got 0"):
+        replay_loss(clone, task, n=0, seed=0)

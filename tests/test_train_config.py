@@ -22,8 +22,11 @@ def test_defaults_are_valid_and_round_trip() -> None:
         ({"micro_batches": 2}, ConfigError, r"micro_batches must be an int >= 4 \(gradient"),
         ({"algo": "grop"}, UnknownNameError, "unknown algorithm 'grop'; did you mean 'grpo'"),
         ({"prompts_per_update": 3, "group_size": 3}, ConfigError, "cannot be split into"),
-        ({"algo": "grpo", "group_size": 1, "prompts_per_update": 8}, ConfigError,
-         "group_size must be >= 2"),
+        (
+            {"algo": "grpo", "group_size": 1, "prompts_per_update": 8},
+            ConfigError,
+            "group_size must be >= 2",
+        ),
         ({"replay_share": 1.0}, ConfigError, "replay_share must be a finite number in"),
         ({"temperature": float("nan")}, ConfigError, "temperature must be a finite number"),
         ({"lr_schedule": "cosin"}, UnknownNameError, "did you mean 'cosine'"),
@@ -36,7 +39,8 @@ def test_bad_values_are_rejected_with_the_fix(changes, error, message) -> None:
 
 def test_unknown_and_mistyped_keys_are_named() -> None:
     with pytest.raises(
-        UnknownNameError, match=r"unknown option 'lr_shedule'; did you mean 'lr_schedule'\?.*\(in cfg.yaml\)"
+        UnknownNameError,
+        match=r"unknown option 'lr_shedule'; did you mean 'lr_schedule'\?.*\(in cfg.yaml\)",
     ):
         TrainConfig.from_dict({"lr_shedule": "cosine"}, source="cfg.yaml")
     with pytest.raises(ConfigError, match="option 'updates' must be int, got str '10'"):

@@ -20,9 +20,18 @@ TIMING = ("time/", "generation_s")
 
 def _config(model_dir: str, **kw) -> TrainConfig:
     base = dict(
-        model=model_dir, task="arithmetic", reward="speed_only", algo="grpo", updates=2,
-        prompts_per_update=4, group_size=2, micro_batches=4, max_new_tokens=6, eval_examples=4,
-        progress=False, lr=1e-3,
+        model=model_dir,
+        task="arithmetic",
+        reward="speed_only",
+        algo="grpo",
+        updates=2,
+        prompts_per_update=4,
+        group_size=2,
+        micro_batches=4,
+        max_new_tokens=6,
+        eval_examples=4,
+        progress=False,
+        lr=1e-3,
     )
     base.update(kw)
     return TrainConfig(**base)
@@ -43,9 +52,21 @@ def test_each_algorithm_changes_every_parameter(random_model_dir, algo) -> None:
     unchanged = [k for k in before if torch.equal(before[k], after[k])]
     assert unchanged == []
     last = result.metrics[-1]
-    for key in ("reward/mean", "reward/speed/mean", "entropy_bits", "kl", "grad_norm", "grad/nu",
-                "lr", "tokens_generated", "completion_length/mean", "finished/share",
-                "flops/total", "compute_waste_pct", "time/update_s"):
+    for key in (
+        "reward/mean",
+        "reward/speed/mean",
+        "entropy_bits",
+        "kl",
+        "grad_norm",
+        "grad/nu",
+        "lr",
+        "tokens_generated",
+        "completion_length/mean",
+        "finished/share",
+        "flops/total",
+        "compute_waste_pct",
+        "time/update_s",
+    ):
         assert key in last, key
 
 
@@ -70,8 +91,12 @@ def test_resume_equals_an_uninterrupted_run(random_model_dir, tmp_path) -> None:
     assert [m["update"] for m in read_metrics(tmp_path / "split" / "metrics.jsonl")] == [0, 1, 2, 3]
     assert latest_checkpoint(tmp_path / "split").name == "step-000004"
     full_opt = torch.load(latest_checkpoint(tmp_path / "full") / "optimizer.pt", weights_only=True)
-    split_opt = torch.load(latest_checkpoint(tmp_path / "split") / "optimizer.pt", weights_only=True)
-    for a, b in zip(full_opt["optimizer"]["state"].values(), split_opt["optimizer"]["state"].values()):
+    split_opt = torch.load(
+        latest_checkpoint(tmp_path / "split") / "optimizer.pt", weights_only=True
+    )
+    for a, b in zip(
+        full_opt["optimizer"]["state"].values(), split_opt["optimizer"]["state"].values()
+    ):
         torch.testing.assert_close(a["exp_avg"], b["exp_avg"], rtol=0, atol=0)
 
 
@@ -96,8 +121,15 @@ def _overflowing(prompts, completions, **kwargs):
 
 def test_non_finite_updates_are_skipped_then_rolled_back(random_model_dir, tmp_path) -> None:
     result = train(
-        _config(random_model_dir, algo="reinforce", reward="_test_overflowing", updates=3,
-                max_faults=2, checkpoint_every=1, out=str(tmp_path / "run")),
+        _config(
+            random_model_dir,
+            algo="reinforce",
+            reward="_test_overflowing",
+            updates=3,
+            max_faults=2,
+            checkpoint_every=1,
+            out=str(tmp_path / "run"),
+        ),
     )
     actions = [m["step_action"] for m in result.metrics]
     assert actions == ["skip", "rollback", "skip"]
@@ -118,7 +150,8 @@ class StopAfter(Callback):
 
 def test_a_callback_can_stop_training(random_model_dir, tmp_path) -> None:
     stopper = StopAfter(2)
-    result = train(_config(random_model_dir, updates=10, out=str(tmp_path / "run")),
-                   callbacks=[stopper])
+    result = train(
+        _config(random_model_dir, updates=10, out=str(tmp_path / "run")), callbacks=[stopper]
+    )
     assert result.stopped_early and result.updates_done == 2 and stopper.seen == [0, 1]
     assert latest_checkpoint(tmp_path / "run").name == "step-000002"

@@ -1,0 +1,153 @@
+"""What every number in a study report means (DESIGN.md "Definitions"), as data.
+
+Both report formats render these same entries, so the Markdown and HTML reports can never
+disagree about a definition. ``SOURCES`` says, per headline metric, which run file and field a
+reader opens to check a cell.
+
+Example:
+    >>> DEFINITIONS[0].term
+    'BLEU'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Definition:
+    """One defined term: its name and what it means, in words and formulas."""
+
+    term: str
+    text: str
+
+
+DEFINITIONS: tuple[Definition, ...] = (
+    Definition(
+        "BLEU",
+        "sacrebleu corpus BLEU (default 13a tokenisation) over the test split, 0–100; chrF "
+        "beside it. Each run saves its test hypotheses and references as plain text, so "
+        "`sacrebleu refs.txt -i hyps.txt` gives the same figure.",
+    ),
+    Definition(
+        "BLEU improvement (%)",
+        "(BLEU_after − BLEU_before) / BLEU_before × 100, where *before* is the starting policy "
+        "on the same split. Undefined (n/a) when BLEU_before is 0.",
+    ),
+    Definition(
+        "Noise robustness",
+        "For each noise type n and severity s, B(n,s) is BLEU on the test split with noisy "
+        "prompts. Robustness ratio R = mean over (n,s) of B(n,s) / B_clean. Robustness change "
+        "(%) = (R_after / R_before − 1) × 100: negative means training made the agent more "
+        "brittle. Noise is seeded and deterministic; severity is the fraction of characters "
+        "(or words) touched.",
+    ),
+    Definition(
+        "Gradient variance",
+        "Each update's batch is split into K ≥ 4 equal micro-batches with gradients g_1..g_K. "
+        "ḡ = mean g_k; σ² = Σ‖g_k − ḡ‖² / (K − 1); normalised variance ν = σ² / ‖ḡ‖² "
+        "(scale-free, so schemes with different reward scales compare fairly), computed from "
+        "running sums during gradient accumulation. A run reports the median ν over updates; "
+        "gradient variance change (%) of a scheme = (ν_scheme / ν_baseline − 1) × 100 against "
+        "the study's baseline scheme, seed by seed on the same task.",
+    ),
+    Definition(
+        "Compute (FLOPs)",
+        "2·N per token through a forward pass (generation, prompt included; reference and "
+        "old-policy passes), 6·N per token trained, N = the model's parameter count (a tied "
+        "embedding counted once, as the output projection). Compute waste (%) = wasted / total, "
+        "wasted = FLOPs on padding positions + FLOPs on samples whose advantage is exactly zero "
+        "(no learning signal) + FLOPs of updates that monitors skipped or rolled back. FLOPs "
+        "per BLEU point = total training FLOPs / (BLEU_after − BLEU_before), undefined when no "
+        "BLEU was gained.",
+    ),
+    Definition(
+        "Entropy",
+        "Mean per-token entropy of the sampling distribution over generated tokens, in bits "
+        "(the headline figure averages the last fifth of the training updates).",
+    ),
+    Definition(
+        "Completion length",
+        "Mean completion length in tokens on the test split after training (greedy decoding, "
+        "end-of-sequence token not counted).",
+    ),
+    Definition(
+        "Monitor alerts",
+        "Number of alerts the collapse monitors raised during training (gradient spike, "
+        "entropy, norm drift, attention sign reversal, spectral spread, saturation, reward "
+        "hacking, numerical faults), each with its update, value and threshold.",
+    ),
+    Definition(
+        "Forgetting (%)",
+        "(score_before − score_after) / score_before × 100 on a retention set the agent was not "
+        "trained on with RL (a second task from the warm start); n/a when the study sets no "
+        "retention task.",
+    ),
+    Definition(
+        "Statistics",
+        "Every scheme runs several seeds. A cell gives the mean over seeds and a 95 % "
+        "percentile bootstrap confidence interval of the mean (10,000 resamples, seed 0; "
+        "`rewardgym.evaluation.stats.bootstrap_ci`), the interquartile mean (IQM) where "
+        "seeds ≥ 5, and n, the number of seeds with a defined value. P(beats baseline) is the "
+        "share of (scheme seed, baseline seed) pairs in which the scheme is better, ties "
+        "counting half.",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a headline metric comes from: the run file, the field, and how to recompute it."""
+
+    file: str
+    field: str
+    recompute: str = ""
+
+
+# RUN = runs/<scheme>/<task>/<seed>; SPLIT = the evaluation split (e.g. test)
+SOURCES: dict[str, Source] = {
+    "bleu_improvement_pct": Source(
+        "RUN/eval/SPLIT.json and before/<task>/SPLIT.json",
+        '"bleu" of each',
+        "(after − before) / before × 100",
+    ),
+    "robustness_change_pct": Source(
+        "RUN/eval/SPLIT.json and before/<task>/SPLIT.json",
+        '"robustness" of each (R; the B(n,s) are under "noise")',
+        "(R_after / R_before − 1) × 100",
+    ),
+    "grad_variance_change_pct": Source(
+        "RUN/metrics.jsonl and the baseline's metrics.jsonl (same task and seed)",
+        '"grad/nu" of every update',
+        "(median ν / baseline median ν − 1) × 100",
+    ),
+    "compute_waste_pct": Source("RUN/metrics.jsonl", '"compute_waste_pct" of the last update'),
+    "final_bleu": Source(
+        "RUN/eval/SPLIT.json",
+        '"bleu"',
+        "sacrebleu RUN/eval/SPLIT.refs.txt -i RUN/eval/SPLIT.hyps.txt -b",
+    ),
+    "final_chrf": Source(
+        "RUN/eval/SPLIT.json",
+        '"chrf"',
+        "sacrebleu RUN/eval/SPLIT.refs.txt -i RUN/eval/SPLIT.hyps.txt -m chrf -b",
+    ),
+    "completion_length": Source("RUN/eval/SPLIT.json", '"completion_tokens"'),
+    "entropy_bits": Source(
+        "RUN/metrics.jsonl", '"entropy_bits"', "mean over the last fifth of the updates"
+    ),
+    "monitor_alerts": Source("RUN/metrics.jsonl", '"alerts"', "count over all updates"),
+    "forgetting_pct": Source(
+        "RUN/eval/SPLIT.json and before/<task>/SPLIT.json",
+        '"retention" → "bleu" of each',
+        "(before − after) / before × 100",
+    ),
+    "flops_per_bleu_point": Source(
+        "RUN/metrics.jsonl and RUN/eval/SPLIT.json",
+        '"flops/total" of the last update; "bleu" after and before',
+        "flops/total / (BLEU_after − BLEU_before)",
+    ),
+    "train_reward_last": Source(
+        "RUN/metrics.jsonl", '"reward/mean"', "mean over the last fifth of the updates"
+    ),
+}
