@@ -336,6 +336,37 @@ def _check_lengths(policy: LMPolicy, examples: Sequence[Any], max_positions: int
         )
 
 
+def default_threads() -> int:
+    """Intra-op threads for the warm start: ``$REWARDGYM_THREADS``, else 1 unless the user set
+    ``OMP_NUM_THREADS`` (then torch's current setting).
+
+    Measured on a shared 2-core machine: with the default 2 threads the warm start took 587 s
+    (the threads spin against other processes), with 1 thread 147 s, the same weights either way.
+    The tiny model's matrices are too small for intra-op parallelism to pay.
+    """
+    env = os.environ.get("REWARDGYM_THREADS")
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            raise ConfigError(f"REWARDGYM_THREADS must be an int >= 1, got {env!r}") from None
+        if value < 1:
+            raise ConfigError(f"REWARDGYM_THREADS must be an int >= 1, got {env!r}")
+        return value
+    return torch.get_num_threads() if os.environ.get("OMP_NUM_THREADS") else 1
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """Use ``n`` intra-op threads inside the block and restore the caller's setting after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive file lock, so two processes never build the same warm start at once."""
@@ -427,9 +458,10 @@ def load_tiny(
     built = False
     with _locked(target.parent / f"{target.name}.lock"):
         if not (target / COMPLETE).exists():
-            policy, log = build_tiny(
-                config, tasks, task_seed=task_seed, seed=seed, device=resolve_device(device)
-            )
+            with _threads(default_threads()):
+                policy, log = build_tiny(
+                    config, tasks, task_seed=task_seed, seed=seed, device=resolve_device(device)
+                )
             _write_atomically(policy, log, target)
             built = True
     policy = _load_cached(target, device, dtype)

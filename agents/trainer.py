@@ -30,7 +30,13 @@ from rewardgym.agents.algorithms import (
     sequence_sum,
 )
 from rewardgym.agents.callbacks import Callback, CallbackList, TrainContext
-from rewardgym.agents.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rewardgym.agents.checkpoint import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    read_state,
+    save_checkpoint,
+)
 from rewardgym.agents.config import TrainConfig
 from rewardgym.agents.policy import LMPolicy, load_policy
 from rewardgym.agents.rollout import Rollout, collect_rollout
@@ -84,6 +90,8 @@ class _Run:
     skipped_updates: int = 0
     consecutive_faults: int = 0
     rollbacks: int = 0
+    alerts_since_checkpoint: int = 0
+    last_checkpoint: int = -1
     records: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
 
@@ -131,13 +139,14 @@ def train(
             record = _one_update(run)
             if config.eval_every and (run.update + 1) % config.eval_every == 0:
                 record.update(_evaluate_during_training(run))
+            # before the record is written, so alerts raised here land in it
+            keep_going = run.callbacks.on_update_end(run.ctx, record)
             _finish_update(run, record)
             bar.set_postfix(
                 reward=f"{record['reward/mean']:.3f}",
                 tok_s=f"{record['tokens_generated'] / record['time/update_s']:.0f}",
             )
             bar.update(1)
-            keep_going = run.callbacks.on_update_end(run.ctx, record)
             if config.checkpoint_every and run.update % config.checkpoint_every == 0:
                 _checkpoint(run)
             if keep_going is False:
@@ -229,7 +238,7 @@ def _restore(run: _Run, checkpoint: Path | None) -> None:
             run.log.truncate_to(0)
         return
     state = load_checkpoint(checkpoint, run.policy.model, run.optimizer, restore_rng=True)
-    run.update = int(state["update"])
+    run.update = run.last_checkpoint = int(state["update"])
     run.baseline.value = state.get("baseline")
     run.flops.load_state_dict(state["flops"])
     run.skipped_updates = int(state.get("skipped_updates", 0))
@@ -263,7 +272,7 @@ def _one_update(run: _Run) -> dict[str, Any]:
     record: dict[str, Any] = {"update": run.update, "lr": lr, **rollout.metrics()}
     record["zero_advantage/share"] = float(np.mean(advantages == 0.0))
     for epoch in range(config.ppo_epochs if config.algo == "ppo" else 1):
-        stats = _optimise(run, rollout, advantages, measure_noise=epoch == 0)
+        stats = _optimise(run, rollout, advantages, measure_noise=epoch == 0, seen=record)
         if epoch == 0:
             record.update(stats)
     record["time/update_s"] = time.perf_counter() - start
@@ -271,9 +280,12 @@ def _one_update(run: _Run) -> dict[str, Any]:
 
 
 def _optimise(
-    run: _Run, rollout: Rollout, advantages: np.ndarray, measure_noise: bool
+    run: _Run, rollout: Rollout, advantages: np.ndarray, measure_noise: bool, seen: dict
 ) -> dict[str, Any]:
-    """One pass over the batch in K micro-batches, then (unless vetoed) one optimizer step."""
+    """One pass over the batch in K micro-batches, then (unless vetoed) one optimizer step.
+
+    Monitors deciding on the step see ``seen`` (the rollout's metrics) besides the gradients.
+    """
     config = run.config
     k = config.micro_batches
     chunks = np.array_split(np.arange(len(advantages)), k)
@@ -293,7 +305,7 @@ def _optimise(
     stats: dict[str, Any] = {**totals, "grad_norm": grad_norm}
     if noise is not None:
         stats.update(noise.finish().as_dict(prefix="grad/"))
-    action = _decide_step(run, stats)
+    action = _decide_step(run, {**seen, **stats})
     stats["step_action"] = action
     if action == "step":
         if config.max_grad_norm > 0:
@@ -402,12 +414,26 @@ def _decide_step(run: _Run, stats: dict[str, Any]) -> str:
 
 
 def _rollback(run: _Run) -> None:
-    """Restore the last good checkpoint's weights and optimizer (not its update counter)."""
-    checkpoint = latest_checkpoint(run.run_dir) if run.run_dir else None
+    """Restore the last healthy checkpoint's weights and optimizer (not its update counter).
+
+    Everything computed since that checkpoint and not yet counted as waste is now waste.
+    """
+    checkpoint = _last_healthy_checkpoint(run.run_dir) if run.run_dir else None
     if checkpoint is None:
         return
-    load_checkpoint(checkpoint, run.policy.model, run.optimizer, restore_rng=False)
+    state = load_checkpoint(checkpoint, run.policy.model, run.optimizer, restore_rng=False)
+    then = FlopCounter.from_state_dict(state["flops"])
+    useful_since = (run.flops.total - run.flops.wasted) - (then.total - then.wasted)
+    run.flops.add_wasted("rolled_back", max(0.0, useful_since))
     run.rollbacks += 1
+
+
+def _last_healthy_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint written after updates that raised no alert."""
+    for path in reversed(list_checkpoints(run_dir)):
+        if read_state(path)["state"].get("healthy", True):
+            return path
+    return None
 
 
 def _set_learning_rate(run: _Run) -> float:
@@ -442,6 +468,7 @@ def _finish_update(run: _Run, record: dict[str, Any]) -> None:
     record["time/elapsed_s"] = time.perf_counter() - run.started
     if run.ctx.alerts:
         record["alerts"] = list(run.ctx.alerts)
+        run.alerts_since_checkpoint += len(run.ctx.alerts)
     run.records.append(record)
     if run.log is not None:
         run.log.append(record)
@@ -478,7 +505,7 @@ def _evaluate_during_training(run: _Run, prefix: str = "eval/") -> dict[str, flo
 
 
 def _checkpoint(run: _Run) -> None:
-    if run.run_dir is None:
+    if run.run_dir is None or run.last_checkpoint == run.update:
         return
     state = {
         "update": run.update,
@@ -486,7 +513,9 @@ def _checkpoint(run: _Run) -> None:
         "flops": run.flops.state_dict(),
         "skipped_updates": run.skipped_updates,
         "rollbacks": run.rollbacks,
+        "healthy": run.alerts_since_checkpoint == 0,
     }
+    run.alerts_since_checkpoint = 0
     save_checkpoint(
         run.run_dir,
         run.update,
@@ -495,6 +524,7 @@ def _checkpoint(run: _Run) -> None:
         state,
         keep_last=run.config.keep_checkpoints,
     )
+    run.last_checkpoint = run.update
 
 
 def _close(run: _Run, final_eval: dict, stopped_early: bool, interrupted: bool) -> RunResult:

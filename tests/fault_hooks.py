@@ -30,7 +30,10 @@ from rewardgym.cli import main as cli_main
 
 
 def make_hook(
-    slow: float = 0.0, block_at: str | None = None, marker: str | None = None, fail_at: str | None = None
+    slow: float = 0.0,
+    block_at: str | None = None,
+    marker: str | None = None,
+    fail_at: str | None = None,
 ) -> Callable[[Path], None]:
     """The ``_before_commit`` hook the options describe.
 

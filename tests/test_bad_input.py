@@ -84,6 +84,14 @@ def test_unknown_config_key(tmp_path, capsys) -> None:
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.xfail(
+    strict=True, reason="cli._overrides lets yaml.YAMLError from a --set value escape (traceback)"
+)
+def test_malformed_set_value_on_the_command_line(tmp_path, capsys) -> None:
+    message = _cli_error(capsys, _train_argv("tiny", tmp_path / "o", "--set", "lr=[1"))
+    assert "--set" in message and "lr" in message
+
+
 def test_wrong_type(tmp_path, capsys) -> None:
     with pytest.raises(ConfigError, match=r"option 'updates' must be int, got str 'ten'"):
         TrainConfig.from_dict({"updates": "ten"})
@@ -143,12 +151,14 @@ def test_unknown_task(random_model_dir, tmp_path, capsys) -> None:
 
 
 def test_unknown_reward(random_model_dir, tmp_path, capsys) -> None:
-    with pytest.raises(UnknownNameError, match=r"unknown reward 'balancd'; did you mean 'balanced'"):
+    with pytest.raises(
+        UnknownNameError, match=r"unknown reward 'balancd'; did you mean 'balanced'"
+    ):
         make_reward("balancd")
     argv = _train_argv(random_model_dir, tmp_path / "o", "--reward", "balancd")
     assert _cli_error(capsys, argv).startswith(
-        "unknown reward 'balancd'; did you mean 'balanced'? Valid rewards: balanced,"
-    )
+        "unknown reward 'balancd'; did you mean 'balanced'? Valid rewards: "
+    )  # other test modules register rewards too, so the list is not pinned
 
 
 def test_unknown_model(tmp_path, capsys) -> None:
@@ -174,7 +184,9 @@ def test_unknown_algorithm(tmp_path, capsys) -> None:
     reason="trainer writes config.json before loading the model, task and reward: a bad name "
     "leaves a run directory that then refuses a corrected rerun without --resume",
 )
-@pytest.mark.parametrize("flags", [["--task", "arithmetc"], ["--reward", "balancd"], ["--model", "tinyy"]])
+@pytest.mark.parametrize(
+    "flags", [["--task", "arithmetc"], ["--reward", "balancd"], ["--model", "tinyy"]]
+)
 def test_a_bad_name_leaves_no_run_directory(random_model_dir, tmp_path, capsys, flags) -> None:
     out = tmp_path / "o"
     argv = ["train", "--model", random_model_dir, "--task", "arithmetic", "--out", str(out), *flags]
@@ -190,7 +202,10 @@ def test_a_bad_name_leaves_no_run_directory(random_model_dir, tmp_path, capsys, 
     [
         (b'{"prompt": "2+2 =>"}\n', r"bad.jsonl:1: missing field 'reference'"),
         (b'{"prompt": "a", "reference": "b"}\n{"prompt": "c", \n', r"bad.jsonl:2: bad JSON"),
-        (b'{"prompt": "\xff\xfe", "reference": "x"}\n', r"bad.jsonl:1: not valid UTF-8 \(byte 0xff"),
+        (
+            b'{"prompt": "\xff\xfe", "reference": "x"}\n',
+            r"bad.jsonl:1: not valid UTF-8 \(byte 0xff",
+        ),
         (b"", r"bad.jsonl: file has no examples; expected one JSON object per line"),
         (b"\n  \n", r"bad.jsonl: file has no examples"),
         (b'["prompt", "reference"]\n', r"bad.jsonl:1: "),
@@ -238,7 +253,10 @@ def _short(prompts, completions, **kw):
 @pytest.mark.parametrize(
     ("fn", "match"),
     [
-        (_raises, r"reward '_raises' raised ZeroDivisionError: boom on sample 0 \(completion 'a'\)"),
+        (
+            _raises,
+            r"reward '_raises' raised ZeroDivisionError: boom on sample 0 \(completion 'a'\)",
+        ),
         (_nan, r"reward '_nan' returned nan for sample 1: expected a finite float; return None"),
         (_inf, r"reward '_inf' returned inf for sample 0: expected a finite float"),
         (_string, r"reward '_string' returned '1.0' for sample 1: expected a finite float or None"),

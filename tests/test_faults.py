@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from rewardgym.agents import TrainConfig, train
 from rewardgym.agents import checkpoint as ckpt
 from rewardgym.agents.callbacks import Callback
-from rewardgym.agents.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from rewardgym.agents.checkpoint import latest_checkpoint, list_checkpoints
 from rewardgym.agents.runlog import read_metrics
 from rewardgym.errors import CheckpointError
 from rewardgym.evaluation.monitors import GradientSpikeMonitor
@@ -70,12 +70,14 @@ def _run(cmd: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
 
 
 def _wait_for(proc: subprocess.Popen, ready, timeout: float = 180) -> None:
-    """Poll until ``ready()``; fail if the process ends first (then the kill would prove nothing)."""
+    """Poll until ``ready()``; fail if the process ends first (a kill would prove nothing)."""
     deadline = time.monotonic() + timeout
     while not ready():
         if proc.poll() is not None:
             out, err = proc.communicate()
-            pytest.fail(f"process ended (rc={proc.returncode}) before the kill point:\n{err[-3000:]}")
+            pytest.fail(
+                f"process ended (rc={proc.returncode}) before the kill point:\n{err[-3000:]}"
+            )
         if time.monotonic() > deadline:
             proc.kill()
             pytest.fail("timed out waiting for the kill point")

@@ -72,7 +72,7 @@ def test_cache_key_covers_config_tasks_and_seeds(tmp_path) -> None:
     base = tiny_cache_dir(TinyConfig(), ("translate",), cache_dir=tmp_path)
     assert base.parent == tmp_path / "tiny" and len(base.name) == 16
     others = {
-        tiny_cache_dir(TinyConfig(d_model=128, n_heads=4), ("translate",), cache_dir=tmp_path),
+        tiny_cache_dir(TinyConfig(d_model=64, n_heads=4), ("translate",), cache_dir=tmp_path),
         tiny_cache_dir(TinyConfig.from_overrides(lr=1e-3), ("translate",), cache_dir=tmp_path),
         tiny_cache_dir(TinyConfig(), ("summarize",), cache_dir=tmp_path),
         tiny_cache_dir(TinyConfig(), ("translate",), task_seed=1, cache_dir=tmp_path),
@@ -181,3 +181,16 @@ def test_replay_loss_and_lr_schedule(small_cache) -> None:
     assert lr_at(99, config) == pytest.approx(1e-4, rel=1e-2)
     with pytest.raises(ConfigError, match=r"replay_loss needs n >= 1 examples, got 0"):
         replay_loss(clone, task, n=0, seed=0)
+
+
+def test_warm_start_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rewardgym.agents.tiny import default_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("REWARDGYM_THREADS", raising=False)
+    assert default_threads() == 1
+    monkeypatch.setenv("REWARDGYM_THREADS", "3")
+    assert default_threads() == 3
+    monkeypatch.setenv("REWARDGYM_THREADS", "zero")
+    with pytest.raises(ConfigError, match=r"REWARDGYM_THREADS must be an int >= 1, got 'zero'"):
+        default_threads()
