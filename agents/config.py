@@ -40,6 +40,7 @@ class TrainConfig:
 
     task: str = _field("translate", "task name (rewardgym list tasks)")
     task_seed: int = _field(0, "seed of the generated task data")
+    task_kwargs: dict = _field({}, "options of the task, e.g. {n_train: 64} (make_task keywords)")
     model: str = _field("tiny", "'tiny', 'smollm2-135m' or a local Hugging Face model directory")
     reward: Any = _field(
         "balanced", "reward spec: a name, 'module:function' or {'composite': {...}}"
@@ -182,7 +183,7 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
-_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool}
+_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict}
 
 
 def _check_type(f: dataclasses.Field, value: Any, source: str) -> None:

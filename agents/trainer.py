@@ -183,6 +183,7 @@ def _setup(config: TrainConfig, callbacks: list[Callback], resume: bool) -> _Run
         n_prompts=config.prompts_per_update,
         group_size=config.group_size,
         task_seed=config.task_seed,
+        task_kwargs=config.task_kwargs,
     )
     ctx = TrainContext(model=policy.model, config=config, run_dir=run_dir)
     run = _Run(
