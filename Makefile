@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint audit clean
+.PHONY: setup test lint audit study clean
 
 setup: $(STAMP)
 
@@ -31,3 +31,8 @@ audit: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# The main job: train and compare the reward schemes of a study, then write its report.
+STUDY ?= speed_vs_balanced
+study: $(STAMP)
+	$(VENV)/bin/rewardgym study $(STUDY) --out studies/$(STUDY)

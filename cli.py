@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import yaml
 
+from rewardgym.agents.config import yaml_problem
 from rewardgym.errors import ConfigError, RewardGymError
 
 
@@ -76,7 +77,13 @@ def _overrides(pairs: list[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set takes KEY=VALUE, got {pair!r} (e.g. --set lr=1e-3)")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                f"--set {pair!r}: the value is not a YAML value ({yaml_problem(exc)}); quote "
+                "strings and write lists as [a, b]"
+            ) from None
     return out
 
 

@@ -173,7 +173,7 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {yaml_problem(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -181,6 +181,14 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
             f"config file {str(path)!r} must hold a mapping of options, got {type(data).__name__}"
         )
     return data
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error in one line: the problem and where it is (line and column, 1-based)."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 _TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict}

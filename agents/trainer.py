@@ -45,7 +45,7 @@ from rewardgym.agents.sft import replay_loss
 from rewardgym.envs.scoring import score_completions
 from rewardgym.envs.spaces import Action
 from rewardgym.envs.vector_env import TextTaskVectorEnv
-from rewardgym.errors import ConfigError
+from rewardgym.errors import ConfigError, RunDataError
 from rewardgym.evaluation.compute import FlopCounter
 from rewardgym.evaluation.gradients import GradNoiseAccumulator
 from rewardgym.evaluation.text_metrics import corpus_bleu, corpus_chrf
@@ -167,7 +167,7 @@ def train(
 def _setup(config: TrainConfig, callbacks: list[Callback], resume: bool) -> _Run:
     run_dir = Path(config.out) if config.out else None
     if run_dir is not None:
-        _prepare_run_dir(run_dir, config, resume)
+        _check_run_dir(run_dir, config, resume)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)
     policy = load_policy(config.model, task=config.task, device=config.device, dtype=config.dtype)
@@ -185,6 +185,10 @@ def _setup(config: TrainConfig, callbacks: list[Callback], resume: bool) -> _Run
         task_seed=config.task_seed,
         task_kwargs=config.task_kwargs,
     )
+    if run_dir is not None:  # only now: a bad task, reward or model leaves nothing behind
+        with _writing(run_dir):
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _write_json_atomic(run_dir / "config.json", config.to_dict())
     ctx = TrainContext(model=policy.model, config=config, run_dir=run_dir)
     run = _Run(
         config=config,
@@ -208,8 +212,11 @@ def _setup(config: TrainConfig, callbacks: list[Callback], resume: bool) -> _Run
     return run
 
 
-def _prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
+def _check_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
+    """Refuse to overwrite a run, or to resume one under a config that computes differently."""
     config_path = run_dir / "config.json"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDataError(f"--out {str(run_dir)!r} is a file, not a directory; choose another")
     if config_path.exists() and not resume:
         raise ConfigError(
             f"run directory {str(run_dir)!r} already holds a run; pass resume=True (--resume) "
@@ -228,8 +235,18 @@ def _prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
                 f"config.json; resume with the same options (only {sorted(RESUMABLE_CHANGES)} "
                 "may change)"
             )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(config_path, config.to_dict())
+
+
+@contextmanager
+def _writing(path: Path):
+    """Turn an OS write failure (read-only, full disk, a file in the way) into a clear error."""
+    try:
+        yield
+    except OSError as exc:
+        raise RunDataError(
+            f"cannot write to {str(path)!r}: {exc.strerror or exc}; choose a writable --out "
+            "(or free disk space), then resume: files written so far are intact"
+        ) from exc
 
 
 def _restore(run: _Run, checkpoint: Path | None) -> None:
@@ -472,7 +489,8 @@ def _finish_update(run: _Run, record: dict[str, Any]) -> None:
         run.alerts_since_checkpoint += len(run.ctx.alerts)
     run.records.append(record)
     if run.log is not None:
-        run.log.append(record)
+        with _writing(run.log.path):
+            run.log.append(record)
     if run.tb is not None:
         for key, value in record.items():
             if (
@@ -552,7 +570,8 @@ def _close(run: _Run, final_eval: dict, stopped_early: bool, interrupted: bool) 
             "flops": run.flops.snapshot(),
             "wall_s": time.perf_counter() - run.started,
         }
-        _write_json_atomic(run.run_dir / "run.json", summary)
+        with _writing(run.run_dir):
+            _write_json_atomic(run.run_dir / "run.json", summary)
     return result
 
 

@@ -225,6 +225,12 @@ def _build(cls: type, data: Any, origin: str, section: str = "") -> Any:
         if key not in names:
             raise UnknownNameError("study option", key, names, hint=f"(in {where})")
     values = dict(data)
+    if cls is StudyConfig and isinstance(values.get("format_version"), int):
+        if values["format_version"] > STUDY_FORMAT_VERSION:
+            raise RunDataError(
+                f"{where}: study format_version {values['format_version']} is newer than this "
+                f"rewardgym understands ({STUDY_FORMAT_VERSION}); upgrade rewardgym"
+            )
     for key, nested in _NESTED.items():
         if cls is StudyConfig and values.get(key) is not None:
             values[key] = _build(nested, values[key], origin, key)

@@ -63,10 +63,6 @@ def test_malformed_yaml(tmp_path) -> None:
         TrainConfig.from_yaml(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.load_yaml_mapping embeds PyYAML's multi-line message: CLI error spans lines",
-)
 def test_malformed_yaml_on_the_command_line_is_one_line(tmp_path, capsys) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("task: [arithmetic\n")
@@ -84,9 +80,6 @@ def test_unknown_config_key(tmp_path, capsys) -> None:
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="cli._overrides lets yaml.YAMLError from a --set value escape (traceback)"
-)
 def test_malformed_set_value_on_the_command_line(tmp_path, capsys) -> None:
     message = _cli_error(capsys, _train_argv("tiny", tmp_path / "o", "--set", "lr=[1"))
     assert "--set" in message and "lr" in message
@@ -179,11 +172,6 @@ def test_unknown_algorithm(tmp_path, capsys) -> None:
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trainer writes config.json before loading the model, task and reward: a bad name "
-    "leaves a run directory that then refuses a corrected rerun without --resume",
-)
 @pytest.mark.parametrize(
     "flags", [["--task", "arithmetc"], ["--reward", "balancd"], ["--model", "tinyy"]]
 )
@@ -348,10 +336,6 @@ def test_study_directory_from_a_newer_format_version(tmp_path, capsys) -> None:
     assert "format_version: 99" in (study / "study.yaml").read_text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="StudyConfig.__post_init__'s format_version error does not name the file it came from",
-)
 def test_newer_format_version_error_names_the_file(tmp_path) -> None:
     study, config = _newer_study_dir(tmp_path)
     with pytest.raises(RunDataError, match="study.yaml"):

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from rewardgym.agents.checkpoint import load_checkpoint, save_checkpoint
 from rewardgym.agents.config import TrainConfig
@@ -112,8 +111,8 @@ def test_yaml_with_a_python_tag_is_refused(tmp_path, capsys) -> None:
 def test_command_line_set_values_are_safe_loaded(tmp_path, capsys) -> None:
     marker = tmp_path / "pwned"
     argv = ["train", "--set", f"task=!!python/object/apply:os.mkdir ['{marker}']"]
-    with pytest.raises(yaml.YAMLError, match="could not determine a constructor"):
-        cli_main(argv)  # refused; that it escapes as a traceback is a bad-input bug (xfail there)
+    assert cli_main(argv) == 2  # refused with a one-line error, never constructed
+    assert "could not determine a constructor" in capsys.readouterr().err
     assert not marker.exists()
 
 
