@@ -12,8 +12,6 @@ Example:
 from __future__ import annotations
 
 from rewardgym._lazy import lazy_getattr
-
-
 from rewardgym.envs import registration as _registration
 
 __version__ = "0.1.0"

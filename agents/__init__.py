@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from rewardgym._lazy import lazy_getattr
 
-
 _EXPORTS = {
     "TrainConfig": "rewardgym.agents.config",
     "Generation": "rewardgym.agents.policy",

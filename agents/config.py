@@ -173,7 +173,9 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {yaml_problem(exc)}") from None
+        raise ConfigError(
+            f"config file {str(path)!r} is not valid YAML: {yaml_problem(exc)}"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

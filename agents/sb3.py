@@ -37,6 +37,7 @@ from safetensors.torch import load_file, save_file
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from transformers import AutoModel, GPT2Config, LlamaConfig, PretrainedConfig
 
@@ -261,6 +262,9 @@ def make_sb3_agent(
         "MultiInputPolicy", env, policy_kwargs=policy_kwargs, seed=seed, **algo_kwargs
     )
     model.rewardgym_config = record
+    if not algo_kwargs.get("verbose") and not algo_kwargs.get("tensorboard_log"):
+        # SB3's default logger would create an empty SB3-<date> folder in the temp dir per learn()
+        model.set_logger(Logger(folder=None, output_formats=[]))
     return model
 
 

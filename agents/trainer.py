@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import threading
 import time
@@ -49,6 +48,7 @@ from rewardgym.errors import ConfigError, RunDataError
 from rewardgym.evaluation.compute import FlopCounter
 from rewardgym.evaluation.gradients import GradNoiseAccumulator
 from rewardgym.evaluation.text_metrics import corpus_bleu, corpus_chrf
+from rewardgym.fileio import write_json_atomic
 
 # options that do not change what a run computes, so a resume may change them
 RESUMABLE_CHANGES = frozenset(
@@ -188,7 +188,9 @@ def _setup(config: TrainConfig, callbacks: list[Callback], resume: bool) -> _Run
     if run_dir is not None:  # only now: a bad task, reward or model leaves nothing behind
         with _writing(run_dir):
             run_dir.mkdir(parents=True, exist_ok=True)
-            _write_json_atomic(run_dir / "config.json", config.to_dict())
+            write_json_atomic(
+                run_dir / "config.json", config.to_dict(), sort_keys=True, default=str
+            )
     ctx = TrainContext(model=policy.model, config=config, run_dir=run_dir)
     run = _Run(
         config=config,
@@ -571,17 +573,8 @@ def _close(run: _Run, final_eval: dict, stopped_early: bool, interrupted: bool) 
             "wall_s": time.perf_counter() - run.started,
         }
         with _writing(run.run_dir):
-            _write_json_atomic(run.run_dir / "run.json", summary)
+            write_json_atomic(run.run_dir / "run.json", summary, sort_keys=True, default=str)
     return result
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 @contextmanager

@@ -29,6 +29,7 @@ import zlib
 from collections.abc import Callable
 
 import numpy as np
+
 from rewardgym.envs.tasks.base import Example
 from rewardgym.errors import ConfigError, UnknownNameError
 

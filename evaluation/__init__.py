@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from rewardgym._lazy import lazy_getattr
 
-
 # `evaluate` is deliberately not here: it is also a submodule's name (rewardgym.evaluate is
 # the function; rewardgym.evaluation.evaluate is the module).
 _EXPORTS = {

@@ -40,7 +40,8 @@ DEFINITIONS: tuple[Definition, ...] = (
         "prompts. Robustness ratio R = mean over (n,s) of B(n,s) / B_clean. Robustness change "
         "(%) = (R_after / R_before − 1) × 100: negative means training made the agent more "
         "brittle. Noise is seeded and deterministic; severity is the fraction of characters "
-        "(or words) touched.",
+        "(or words) touched. R is undefined when B_clean < 1 BLEU point: the ratio would "
+        "measure noise in near-empty output.",
     ),
     Definition(
         "Gradient variance",

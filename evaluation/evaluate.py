@@ -28,7 +28,6 @@ import argparse
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -44,6 +43,7 @@ from rewardgym.envs.tasks import SPLITS, Example, Task, make_task
 from rewardgym.errors import CheckpointError, ConfigError, RunDataError, UnknownNameError
 from rewardgym.evaluation.robustness import (
     DEFAULT_SEVERITIES,
+    MIN_CLEAN_BLEU,
     NOISE_TYPES,
     bleu_improvement_pct,
     check_noise,
@@ -60,6 +60,7 @@ from rewardgym.evaluation.text_metrics import (
     mean_entropy_bits,
     write_hyps_refs,
 )
+from rewardgym.fileio import write_text_atomic
 
 __all__ = [
     "EVAL_FORMAT_VERSION",
@@ -190,16 +191,7 @@ class EvalResult:
         path.parent.mkdir(parents=True, exist_ok=True)
         # allow_nan=False: a NaN that slipped through is a bug, not a number for a report.
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomic(path, text)
         return path
 
     @classmethod
@@ -523,7 +515,8 @@ def _add_sweep(
     result.robustness = robustness_ratio(result.bleu, sweep.bleu)
     if result.robustness is None:
         result.notes.append(
-            "robustness R is None: clean BLEU is 0, so B(n, s) / B_clean is undefined"
+            f"robustness R is None: clean BLEU {result.bleu:.2f} is below {MIN_CLEAN_BLEU:g}, "
+            "so B(n, s) / B_clean is undefined (or meaningless)"
         )
     top = levels[-1] if len(levels) == 1 else max(levels)
     result.noisy_samples = [

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from matplotlib.figure import Figure
 from rewardgym.errors import RunDataError
 from rewardgym.evaluation.definitions import DEFINITIONS, SOURCES
 from rewardgym.evaluation.stats import defined
+from rewardgym.fileio import write_bytes_atomic
 
 __all__ = ["CSP", "md_escape", "report_summary", "write_report"]
 
@@ -1015,21 +1015,6 @@ def render_html(content: ReportContent) -> str:
 # -- writing -------------------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_report(
     study_result_or_dir: Any, out_dir: str | os.PathLike[str] | None = None
 ) -> dict[str, Path]:
@@ -1062,9 +1047,9 @@ def write_report(
     content = build_content(study)
     paths: dict[str, Path] = {}
     for plot in content.plots:
-        paths[f"plots/{plot.name}"] = _write_atomic(out / "plots" / plot.name, plot.png)
-    paths["report.md"] = _write_atomic(out / "report.md", render_markdown(content).encode())
-    paths["report.html"] = _write_atomic(out / "report.html", render_html(content).encode())
+        paths[f"plots/{plot.name}"] = write_bytes_atomic(out / "plots" / plot.name, plot.png)
+    paths["report.md"] = write_bytes_atomic(out / "report.md", render_markdown(content).encode())
+    paths["report.html"] = write_bytes_atomic(out / "report.html", render_html(content).encode())
     return paths
 
 

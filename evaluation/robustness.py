@@ -179,10 +179,16 @@ def _finite(value: float | None, name: str) -> float | None:
     return float(value)
 
 
+# Below this clean BLEU the ratio B(n, s) / B_clean measures noise in near-empty output, not
+# robustness (a BLEU of 0.01 turns a noisy BLEU of 0.3 into "3000 % more robust").
+MIN_CLEAN_BLEU = 1.0
+
+
 def robustness_ratio(
     clean_bleu: float | None, noisy_bleu: Mapping[str, Mapping[str, float]]
 ) -> float | None:
-    """``R = mean over (n, s) of B(n, s) / B_clean``; None without a sweep or when B_clean is 0.
+    """``R = mean over (n, s) of B(n, s) / B_clean``; None without a sweep or when B_clean is
+    below ``MIN_CLEAN_BLEU`` (1 BLEU point: the ratio would be dominated by noise).
 
     Example:
         >>> robustness_ratio(0.0, {"char_drop": {"0.1": 5.0}}) is None
@@ -194,7 +200,7 @@ def robustness_ratio(
         for kind, by_level in noisy_bleu.items()
         for level, bleu in by_level.items()
     ]
-    if clean is None or clean == 0 or not values or any(v is None for v in values):
+    if clean is None or clean < MIN_CLEAN_BLEU or not values or any(v is None for v in values):
         return None
     return sum(v / clean for v in values) / len(values)  # type: ignore[operator]
 

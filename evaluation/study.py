@@ -35,6 +35,7 @@ from rewardgym.evaluation.study_config import (
     expand_units,
     load_study_config,
 )
+from rewardgym.fileio import write_json_atomic, write_text_atomic
 
 # headline metrics: name -> is higher better (None: neither, reported without "beats")
 HEADLINE = {
@@ -105,7 +106,7 @@ def run_study(
         run_all = _run_ray if config.executor == "ray" else _run_local
         interrupted = run_all(config, study_dir, pending, len(units), log)
     results = collect_results(config, study_dir, wall_s=time.perf_counter() - started)
-    _write_json(study_dir / "results.json", results)
+    write_json_atomic(study_dir / "results.json", results)
     if interrupted:
         log("study interrupted: rerun the same command to resume where it stopped")
     return StudyResult(study_dir, results, interrupted)
@@ -143,7 +144,7 @@ def _prepare_study_dir(study_dir: Path, config: StudyConfig) -> None:
     study_dir.mkdir(parents=True, exist_ok=True)
     import yaml
 
-    _write_text(saved, yaml.safe_dump(resolved, sort_keys=False))
+    write_text_atomic(saved, yaml.safe_dump(resolved, sort_keys=False))
 
 
 def _evaluate_before(config: StudyConfig, task: str, study_dir: Path, log) -> None:
@@ -202,7 +203,7 @@ def execute_unit(config_dict: dict, study_dir: str, unit: RunUnit, label: str = 
     record = summarise_run(unit, result.metrics, before, after, compare(before, after))
     record["run_dir"] = str(out.relative_to(study))
     record["wall_s"] = time.perf_counter() - started
-    _write_json(record_path(study, unit), record)
+    write_json_atomic(record_path(study, unit), record)
     return record
 
 
@@ -463,17 +464,3 @@ def environment() -> dict[str, Any]:
         "device": device,
         "versions": versions,
     }
-
-
-def _write_json(path: Path, data: Any) -> None:
-    _write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str))
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

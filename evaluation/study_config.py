@@ -20,7 +20,7 @@ from typing import Any
 
 from rewardgym.agents.config import TrainConfig, load_yaml_mapping
 from rewardgym.envs.noise import NOISE_TYPES
-from rewardgym.errors import ConfigError, UnknownNameError, RunDataError
+from rewardgym.errors import ConfigError, RunDataError, UnknownNameError
 
 STUDY_FORMAT_VERSION = 1
 EXECUTORS = ("local", "ray")

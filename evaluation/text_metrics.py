@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 import sacrebleu
 
 from rewardgym.errors import ConfigError
+from rewardgym.fileio import write_text_atomic
 
 __all__ = [
     "corpus_bleu",
@@ -150,17 +150,8 @@ def mean_entropy_bits(entropies: Sequence[Sequence[float] | np.ndarray]) -> floa
     return float(sum(a.sum() for a in arrays) / n_tokens)
 
 
-def _write_atomic(path: Path, lines: list[str]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.writelines(line + "\n" for line in lines)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write_lines(path: Path, lines: list[str]) -> None:
+    write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
 def write_hyps_refs(
@@ -195,6 +186,6 @@ def write_hyps_refs(
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     hyp_path, ref_path = out / f"{stem}.hyps.txt", out / f"{stem}.refs.txt"
-    _write_atomic(hyp_path, h)
-    _write_atomic(ref_path, r)
+    _write_lines(hyp_path, h)
+    _write_lines(ref_path, r)
     return hyp_path, ref_path

@@ -248,7 +248,8 @@ def test_zero_bleu_gives_none_and_valid_json(tmp_path: Path) -> None:
     assert result.entropy_bits is None  # no tokens at all
     assert result.notes == [
         "entropy is None: no tokens were generated",
-        "robustness R is None: clean BLEU is 0, so B(n, s) / B_clean is undefined",
+        "robustness R is None: clean BLEU 0.00 is below 1, so B(n, s) / B_clean is undefined "
+        "(or meaningless)",
     ]
 
     def no_constants(name: str) -> None:

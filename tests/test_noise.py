@@ -7,6 +7,7 @@ import doctest
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from rewardgym.envs import noise as noise_module
 from rewardgym.envs.noise import (
     NOISE_TYPES,

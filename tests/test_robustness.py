@@ -100,6 +100,7 @@ def test_robustness_ratio_by_hand() -> None:
 
 def test_robustness_ratio_undefined() -> None:
     assert robustness_ratio(0.0, {"char_drop": {"0.1": 3.0}}) is None
+    assert robustness_ratio(0.01, {"char_drop": {"0.1": 0.3}}) is None  # near-empty output
     assert robustness_ratio(30.0, {}) is None
     with pytest.raises(ConfigError, match=r"BLEU under char_drop at severity 0.1 must be a finite"):
         robustness_ratio(30.0, {"char_drop": {"0.1": math.nan}})

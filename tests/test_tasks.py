@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 import rewardgym
 from rewardgym.envs.tasks import (
     Example,
