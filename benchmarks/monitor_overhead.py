@@ -10,7 +10,11 @@ of the monitor-free update time. Prints one JSON line and writes
 ``benchmarks/results/monitor_overhead.json``. Not run by tests.
 
 Example:
-    $ .venv/bin/python benchmarks/monitor_overhead.py --model tiny --updates 12 --repeats 5
+    $ .venv/bin/python -m benchmarks.monitor_overhead --model tiny --updates 12 --repeats 5
+
+From Python (``benchmarks.study_bench`` does this)::
+
+    >>> measure(parse_args(["--updates", "6", "--repeats", "2"]))["overhead_pct"]
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from rewardgym.evaluation.monitors import default_monitors
 RESULTS = Path(__file__).resolve().parent / "results" / "monitor_overhead.json"
 
 
-def _parse(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny", help="'tiny' or a local model directory")
     parser.add_argument("--task", default="arithmetic")
@@ -39,6 +43,9 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5, help="runs per arm")
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args(argv)
+
+
+_parse = parse_args  # the name this script used before it became importable
 
 
 def _config(args: argparse.Namespace) -> TrainConfig:
@@ -122,7 +129,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _parse(argv)
+    args = parse_args(argv)
     result = measure(args)
     print(json.dumps(result))
     args.out.parent.mkdir(parents=True, exist_ok=True)

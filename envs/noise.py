@@ -28,6 +28,7 @@ import math
 import zlib
 from collections.abc import Callable
 
+import gymnasium as gym
 import numpy as np
 
 from rewardgym.envs.tasks.base import Example
@@ -193,3 +194,34 @@ def noisy_example(example: Example, kind: str, severity: float, seed: int = 0) -
         "clean_prompt": example.prompt,
     }
     return dataclasses.replace(example, prompt=prompt, meta=meta)
+
+
+class NoisyPrompts(gym.ObservationWrapper):
+    """Noise the prompt a sequence-level environment shows its agent; rewards are unchanged.
+
+    Works on any env whose observation starts with the episode's prompt (every ``TextTaskEnv``,
+    multi-turn included: only the prompt part of the conversation is noised). Each episode's
+    noise is seeded by ``seed`` and the example index, so the same prompt always gets the same
+    noise.
+
+    Example:
+        >>> env = NoisyPrompts(gymnasium.make("rewardgym/Translate-v0"), "char_swap", 0.1)
+        >>> noisy_prompt, info = env.reset(seed=0)
+    """
+
+    def __init__(self, env: gym.Env, kind: str, severity: float, seed: int = 0) -> None:
+        super().__init__(env)
+        _check("", kind, severity, seed)
+        self.kind, self.severity, self.noise_seed = kind, float(severity), int(seed)
+        self._clean = self._noisy = ""
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._clean = obs
+        self._noisy = apply_noise(obs, self.kind, self.severity, self.noise_seed + info["index"])
+        return self.observation(obs), info
+
+    def observation(self, observation: str) -> str:
+        if self._clean and observation.startswith(self._clean):
+            return self._noisy + observation[len(self._clean) :]
+        return observation

@@ -213,3 +213,21 @@ def test_token_env_takes_a_transformers_tokenizer(tmp_path) -> None:
     env.reset(seed=0)
     _, _, terminated, _, info = env.step(hf.eos_token_id)
     assert terminated and info["completion"] == ""
+
+
+def test_noisy_prompts_wrapper_noises_only_what_the_agent_sees() -> None:
+    from rewardgym.envs.noise import NoisyPrompts
+
+    base = gym.make("rewardgym/Arithmetic-v0", reward="task_only", max_turns=2)
+    env = NoisyPrompts(base, "char_swap", 0.2, seed=3)
+    noisy, info = env.reset(seed=4)
+    clean = base.unwrapped.examples[info["index"]].prompt
+    assert noisy != clean and sorted(noisy) == sorted(clean)
+    assert env.reset(seed=4)[0] == noisy  # same episode, same noise
+    obs, reward, terminated, _, step_info = env.step("wrong")
+    assert obs.startswith(noisy) and "wrong" in obs and not terminated
+    # the reward still compares with the clean reference
+    _, reward, terminated, _, step_info = env.step(step_info["reference"])
+    assert terminated and step_info["reward_total"] == pytest.approx(1.0)
+    with pytest.raises(UnknownNameError, match="did you mean 'char_swap'"):
+        NoisyPrompts(base, "char_swp", 0.1)

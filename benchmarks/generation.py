@@ -1,0 +1,249 @@
+"""Rollout generation: rewardgym's decode loop vs Hugging Face ``generate``, side by side.
+
+Both run on the same model object, the same prompts (the task's training prompts, encoded and
+left-padded the same way) and the same sampling settings (temperature 1, no top-k/top-p), and the
+two are timed alternately in one process so machine load hits both alike. Tokens per second
+counts the tokens each one actually produced (up to and including eos); the roofline share divides
+that by ``peak / 2N`` of the same dtype. The correctness check runs in the same call: greedy fp32
+outputs must equal ``generate``'s token for token, and rewardgym's log-probs must match
+``log_softmax`` of ``generate``'s logits within 1e-4.
+
+Example:
+    >>> result = run(quick=True, model="tiny", peaks={"float32": 1e11, "bfloat16": 1e11})
+    >>> result["correctness"]["greedy_identical"]
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from benchmarks.roofline import figure, measure_peaks, median_time, token_limit
+from rewardgym.agents.policy import LMPolicy, load_policy
+from rewardgym.envs.tasks import make_task
+
+LOGPROB_TOL = 1e-4
+TARGET_VS_HF = 2.0
+TARGET_BF16_SHARE = 0.40
+
+
+def task_prompts(n: int, task: str = "translate") -> list[str]:
+    """The first ``n`` training prompts of ``task`` (repeated when the split is shorter).
+
+    Example:
+        >>> len(task_prompts(3))
+        3
+    """
+    examples = make_task(task, seed=0).split("train")
+    return [examples[i % len(examples)].prompt for i in range(n)]
+
+
+def _left_pad(policy: LMPolicy, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    seqs = policy.encode_prompts(prompts)
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), policy.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        ids[row, width - len(seq) :] = torch.tensor(seq)
+        mask[row, width - len(seq) :] = 1
+    return ids.to(policy.device), mask.to(policy.device)
+
+
+def hf_generate(
+    policy: LMPolicy, prompts: list[str], max_new_tokens: int, greedy: bool, seed: int = 0
+) -> tuple[list[list[int]], Any]:
+    """Hugging Face ``generate`` on the policy's model; token lists cut after eos, and its output.
+
+    Example:
+        >>> tokens, _ = hf_generate(policy, ["translate: a dog =>"], 8, greedy=True)
+    """
+    ids, mask = _left_pad(policy, prompts)
+    torch.manual_seed(seed)
+    options: dict[str, Any] = {"do_sample": False} if greedy else {
+        "do_sample": True,
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "top_k": 0,
+    }
+    with torch.inference_mode():
+        out = policy.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=policy.eos_id,
+            pad_token_id=policy.pad_id,
+            return_dict_in_generate=True,
+            output_logits=greedy,
+            **options,
+        )
+    new = out.sequences[:, ids.shape[1] :].tolist()
+    tokens = []
+    for row in new:
+        cut = row.index(policy.eos_id) + 1 if policy.eos_id in row else len(row)
+        tokens.append(row[:cut])
+    return tokens, out
+
+
+def check_correctness(policy: LMPolicy, batch: int, max_new_tokens: int) -> dict[str, Any]:
+    """Greedy outputs of both paths (fp32 policy) compared token for token, and log-probs.
+
+    Example:
+        >>> check_correctness(policy, 4, 8)["greedy_identical"]
+        True
+    """
+    prompts = task_prompts(batch)
+    ours = policy.generate(prompts, max_new_tokens=max_new_tokens, greedy=True)
+    theirs, out = hf_generate(policy, prompts, max_new_tokens, greedy=True)
+    identical = ours.token_ids == theirs
+    logits = torch.stack(out.logits, dim=1).float()  # [B, steps, V]
+    hf_logp = torch.log_softmax(logits, dim=-1)
+    worst = 0.0
+    for row, ids in enumerate(ours.token_ids):
+        n = min(len(ids), len(theirs[row]))
+        if n == 0:
+            continue
+        ref = hf_logp[row, torch.arange(n), torch.tensor(ids[:n])]
+        diff = (ref - torch.as_tensor(ours.logprobs[row][:n]).float()).abs().max()
+        worst = max(worst, float(diff))
+    return {
+        "batch": batch,
+        "max_new_tokens": max_new_tokens,
+        "greedy_identical": bool(identical),
+        "max_logprob_diff": worst,
+        "logprobs_within_tol": worst <= LOGPROB_TOL,
+    }
+
+
+def _time_pair(
+    policy: LMPolicy, batch: int, max_new_tokens: int, repeats: int
+) -> dict[str, float]:
+    """Both paths alternately on the same prompts; median tokens/s of each."""
+    prompts = task_prompts(batch)
+    counts: dict[str, int] = {}
+
+    def ours() -> None:
+        gen = policy.generate(prompts, max_new_tokens=max_new_tokens, seed=0)
+        counts["rewardgym"] = sum(gen.n_tokens)
+
+    def theirs() -> None:
+        tokens, _ = hf_generate(policy, prompts, max_new_tokens, greedy=False)
+        counts["hf"] = sum(len(t) for t in tokens)
+
+    times: dict[str, list[float]] = {"rewardgym": [], "hf": []}
+    ours(), theirs()  # warm-up
+    for _ in range(repeats):
+        times["rewardgym"].append(median_time(ours, 1, warmup=0))
+        times["hf"].append(median_time(theirs, 1, warmup=0))
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    return {
+        "rewardgym_tok_s": counts["rewardgym"] / med["rewardgym"],
+        "hf_tok_s": counts["hf"] / med["hf"],
+        "rewardgym_tokens": counts["rewardgym"],
+        "hf_tokens": counts["hf"],
+    }
+
+
+def run(
+    quick: bool = False,
+    model: str = "smollm2-135m",
+    peaks: dict[str, float] | None = None,
+    device: str = "cpu",
+    **_: Any,
+) -> dict[str, Any]:
+    """Benchmark entry: tokens/s of both paths per dtype and batch, and the correctness check.
+
+    Example:
+        >>> run(quick=True, model="tiny")["rows"][0]["dtype"]
+        'float32'
+    """
+    peaks = peaks or measure_peaks(quick, device=device)
+    batches = (1, 8, 64) if quick else (1, 8, 32, 64)
+    new_tokens = 16 if quick else 48
+    repeats = 2 if quick else 3
+    rows: list[dict[str, Any]] = []
+    correctness: dict[str, Any] = {}
+    for dtype in ("float32", "bfloat16"):
+        policy = load_policy(model, device=device, dtype=dtype)
+        if dtype == "float32":
+            correctness = check_correctness(policy, 4 if quick else 8, new_tokens)
+        limit = token_limit(peaks[dtype], policy.n_params)
+        for batch in batches:
+            pair = _time_pair(policy, batch, new_tokens, repeats)
+            rows.append(
+                {
+                    "dtype": dtype,
+                    "batch": batch,
+                    **pair,
+                    "speedup_vs_hf": pair["rewardgym_tok_s"] / pair["hf_tok_s"],
+                    "rewardgym_roofline_share": pair["rewardgym_tok_s"] / limit,
+                    "hf_roofline_share": pair["hf_tok_s"] / limit,
+                    "roofline_tok_s": limit,
+                }
+            )
+        del policy
+    return {
+        "benchmark": "generation",
+        "model": model,
+        "device": device,
+        "max_new_tokens": new_tokens,
+        "repeats": repeats,
+        "rows": rows,
+        "correctness": correctness,
+        "figures": _figures(rows, correctness, device),
+    }
+
+
+def _figures(rows: list[dict], correctness: dict, device: str) -> list[dict[str, Any]]:
+    out = []
+    top = max(r["batch"] for r in rows)
+    for row in rows:
+        short = "fp32" if row["dtype"] == "float32" else "bf16"
+        label = f"{short} batch {row['batch']} ({device})"
+        at_top = row["batch"] == top
+        out.append(
+            figure(
+                f"generation {label}: tok/s rewardgym / HF",
+                row["rewardgym_tok_s"],
+                f"tok/s (HF {row['hf_tok_s']:.0f})",
+            )
+        )
+        out.append(
+            figure(
+                f"generation {label}: speed-up vs HF generate",
+                row["speedup_vs_hf"],
+                "x",
+                f">= {TARGET_VS_HF:.0f}x" if at_top else "",
+                row["speedup_vs_hf"] >= TARGET_VS_HF if at_top else None,
+            )
+        )
+        bf16_target = at_top and row["dtype"] == "bfloat16"
+        out.append(
+            figure(
+                f"generation {label}: roofline share (HF {100 * row['hf_roofline_share']:.1f} %)",
+                100 * row["rewardgym_roofline_share"],
+                "%",
+                f">= {100 * TARGET_BF16_SHARE:.0f} %" if bf16_target else "",
+                row["rewardgym_roofline_share"] >= TARGET_BF16_SHARE if bf16_target else None,
+            )
+        )
+    out.append(
+        figure(
+            "generation correctness: greedy fp32 identical to HF generate",
+            float(correctness["greedy_identical"]),
+            "bool",
+            "identical",
+            correctness["greedy_identical"],
+        )
+    )
+    out.append(
+        figure(
+            "generation correctness: max |log-prob diff|",
+            correctness["max_logprob_diff"],
+            "nats",
+            f"<= {LOGPROB_TOL:g}",
+            correctness["logprobs_within_tol"],
+        )
+    )
+    return out
