@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint audit study clean
+.PHONY: setup test lint audit study clean bench
 
 setup: $(STAMP)
 
@@ -36,3 +36,9 @@ clean:
 STUDY ?= speed_vs_balanced
 study: $(STAMP)
 	$(VENV)/bin/rewardgym study $(STUDY) --out studies/$(STUDY)
+
+# Benchmarks against the hardware limit and against TRL: JSON + benchmarks/results/latest.md.
+# `make bench BENCH_ARGS=--quick` runs the short version. Torch stays pinned while TRL installs.
+bench: $(STAMP)
+	$(PY) -m pip install --quiet "$(TORCH)" -e ".[bench]"
+	$(PY) -m benchmarks.run_all $(BENCH_ARGS)

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 import torch
@@ -61,12 +62,16 @@ def hf_generate(
     """
     ids, mask = _left_pad(policy, prompts)
     torch.manual_seed(seed)
-    options: dict[str, Any] = {"do_sample": False} if greedy else {
-        "do_sample": True,
-        "temperature": 1.0,
-        "top_p": 1.0,
-        "top_k": 0,
-    }
+    options: dict[str, Any] = (
+        {"do_sample": False}
+        if greedy
+        else {
+            "do_sample": True,
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "top_k": 0,
+        }
+    )
     with torch.inference_mode():
         out = policy.model.generate(
             input_ids=ids,
@@ -117,9 +122,13 @@ def check_correctness(policy: LMPolicy, batch: int, max_new_tokens: int) -> dict
 
 
 def _time_pair(
-    policy: LMPolicy, batch: int, max_new_tokens: int, repeats: int
+    policy: LMPolicy, batch: int, max_new_tokens: int, repeats: int, warmup: bool
 ) -> dict[str, float]:
-    """Both paths alternately on the same prompts; median tokens/s of each."""
+    """Both paths alternately on the same prompts; median tokens/s of each.
+
+    ``warmup`` runs each path once untimed first (once per model is enough: the first timed
+    batch size is the smallest, so later sizes find the code paths warm).
+    """
     prompts = task_prompts(batch)
     counts: dict[str, int] = {}
 
@@ -132,11 +141,12 @@ def _time_pair(
         counts["hf"] = sum(len(t) for t in tokens)
 
     times: dict[str, list[float]] = {"rewardgym": [], "hf": []}
-    ours(), theirs()  # warm-up
+    if warmup:
+        ours(), theirs()
     for _ in range(repeats):
         times["rewardgym"].append(median_time(ours, 1, warmup=0))
         times["hf"].append(median_time(theirs, 1, warmup=0))
-    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    med = {k: statistics.median(v) for k, v in times.items()}
     return {
         "rewardgym_tok_s": counts["rewardgym"] / med["rewardgym"],
         "hf_tok_s": counts["hf"] / med["hf"],
@@ -150,18 +160,24 @@ def run(
     model: str = "smollm2-135m",
     peaks: dict[str, float] | None = None,
     device: str = "cpu",
+    batches: tuple[int, ...] | None = None,
+    repeats: int | None = None,
+    new_tokens: int | None = None,
     **_: Any,
 ) -> dict[str, Any]:
     """Benchmark entry: tokens/s of both paths per dtype and batch, and the correctness check.
+
+    ``batches``, ``repeats`` and ``new_tokens`` override the mode's defaults (1/8/64 quick,
+    1/8/32/64 full; 2 quick, 3 full; 16 quick, 48 full); the targets apply to the largest batch.
 
     Example:
         >>> run(quick=True, model="tiny")["rows"][0]["dtype"]
         'float32'
     """
     peaks = peaks or measure_peaks(quick, device=device)
-    batches = (1, 8, 64) if quick else (1, 8, 32, 64)
-    new_tokens = 16 if quick else 48
-    repeats = 2 if quick else 3
+    batches = batches or ((1, 8, 64) if quick else (1, 8, 32, 64))
+    new_tokens = new_tokens or (16 if quick else 48)
+    repeats = repeats or (2 if quick else 3)
     rows: list[dict[str, Any]] = []
     correctness: dict[str, Any] = {}
     for dtype in ("float32", "bfloat16"):
@@ -169,8 +185,8 @@ def run(
         if dtype == "float32":
             correctness = check_correctness(policy, 4 if quick else 8, new_tokens)
         limit = token_limit(peaks[dtype], policy.n_params)
-        for batch in batches:
-            pair = _time_pair(policy, batch, new_tokens, repeats)
+        for index, batch in enumerate(sorted(batches)):
+            pair = _time_pair(policy, batch, new_tokens, repeats, warmup=index == 0)
             rows.append(
                 {
                     "dtype": dtype,
@@ -206,7 +222,7 @@ def _figures(rows: list[dict], correctness: dict, device: str) -> list[dict[str,
             figure(
                 f"generation {label}: tok/s rewardgym / HF",
                 row["rewardgym_tok_s"],
-                f"tok/s (HF {row['hf_tok_s']:.0f})",
+                f"tok/s (HF {row['hf_tok_s']:.1f})",
             )
         )
         out.append(

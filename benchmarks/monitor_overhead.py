@@ -45,9 +45,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-_parse = parse_args  # the name this script used before it became importable
-
-
 def _config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         model=args.model,

@@ -113,9 +113,7 @@ def measure_peaks(quick: bool = False, device: str = "cpu") -> dict[str, float]:
     """
     size = 1024 if quick else 2048
     repeats = 3 if quick else 7
-    return {
-        name: matmul_flops(dtype, size, repeats, device) for name, dtype in DTYPE_NAMES.items()
-    }
+    return {name: matmul_flops(dtype, size, repeats, device) for name, dtype in DTYPE_NAMES.items()}
 
 
 def token_limit(peak_flops: float, n_params: int, train: bool = False) -> float:

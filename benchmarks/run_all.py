@@ -47,7 +47,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
     parser.add_argument(
-        "--model", default="smollm2-135m", help="model of the LM benchmarks ('tiny' for a smoke run)"
+        "--model",
+        default="smollm2-135m",
+        help="model of the LM benchmarks ('tiny' for a smoke run)",
     )
     return parser.parse_args(argv)
 
@@ -123,17 +125,19 @@ def run_all(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     peaks = roofline.measure_peaks(args.quick)
     cuda_peaks = roofline.measure_peaks(args.quick, "cuda") if torch.cuda.is_available() else {}
-    for name in names:
-        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-        results[name] = _run_one(name, args, peaks, "cpu")
-        if cuda_peaks and name in CUDA_BENCHMARKS:
-            results[f"{name}_cuda"] = _run_one(name, args, cuda_peaks, "cuda")
-    for name, result in results.items():
-        record = {**result, "machine": machine, "quick": args.quick, "model": args.model}
-        (args.out / f"{name}.json").write_text(
+    runs = [(name, "cpu", peaks) for name in names]
+    runs += [(name, "cuda", cuda_peaks) for name in names if cuda_peaks and name in CUDA_BENCHMARKS]
+    for name, device, device_peaks in runs:
+        key = name if device == "cpu" else f"{name}_{device}"
+        print(f"[bench] {key} ...", file=sys.stderr, flush=True)
+        results[key] = _run_one(name, args, device_peaks, device)
+        # written as each finishes, so an interrupted run keeps what it measured
+        record = {**results[key], "machine": machine, "quick": args.quick, "model": args.model}
+        (args.out / f"{key}.json").write_text(
             json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8"
         )
-    (args.out / "latest.md").write_text(render_markdown(results, machine, args), encoding="utf-8")
+        table = render_markdown(results, machine, args)
+        (args.out / "latest.md").write_text(table, encoding="utf-8")
     return results
 
 

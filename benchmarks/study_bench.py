@@ -88,16 +88,21 @@ def time_study(config: str, out: Path) -> dict[str, Any]:
     return {"wall_s": wall, "peak_mib": usage["peak_kb"] / 1024.0, "config": config}
 
 
-def monitors(quick: bool, model: str = "tiny") -> dict[str, Any]:
+def monitors(
+    quick: bool, model: str = "tiny", updates: int | None = None, repeats: int | None = None
+) -> dict[str, Any]:
     """The monitors' overhead on tiny-model training (all on vs all off, alternated).
+
+    ``updates`` per run and ``repeats`` per arm default to 6 and 2 (quick) or 12 and 5 (full).
 
     Example:
         >>> monitors(quick=True)["overhead_pct"] < 100
         True
     """
-    updates, repeats = ("6", "2") if quick else ("12", "5")
+    updates = updates or (6 if quick else 12)
+    repeats = repeats or (2 if quick else 5)
     args = monitor_overhead.parse_args(
-        ["--model", model, "--updates", updates, "--repeats", repeats]
+        ["--model", model, "--updates", str(updates), "--repeats", str(repeats)]
     )
     return monitor_overhead.measure(args)
 
@@ -121,7 +126,9 @@ def run(quick: bool = False, **_: Any) -> dict[str, Any]:
         "study": study,
         "monitor_overhead": overhead,
         "figures": [
-            figure(f"{label}: wall time", study["wall_s"], "s", "<= 900 s" if not quick else "", met),
+            figure(
+                f"{label}: wall time", study["wall_s"], "s", "<= 900 s" if not quick else "", met
+            ),
             figure(f"{label}: peak memory", study["peak_mib"], "MiB"),
             figure(
                 "monitors all on vs off: overhead (wall)",

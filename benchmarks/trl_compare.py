@@ -23,13 +23,12 @@ import tempfile
 import time
 from typing import Any
 
+from benchmarks.roofline import figure
 from benchmarks.training import grpo_config, per_update
 from rewardgym.agents.policy import load_policy
 from rewardgym.agents.trainer import train
 from rewardgym.envs.tasks import make_task
 from rewardgym.rewards import make_reward
-
-from benchmarks.roofline import figure
 
 TARGET_VS_TRL = 2.0
 HAVE_TRL = importlib.util.find_spec("trl") is not None

@@ -195,7 +195,7 @@ def execute_unit(config_dict: dict, study_dir: str, unit: RunUnit, label: str = 
         unit.task, unit.reward, unit.seed, str(out), progress=bool(label)
     )
     resume = (out / "config.json").exists()
-    result = train(train_config, callbacks=_monitors(config), resume=resume, label=label)
+    result = train(train_config, callbacks=study_monitors(config), resume=resume, label=label)
     if result.interrupted:
         return {"interrupted": True, "key": unit.key}
     after = _evaluate(result.policy, config, unit.task, out / "eval", reward=unit.reward)
@@ -207,7 +207,8 @@ def execute_unit(config_dict: dict, study_dir: str, unit: RunUnit, label: str = 
     return record
 
 
-def _monitors(config: StudyConfig) -> list:
+def study_monitors(config: StudyConfig) -> list:
+    """The monitors (trainer callbacks) every run of the study gets."""
     from rewardgym.evaluation.monitors import default_monitors, make_monitors
 
     if config.monitors in (None, False, "none"):

@@ -8,7 +8,7 @@ import pytest
 
 from rewardgym.agents.trainer import train
 from rewardgym.errors import ConfigError, RunDataError, UnknownNameError
-from rewardgym.evaluation.study import record_path, run_dir, run_study
+from rewardgym.evaluation.study import record_path, run_dir, run_study, study_monitors
 from rewardgym.evaluation.study_config import (
     SweepConfig,
     expand_units,
@@ -106,7 +106,7 @@ def test_interrupted_study_resumes_to_the_same_results(
     # a run killed after its first update: a checkpoint at step 1 and no record
     partial = cfg.train_config(unit.task, unit.reward, unit.seed, str(run_dir(out, unit)))
     partial.updates = 1
-    train(partial)
+    train(partial, callbacks=study_monitors(cfg))
     assert not record_path(out, unit).exists()
     resumed = run_study(_study(random_model_dir), out=out, log=lambda line: None)
     assert _figures(resumed.results) == _figures(local_study.results)

