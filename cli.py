@@ -106,7 +106,12 @@ def _train(args: argparse.Namespace) -> int:
         config = TrainConfig.from_dict(
             {k: v for k, v in flags.items() if v is not None}, source="command line"
         )
-    result = train(config, resume=args.resume)
+    callbacks = []
+    if args.monitors == "all":
+        from rewardgym.evaluation.monitors import default_monitors
+
+        callbacks = default_monitors(action="log")
+    result = train(config, callbacks=callbacks, resume=args.resume)
     summary = {
         "run_dir": str(result.run_dir),
         "updates_done": result.updates_done,
@@ -195,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help=help_texts["seed"])
     p.add_argument("--out", help=help_texts["out"])
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument(
+        "--monitors",
+        choices=["all", "none"],
+        default="all",
+        help="collapse early-warning monitors: all (alerts logged to metrics.jsonl) or none",
+    )
     p.add_argument(
         "--set",
         action="append",

@@ -185,5 +185,8 @@ def test_entropy_from_equals_entropy_nats() -> None:
     logits = torch.randn(4, 50, generator=torch.Generator().manual_seed(0)) * 4
     logp = scaled_log_softmax(logits, 1.3, 0.8)  # top-p leaves -inf entries
     assert torch.isinf(logp).any()
-    assert torch.equal(entropy_from(logp.exp(), logp), entropy_nats(logp))
+    probs = logp.exp()
+    before = -(probs * logp.masked_fill(probs == 0, 0.0)).sum(dim=-1)  # the formula it replaced
+    assert torch.equal(entropy_from(probs, logp), before)
+    assert torch.equal(entropy_nats(logp), before)
     assert torch.isfinite(entropy_from(logp.exp(), logp)).all()
