@@ -184,3 +184,10 @@ def test_report_of_a_real_study(local_study) -> None:
     md = paths["report.md"].read_text()
     assert "speed_only" in md and "task_only" in md
     assert paths["report.html"].read_text().count("data:image/png;base64,") >= 5
+
+
+def test_process_pool_gives_the_same_results(local_study, random_model_dir, tmp_path) -> None:
+    result = run_study(
+        _study(random_model_dir, workers=2), out=tmp_path / "pool", log=lambda line: None
+    )
+    assert _figures(result.results) == _figures(local_study.results)
