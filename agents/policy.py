@@ -208,8 +208,9 @@ def entropy_from(probs: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
 def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """One draw per row of ``probs`` (``[B, V]``, rows need not sum to 1) by inverting the CDF.
 
-    Equivalent in distribution to ``torch.multinomial(probs, 1)`` but about 10x faster on CPU
-    for a 50k vocabulary: one float64 cumulative sum and a binary search per row, driven by one
+    Equivalent in distribution to ``torch.multinomial(probs, 1)`` but several times faster on
+    CPU for a 50k vocabulary (measured 32 vs 263 ms at ``[64, 49152]`` on 2 cores, in
+    ``benchmarks``): one float64 cumulative sum and a binary search per row, driven by one
     uniform number per row from ``generator`` (None: torch's global generator). Zero-probability
     tokens are never drawn.
 
