@@ -199,14 +199,17 @@ def noisy_example(example: Example, kind: str, severity: float, seed: int = 0) -
 class NoisyPrompts(gym.ObservationWrapper):
     """Noise the prompt a sequence-level environment shows its agent; rewards are unchanged.
 
-    Works on any env whose observation starts with the episode's prompt (every ``TextTaskEnv``,
-    multi-turn included: only the prompt part of the conversation is noised). Each episode's
-    noise is seeded by ``seed`` and the example index, so the same prompt always gets the same
-    noise.
+    Wraps a ``TextTaskEnv`` (multi-turn included: only the prompt part of the conversation is
+    noised; as in ``noisy_example``, only the task's content, not its instruction). Each
+    episode's noise is seeded by ``seed`` and the example index, so the same prompt always gets
+    the same noise.
 
     Example:
-        >>> env = NoisyPrompts(gymnasium.make("rewardgym/Translate-v0"), "char_swap", 0.1)
-        >>> noisy_prompt, info = env.reset(seed=0)
+        >>> import gymnasium, rewardgym
+        >>> base = gymnasium.make("rewardgym/Translate-v0", reward="task_only")
+        >>> noisy_prompt, info = NoisyPrompts(base, "char_swap", 0.1).reset(seed=0)
+        >>> noisy_prompt.startswith("translate: ")
+        True
     """
 
     def __init__(self, env: gym.Env, kind: str, severity: float, seed: int = 0) -> None:
@@ -217,8 +220,13 @@ class NoisyPrompts(gym.ObservationWrapper):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
+        noise_seed = self.noise_seed + info["index"]
+        example = self.env.unwrapped.examples[info["index"]]
         self._clean = obs
-        self._noisy = apply_noise(obs, self.kind, self.severity, self.noise_seed + info["index"])
+        if obs == example.prompt:  # noise the content, keep the task's instruction readable
+            self._noisy = noisy_example(example, self.kind, self.severity, noise_seed).prompt
+        else:
+            self._noisy = apply_noise(obs, self.kind, self.severity, noise_seed)
         return self.observation(obs), info
 
     def observation(self, observation: str) -> str:
