@@ -63,3 +63,19 @@ def random_model_dir(tmp_path_factory):
     task = make_task("arithmetic")
     texts = [f"{ex.prompt} {ex.reference}" for ex in task.split("train")[:2000]]
     return str(save_random_model(tmp_path_factory.mktemp("random-model"), texts))
+
+
+def assert_greedy_matches_hf(policy, gen, max_new_tokens: int) -> None:
+    """Our greedy decode loop gives the tokens of Hugging Face ``generate``, eos and padding
+    included (``gen`` came from ``policy.generate(..., greedy=True)``)."""
+    ids, mask = policy._left_pad(gen.prompt_ids)
+    reference = policy.model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=policy.eos_id,
+        pad_token_id=policy.pad_id,
+    )[:, ids.shape[1] :]
+    for row, tokens in enumerate(gen.token_ids):
+        assert reference[row, : len(tokens)].tolist() == tokens

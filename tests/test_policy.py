@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import assert_greedy_matches_hf
 
 from rewardgym.agents.policy import (
     Generation,
@@ -94,17 +95,7 @@ def test_sequence_logprobs_is_differentiable(policy: LMPolicy) -> None:
 
 def test_greedy_matches_hf_generate(policy: LMPolicy) -> None:
     gen = policy.generate(PROMPTS, max_new_tokens=10, greedy=True)
-    ids, mask = policy._left_pad(gen.prompt_ids)
-    reference = policy.model.generate(
-        input_ids=ids,
-        attention_mask=mask,
-        max_new_tokens=10,
-        do_sample=False,
-        eos_token_id=policy.eos_id,
-        pad_token_id=policy.pad_id,
-    )[:, ids.shape[1] :]
-    for row, tokens in enumerate(gen.token_ids):
-        assert reference[row, : len(tokens)].tolist() == tokens
+    assert_greedy_matches_hf(policy, gen, max_new_tokens=10)
 
 
 def test_seeded_sampling_is_deterministic(policy: LMPolicy) -> None:

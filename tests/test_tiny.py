@@ -11,6 +11,7 @@ import time
 
 import pytest
 import torch
+from conftest import assert_greedy_matches_hf
 
 from rewardgym.agents.policy import load_policy
 from rewardgym.agents.tiny import (
@@ -150,18 +151,7 @@ def test_warm_start_reaches_bleu_50_on_translate() -> None:
     assert sum(gen.finished) >= 12  # a warm-started model stops by itself
     for ids, done in zip(gen.token_ids, gen.finished, strict=True):
         assert (ids[-1] == policy.eos_id) == done and policy.eos_id not in ids[:-1]
-    # greedy decoding agrees with Hugging Face generate, eos and padding included
-    ids, mask = policy._left_pad(gen.prompt_ids)
-    reference = policy.model.generate(
-        input_ids=ids,
-        attention_mask=mask,
-        max_new_tokens=48,
-        do_sample=False,
-        eos_token_id=policy.eos_id,
-        pad_token_id=policy.pad_id,
-    )[:, ids.shape[1] :]
-    for row, tokens in enumerate(gen.token_ids):
-        assert reference[row, : len(tokens)].tolist() == tokens
+    assert_greedy_matches_hf(policy, gen, max_new_tokens=48)
 
 
 def test_replay_loss_and_lr_schedule(small_cache) -> None:
