@@ -3,7 +3,7 @@
 SB3's ``MultiInputPolicy`` reads the ``Dict`` observation of a ``rewardgym/<Task>-Token-v0`` env
 through :class:`TransformerExtractor`, a small transformers model built from a config (nothing is
 downloaded). Policies are saved as ``policy.state_dict()`` in safetensors plus a JSON config and
-rebuilt from that config on load: SB3's own zip files are cloudpickle, and we never load pickle.
+rebuilt from that config on load: SB3's own zip files hold pickled objects, and we never unpickle.
 Our trainer callbacks and monitors run inside ``model.learn`` through :class:`SB3CallbackAdapter`.
 
 Example:

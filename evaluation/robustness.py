@@ -205,6 +205,17 @@ def robustness_ratio(
     return sum(v / clean for v in values) / len(values)  # type: ignore[operator]
 
 
+def _defined_pair(
+    before: float | None, after: float | None, what: str
+) -> tuple[float, float] | None:
+    """``(before, after)`` checked finite, or None when a relative change has no value
+    (either is missing, or ``before`` is 0)."""
+    b, a = _finite(before, f"{what} before"), _finite(after, f"{what} after")
+    if b is None or a is None or b == 0:
+        return None
+    return b, a
+
+
 def bleu_improvement_pct(before: float | None, after: float | None) -> float | None:
     """``(BLEU_after − BLEU_before) / BLEU_before × 100``; None when BLEU_before is 0 or missing.
 
@@ -212,10 +223,8 @@ def bleu_improvement_pct(before: float | None, after: float | None) -> float | N
         >>> bleu_improvement_pct(20.0, 30.0)
         50.0
     """
-    b, a = _finite(before, "BLEU before"), _finite(after, "BLEU after")
-    if b is None or a is None or b == 0:
-        return None
-    return (a - b) / b * 100
+    pair = _defined_pair(before, after, "BLEU")
+    return None if pair is None else (pair[1] - pair[0]) / pair[0] * 100
 
 
 def robustness_change_pct(before: float | None, after: float | None) -> float | None:
@@ -227,10 +236,8 @@ def robustness_change_pct(before: float | None, after: float | None) -> float | 
         >>> robustness_change_pct(0.5, 0.75)
         50.0
     """
-    b, a = _finite(before, "R before"), _finite(after, "R after")
-    if b is None or a is None or b == 0:
-        return None
-    return (a / b - 1) * 100
+    pair = _defined_pair(before, after, "R")
+    return None if pair is None else (pair[1] / pair[0] - 1) * 100
 
 
 def forgetting_pct(before_score: float | None, after_score: float | None) -> float | None:
@@ -242,10 +249,8 @@ def forgetting_pct(before_score: float | None, after_score: float | None) -> flo
         >>> forgetting_pct(40.0, 30.0)
         25.0
     """
-    b, a = _finite(before_score, "score before"), _finite(after_score, "score after")
-    if b is None or a is None or b == 0:
-        return None
-    return (b - a) / b * 100
+    pair = _defined_pair(before_score, after_score, "score")
+    return None if pair is None else (pair[0] - pair[1]) / pair[0] * 100
 
 
 def undefined_reason(name: str, before: float | None, after: float | None) -> str | None:
