@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rewardgym.agents.decoding import DynamicCacheDecoder, StaticCacheDecoder, supports
 from rewardgym.errors import ConfigError, ModelLoadError, UnknownNameError
 from rewardgym.evaluation.compute import count_params
 
@@ -51,6 +52,9 @@ BITS_PER_NAT = 1.0 / math.log(2.0)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MODEL_NAMES = ("tiny", "smollm2-135m")
 POLICY_OPTIONS = "rewardgym_policy.json"
+# Drop finished rows from the decode batch once this share of the rows in it has finished
+# (compacting copies the whole KV cache, so it pays only when a good share of rows leaves).
+COMPACT_AT = 0.25
 
 
 @dataclass
@@ -66,6 +70,9 @@ class Generation:
         finished: True where eos was produced within ``max_new_tokens`` (and the token budget).
         prompt_ids: the prompt's token ids as the model saw them (chat template, bos included).
         wall_s: seconds the whole call took.
+        positions: positions the model computed: ``prompt`` (a shared prompt prefix counted
+            once), ``new`` (decode steps, one per row still in the batch) and how many of each
+            carried only padding (``prompt_padding``, ``new_padding``).
 
     Example:
         >>> gen = policy.generate(["translate: a cat =>"], max_new_tokens=8, seed=0)
@@ -80,6 +87,7 @@ class Generation:
     finished: list[bool]
     prompt_ids: list[list[int]]
     wall_s: float
+    positions: dict[str, int] = field(default_factory=dict)
 
     @property
     def n_tokens(self) -> list[int]:
@@ -205,27 +213,41 @@ def entropy_from(probs: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
     return -(probs * logp).nan_to_num_(nan=0.0).sum(dim=-1)
 
 
-def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def sample_categorical(
+    probs: torch.Tensor, generator: torch.Generator | None, block: int = 256
+) -> torch.Tensor:
     """One draw per row of ``probs`` (``[B, V]``, rows need not sum to 1) by inverting the CDF.
 
-    Equivalent in distribution to ``torch.multinomial(probs, 1)`` but several times faster on
-    CPU for a 50k vocabulary (measured 32 vs 263 ms at ``[64, 49152]`` on 2 cores, in
-    ``benchmarks``): one float64 cumulative sum and a binary search per row, driven by one
-    uniform number per row from ``generator`` (None: torch's global generator). Zero-probability
-    tokens are never drawn.
+    Equivalent in distribution to ``torch.multinomial(probs, 1)`` but far faster on CPU for a
+    50k vocabulary (``benchmarks/generation.py`` times it). The inversion runs in two levels so
+    no float64 copy of the whole row is made: the row is cut into blocks of ``block`` tokens,
+    one uniform number per row (from ``generator``; None: torch's global generator) picks a
+    block by its float64 mass, then a token inside it. Zero-probability tokens are never drawn.
 
     Example:
         >>> sample_categorical(torch.tensor([[0.0, 1.0, 0.0]]), None)
         tensor([1])
     """
-    cdf = torch.cumsum(probs, dim=-1, dtype=torch.float64)  # float64: no lost tail mass
-    u = torch.rand(
-        (probs.shape[0], 1), generator=generator, dtype=torch.float64, device=probs.device
-    )
-    index = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1)
-    over = index >= probs.shape[-1]
-    if bool(over.any()):  # u * total rounded up to total: take the last token with mass
-        last = probs.shape[-1] - 1 - (probs.flip(-1) > 0).to(torch.int8).argmax(dim=-1)
+    rows, vocab = probs.shape
+    padded = torch.nn.functional.pad(probs, (0, (-vocab) % block))
+    blocks = padded.view(rows, -1, block)
+    block_cdf = blocks.sum(dim=-1, dtype=torch.float64).cumsum(dim=-1)
+    u = torch.rand((rows, 1), generator=generator, dtype=torch.float64, device=probs.device)
+    u = u * block_cdf[:, -1:]
+    chosen = _invert(block_cdf, u, blocks.sum(dim=-1))
+    start = torch.where(chosen > 0, block_cdf.gather(-1, (chosen - 1).clamp(min=0)), 0.0)
+    inside = blocks.gather(1, chosen[:, :, None].expand(-1, 1, block)).squeeze(1)
+    cdf = inside.cumsum(dim=-1, dtype=torch.float64)
+    return chosen.squeeze(-1) * block + _invert(cdf, u - start, inside).squeeze(-1)
+
+
+def _invert(cdf: torch.Tensor, u: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+    """``[B, 1]`` index of the first ``cdf`` entry above ``u``; where rounding put ``u`` at or
+    past the total, the last entry with mass instead (never a zero-probability one)."""
+    index = torch.searchsorted(cdf, u, right=True)
+    over = index >= cdf.shape[-1]
+    if bool(over.any()):
+        last = cdf.shape[-1] - 1 - (mass.flip(-1) > 0).to(torch.int8).argmax(dim=-1, keepdim=True)
         index = torch.where(over, last, index)
     return index
 
@@ -443,7 +465,7 @@ class LMPolicy:
                 "pass a non-empty prompt"
             )
         with torch.inference_mode():
-            tokens, logps, ents, done = self._decode(
+            tokens, logps, ents, done, positions = self._decode(
                 prompt_ids, max_new_tokens, temperature, top_p, greedy, seed, token_budget
             )
         token_ids, logprobs, entropy = [], [], []
@@ -464,7 +486,13 @@ class LMPolicy:
             finished,
             prompt_ids,
             time.perf_counter() - start,
+            positions,
         )
+
+    def _decoder(self, prompt_ids: list[list[int]], max_new_tokens: int) -> Any:
+        if supports(self.model):
+            return StaticCacheDecoder(self.model, prompt_ids, max_new_tokens, self.pad_id)
+        return DynamicCacheDecoder(self, prompt_ids)
 
     def _decode(
         self,
@@ -475,50 +503,55 @@ class LMPolicy:
         greedy: bool,
         seed: int | None,
         token_budget: int | None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The KV-cache decode loop. Returns tokens (-1 after a row stopped), log-probs,
-        entropies (nats) on the CPU, and whether each row produced eos."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, int]]:
+        """The decode loop. Returns tokens (-1 after a row stopped), log-probs, entropies (nats)
+        on the CPU, whether each row produced eos, and the positions the model computed."""
         batch = len(prompt_ids)
         generator = None
         if seed is not None and not greedy:
             generator = torch.Generator(device=self.device).manual_seed(int(seed))
-        input_ids, mask = self._left_pad(prompt_ids)
-        positions = self._positions(mask)
-        logits, cache = self._forward(input_ids, mask, positions, 1, use_cache=True)
+        decoder = self._decoder(prompt_ids, max_new_tokens)
+        logits = decoder.prefill()
+        positions = {
+            "prompt": decoder.prompt_positions,
+            "prompt_padding": decoder.prompt_padding,
+            "new": 0,
+            "new_padding": 0,
+        }
         tokens = torch.full((batch, max_new_tokens), -1, dtype=torch.long)
         logps = torch.zeros((batch, max_new_tokens), dtype=torch.float32)
         ents = torch.zeros((batch, max_new_tokens), dtype=torch.float32)
         done = torch.zeros(batch, dtype=torch.bool)
+        rows = torch.arange(batch)  # the original batch index of each row the decoder runs
         alive = torch.ones(batch, dtype=torch.bool, device=self.device)
         generated = 0
         for step in range(max_new_tokens):
-            logp = scaled_log_softmax(logits[:, -1, :], temperature, top_p)
+            logp = scaled_log_softmax(logits, temperature, top_p)
             probs = logp.exp()  # once, for both the draw and the entropy
-            if greedy:
-                nxt = logp.argmax(dim=-1)
-            else:
-                nxt = sample_categorical(probs, generator)
+            nxt = logp.argmax(dim=-1) if greedy else sample_categorical(probs, generator)
             chosen = logp.gather(-1, nxt[:, None]).squeeze(-1)
-            ent = entropy_from(probs, logp)
             alive_cpu = alive.cpu()
-            tokens[alive_cpu, step] = nxt.cpu()[alive_cpu]
-            logps[:, step] = chosen.cpu()
-            ents[:, step] = ent.cpu()
-            generated += int(alive_cpu.sum())
+            live = rows[alive_cpu]
+            tokens[live, step] = nxt.cpu()[alive_cpu]
+            logps[live, step] = chosen.cpu()[alive_cpu]
+            ents[live, step] = entropy_from(probs, logp).cpu()[alive_cpu]
+            generated += len(live)
             hit_eos = alive & (nxt == self.eos_id)
-            done |= hit_eos.cpu()
+            done[rows[hit_eos.cpu()]] = True
             alive = alive & ~hit_eos
-            if not bool(alive.any()) or (token_budget is not None and generated >= token_budget):
+            n_alive = int(alive.sum())
+            if n_alive == 0 or step + 1 == max_new_tokens:
                 break
-            if step + 1 == max_new_tokens:
+            if token_budget is not None and generated >= token_budget:
                 break
-            nxt = torch.where(alive, nxt, torch.full_like(nxt, self.pad_id))
-            mask = torch.cat(
-                [mask, torch.ones((batch, 1), dtype=mask.dtype, device=self.device)], 1
-            )
-            positions = positions[:, -1:] + 1
-            logits, cache = self._forward(nxt[:, None], mask, positions, 1, cache, use_cache=True)
-        return tokens, logps, ents, done
+            if decoder.can_take and n_alive <= (1.0 - COMPACT_AT) * len(alive):
+                keep = alive.nonzero().squeeze(-1)
+                decoder.take(keep)
+                rows, nxt, alive = rows[keep.cpu()], nxt[keep], alive[keep]
+            positions["new"] += len(alive)
+            positions["new_padding"] += len(alive) - n_alive
+            logits = decoder.step(torch.where(alive, nxt, torch.full_like(nxt, self.pad_id)))
+        return tokens, logps, ents, done, positions
 
     # -------------------------------------------------------------- re-scoring
     def sequence_logprobs(

@@ -100,17 +100,15 @@ def collect_rollout(
 
 
 def count_generation_flops(flops: FlopCounter, gen) -> None:
-    """2N per computed position; positions that only carried padding are also waste.
+    """2N per position the model computed; positions that only carried padding are also waste.
 
-    Prompts are left-padded to the longest one, and every sequence stays in the batch until the
-    last one finishes, so both the prompt and the decode phase compute padded positions.
+    The counts come from the decode loop (``gen.positions``): prompts left-padded to the longest
+    (a prefix the whole batch shares is computed once), then one position per decode step for
+    every row still in the batch, finished rows included until the batch is compacted.
     """
-    prompt_lens = [len(p) for p in gen.prompt_ids]
-    new_lens = list(gen.n_tokens)
-    batch, steps = len(prompt_lens), max(new_lens, default=0)
-    prompt_positions = batch * max(prompt_lens, default=0)
-    flops.add_forward("generation_prompt", prompt_positions)
-    flops.add_forward("generation_new", batch * steps)
-    padded = (prompt_positions - sum(prompt_lens)) + (batch * steps - sum(new_lens))
+    positions = gen.positions
+    flops.add_forward("generation_prompt", positions["prompt"])
+    flops.add_forward("generation_new", positions["new"])
+    padded = positions["prompt_padding"] + positions["new_padding"]
     if padded:
         flops.add_wasted("padding", flops.flops_for(padded, "forward"))

@@ -1,0 +1,297 @@
+"""The fast rollout path: a static KV cache for Llama-family models, with a shared prompt prefix.
+
+:meth:`rewardgym.agents.policy.LMPolicy.generate` uses :class:`StaticCacheDecoder` whenever
+:func:`supports` says the model is a Llama-family transformers model (``tiny`` and SmolLM2 are);
+other architectures keep the generic path through the model's own ``forward``.
+
+What it saves over calling the Hugging Face model step by step (measured in
+``benchmarks/generation.py``):
+
+* **No cache growth.** Keys and values go into one tensor allocated for prompt plus completion;
+  the per-step concatenation of a dynamic cache, and the mask rebuilt from scratch every step,
+  are gone.
+* **Shared prompt work.** Chat prompts begin with the same system text and GRPO groups repeat the
+  same prompt. The common prefix of the batch is run once (batch 1) and each distinct prompt
+  once; rows are expanded afterwards by indexing the cache.
+* **Finished rows leave the batch.** Once a quarter of the rows have produced eos, the cache is
+  compacted to the live rows, so later steps do no work for them.
+
+The layers' own modules (norms, projections, MLP, rotary embedding) are called as they are, and
+attention goes through ``scaled_dot_product_attention`` with the same grouped-query handling as
+transformers' ``sdpa`` attention, so fp32 greedy outputs match ``model.generate`` (the benchmark
+and ``tests/test_decoding.py`` check it). Layout of the cache columns::
+
+    [ common prefix | padding | rest of prompt (right-aligned) | completion tokens ... ]
+
+Example:
+    >>> decoder = StaticCacheDecoder(model, [[1, 5, 6], [1, 5, 7, 8]], max_new_tokens=4, pad_id=0)
+    >>> logits = decoder.prefill()                  # [2, vocab]: next-token logits per prompt
+    >>> logits = decoder.step(logits.argmax(-1))    # one decode step for every live row
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+__all__ = ["DynamicCacheDecoder", "StaticCacheDecoder", "supports"]
+
+SUPPORTED_MODEL_TYPES = ("llama",)
+# Sharing a prefix costs one extra forward call; below this many tokens it does not pay.
+MIN_SHARED_PREFIX = 4
+
+
+def supports(model: Any) -> bool:
+    """Whether :class:`StaticCacheDecoder` can run ``model`` (a Llama-family causal LM).
+
+    Example:
+        >>> supports(load_policy("tiny").model)
+        True
+    """
+    config = getattr(model, "config", None)
+    inner = getattr(model, "model", None)
+    return (
+        getattr(config, "model_type", None) in SUPPORTED_MODEL_TYPES
+        and hasattr(inner, "layers")
+        and hasattr(inner, "rotary_emb")
+        and hasattr(model, "lm_head")
+    )
+
+
+def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix every sequence shares.
+
+    Example:
+        >>> common_prefix_length([[1, 2, 3], [1, 2, 4]])
+        2
+    """
+    first, n = seqs[0], min(len(s) for s in seqs)
+    for i in range(n):
+        if any(s[i] != first[i] for s in seqs):
+            return i
+    return n
+
+
+class StaticCacheDecoder:
+    """Prefill and decode steps for one batch of prompts over a preallocated KV cache.
+
+    Args:
+        model: a transformers Llama-family causal LM (see :func:`supports`), in eval mode.
+        prompt_ids: token ids of each prompt (each non-empty).
+        max_new_tokens: completion tokens to make room for.
+        pad_id: id fed for padding columns (never attended to).
+
+    Attributes:
+        prefix_len: prompt tokens shared by the whole batch, run once.
+        distinct: the distinct prompts, each run once.
+        prompt_positions: positions the prompt pass computes (the shared prefix counted once).
+        prompt_padding: how many of those carry padding.
+    """
+
+    can_take = True
+
+    def __init__(
+        self, model: Any, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int, pad_id: int
+    ) -> None:
+        self.model = model
+        self.pad_id = pad_id
+        config = model.config
+        self.n_groups = config.num_attention_heads // config.num_key_value_heads
+        weight = model.lm_head.weight
+        self.device, self.dtype = weight.device, weight.dtype
+
+        self.prompts = [list(p) for p in prompt_ids]
+        shared = min(common_prefix_length(self.prompts), min(map(len, self.prompts)) - 1)
+        self.prefix_len = shared if shared >= MIN_SHARED_PREFIX else 0
+        self.prompt_width = max(map(len, self.prompts))
+        self.length = self.prompt_width + max_new_tokens
+
+        # Distinct prompts are computed once; `self.expand` maps each batch row to its prompt.
+        distinct: dict[tuple[int, ...], int] = {}
+        self.expand = torch.tensor(
+            [distinct.setdefault(tuple(p), len(distinct)) for p in self.prompts],
+            device=self.device,
+        )
+        self.distinct = [list(p) for p in distinct]
+
+        head_dim = getattr(config, "head_dim", None) or (
+            config.hidden_size // config.num_attention_heads
+        )
+        shape = (
+            config.num_hidden_layers,
+            len(self.distinct),
+            config.num_key_value_heads,
+            self.length,
+            head_dim,
+        )
+        # float32 whatever the model dtype: attention over a bf16 cache is both slower on CPU
+        # (474 vs 313 µs per layer at batch 64, benchmarks/generation.py) and rounds more.
+        self.keys = torch.zeros(shape, dtype=torch.float32, device=self.device)
+        self.values = torch.zeros(shape, dtype=torch.float32, device=self.device)
+        self.mask = torch.zeros((len(self.distinct), self.length), dtype=torch.bool)
+        self.mask = self.mask.to(self.device)
+        self.next_position = torch.zeros(len(self.distinct), dtype=torch.long, device=self.device)
+        self.filled = 0  # cache columns written so far
+        width = self.prompt_width - self.prefix_len
+        self.prompt_positions = self.prefix_len + len(self.distinct) * width
+        self.prompt_padding = sum(width - (len(p) - self.prefix_len) for p in self.distinct)
+
+    # ------------------------------------------------------------------ phases
+    def prefill(self) -> torch.Tensor:
+        """Run every prompt; returns the next-token logits ``[batch, vocab]`` of each row."""
+        if self.prefix_len:
+            prefix = torch.tensor([self.distinct[0][: self.prefix_len]], device=self.device)
+            positions = torch.arange(self.prefix_len, device=self.device)[None]
+            causal = torch.ones((self.prefix_len, self.prefix_len), dtype=torch.bool)
+            causal = causal.tril().to(self.device)[None, None]
+            self.mask[:, : self.prefix_len] = True
+            self._forward(prefix, positions, 0, causal)
+
+        width = self.prompt_width - self.prefix_len
+        ids = torch.full((len(self.distinct), width), self.pad_id, dtype=torch.long)
+        real = torch.zeros((len(self.distinct), width), dtype=torch.bool)
+        for row, prompt in enumerate(self.distinct):
+            rest = prompt[self.prefix_len :]
+            ids[row, width - len(rest) :] = torch.tensor(rest)
+            real[row, width - len(rest) :] = True
+        ids, real = ids.to(self.device), real.to(self.device)
+        positions = self.prefix_len + (real.long().cumsum(-1) - 1).clamp(min=0)
+        self.mask[:, self.prefix_len : self.prompt_width] = real
+        # Query i sees the prefix and the real suffix columns up to itself; a padding query
+        # sees itself, so no softmax row is empty (an empty one would put NaN into the cache).
+        causal = torch.ones((width, width), dtype=torch.bool, device=self.device).tril()
+        suffix = causal[None] & real[:, None, :]
+        suffix |= torch.eye(width, dtype=torch.bool, device=self.device)[None]
+        prefix = self.mask[:, None, : self.prefix_len].expand(-1, width, -1)
+        attend = torch.cat([prefix, suffix], dim=-1)[:, None]
+        logits = self._forward(ids, positions, self.prefix_len, attend)
+        self.next_position = positions[:, -1] + 1
+
+        if len(self.distinct) < len(self.prompts):
+            self.take(self.expand)
+            logits = logits[self.expand]
+        return logits
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Feed one token per live row; returns the next-token logits ``[live rows, vocab]``."""
+        column = self.filled
+        self.mask[:, column] = True
+        positions = self.next_position[:, None]
+        attend = self.mask[:, None, None, : column + 1]
+        logits = self._forward(tokens[:, None], positions, column, attend)
+        self.next_position = self.next_position + 1
+        return logits
+
+    def take(self, index: torch.Tensor) -> None:
+        """Keep (or repeat) the cache rows ``index``; later steps run only those rows.
+
+        The decode loop calls it with the live rows once enough rows have finished.
+        """
+        self.keys = self.keys[:, index]
+        self.values = self.values[:, index]
+        self.mask = self.mask[index]
+        self.next_position = self.next_position[index]
+
+    # --------------------------------------------------------------- internals
+    def _forward(
+        self, ids: torch.Tensor, positions: torch.Tensor, column: int, attend: torch.Tensor
+    ) -> torch.Tensor:
+        """Run the layers on ``ids`` written at cache column ``column`` onwards; last logits."""
+        inner = self.model.model
+        hidden = inner.embed_tokens(ids)
+        rotary = inner.rotary_emb(hidden, positions)
+        end = column + ids.shape[1]
+        for index, layer in enumerate(inner.layers):
+            hidden = hidden + self._attention(
+                layer.self_attn, layer.input_layernorm(hidden), rotary, index, column, attend
+            )
+            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+        self.filled = max(self.filled, end)
+        last = inner.norm(hidden[:, -1:])
+        return self.model.lm_head(last)[:, -1]
+
+    def _attention(
+        self,
+        attn: Any,
+        hidden: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        layer: int,
+        column: int,
+        attend: torch.Tensor,
+    ) -> torch.Tensor:
+        batch, n, _ = hidden.shape
+        shape = (batch, n, -1, attn.head_dim)
+        query = attn.q_proj(hidden).view(shape).transpose(1, 2)
+        key = attn.k_proj(hidden).view(shape).transpose(1, 2)
+        value = attn.v_proj(hidden).view(shape).transpose(1, 2)
+        query, key = apply_rotary_pos_emb(query, key, *rotary)
+        query = query.float()
+        end = column + n
+        self.keys[layer, :, :, column:end] = key
+        self.values[layer, :, :, column:end] = value
+        keys = self.keys[layer, : attend.shape[0], :, : attend.shape[-1]]
+        values = self.values[layer, : attend.shape[0], :, : attend.shape[-1]]
+        if n == 1 and self.n_groups > 1:
+            # One query per row: fold the heads that share a key head into the query axis,
+            # as transformers' sdpa attention does for decoding.
+            out = F.scaled_dot_product_attention(
+                query.reshape(batch, -1, self.n_groups, attn.head_dim),
+                keys,
+                values,
+                attn_mask=attend,
+                scale=attn.scaling,
+            )
+            out = out.reshape(batch, -1, 1, attn.head_dim)
+        else:
+            out = F.scaled_dot_product_attention(
+                query,
+                keys.repeat_interleave(self.n_groups, dim=1),
+                values.repeat_interleave(self.n_groups, dim=1),
+                attn_mask=attend,
+                scale=attn.scaling,
+            )
+        return attn.o_proj(out.transpose(1, 2).reshape(batch, n, -1).to(self.dtype))
+
+
+class DynamicCacheDecoder:
+    """The generic rollout path for any causal LM: its own ``forward`` and cache, step by step.
+
+    Prompts are left-padded to the longest; the attention mask grows by one column per step.
+    It has the interface of :class:`StaticCacheDecoder` except :meth:`take`
+    (``can_take`` is False), so finished rows stay in the batch and are fed padding.
+
+    Args:
+        policy: the :class:`rewardgym.agents.policy.LMPolicy` whose model runs.
+        prompt_ids: token ids of each prompt (each non-empty).
+    """
+
+    can_take = False
+
+    def __init__(self, policy: Any, prompt_ids: Sequence[Sequence[int]]) -> None:
+        self.policy = policy
+        self.ids, self.attention = policy._left_pad(prompt_ids)
+        self.positions = policy._positions(self.attention)
+        self.cache: Any = None
+        self.prompt_positions = self.ids.numel()
+        self.prompt_padding = self.prompt_positions - sum(len(p) for p in prompt_ids)
+
+    def prefill(self) -> torch.Tensor:
+        """Run the prompts; returns the next-token logits ``[batch, vocab]``."""
+        logits, self.cache = self.policy._forward(
+            self.ids, self.attention, self.positions, 1, use_cache=True
+        )
+        return logits[:, -1]
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Feed one token per row; returns the next-token logits ``[batch, vocab]``."""
+        ones = torch.ones_like(self.attention[:, :1])
+        self.attention = torch.cat([self.attention, ones], dim=1)
+        self.positions = self.positions[:, -1:] + 1
+        logits, self.cache = self.policy._forward(
+            tokens[:, None], self.attention, self.positions, 1, self.cache, use_cache=True
+        )
+        return logits[:, -1]
