@@ -100,7 +100,6 @@ class StaticCacheDecoder:
         self.model = model
         self.pad_id = pad_id
         config = model.config
-        self.n_groups = config.num_attention_heads // config.num_key_value_heads
         weight = model.lm_head.weight
         self.device, self.dtype = weight.device, weight.dtype
 
@@ -223,38 +222,57 @@ class StaticCacheDecoder:
         column: int,
         attend: torch.Tensor,
     ) -> torch.Tensor:
-        batch, n, _ = hidden.shape
-        shape = (batch, n, -1, attn.head_dim)
-        query = attn.q_proj(hidden).view(shape).transpose(1, 2)
-        key = attn.k_proj(hidden).view(shape).transpose(1, 2)
-        value = attn.v_proj(hidden).view(shape).transpose(1, 2)
-        query, key = apply_rotary_pos_emb(query, key, *rotary)
-        query = query.float()
-        end = column + n
+        query, key, value = project_qkv(attn, hidden, rotary)
+        end = column + hidden.shape[1]
         self.keys[layer, :, :, column:end] = key
         self.values[layer, :, :, column:end] = value
         keys = self.keys[layer, : attend.shape[0], :, : attend.shape[-1]]
         values = self.values[layer, : attend.shape[0], :, : attend.shape[-1]]
-        if n == 1 and self.n_groups > 1:
-            # One query per row: fold the heads that share a key head into the query axis,
-            # as transformers' sdpa attention does for decoding.
-            out = F.scaled_dot_product_attention(
-                query.reshape(batch, -1, self.n_groups, attn.head_dim),
-                keys,
-                values,
-                attn_mask=attend,
-                scale=attn.scaling,
-            )
-            out = out.reshape(batch, -1, 1, attn.head_dim)
-        else:
-            out = F.scaled_dot_product_attention(
-                query,
-                keys.repeat_interleave(self.n_groups, dim=1),
-                values.repeat_interleave(self.n_groups, dim=1),
-                attn_mask=attend,
-                scale=attn.scaling,
-            )
-        return attn.o_proj(out.transpose(1, 2).reshape(batch, n, -1).to(self.dtype))
+        return attention(attn, query.float(), keys, values, attend)
+
+
+def project_qkv(
+    attn: Any, hidden: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Queries, keys and values ``[batch, heads, positions, head_dim]`` of a Llama attention
+    module, rotary embedding applied (as its own ``forward`` computes them)."""
+    shape = (*hidden.shape[:2], -1, attn.head_dim)
+    query = attn.q_proj(hidden).view(shape).transpose(1, 2)
+    key = attn.k_proj(hidden).view(shape).transpose(1, 2)
+    value = attn.v_proj(hidden).view(shape).transpose(1, 2)
+    query, key = apply_rotary_pos_emb(query, key, *rotary)
+    return query, key, value
+
+
+def attention(
+    attn: Any, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Grouped-query attention of ``query`` over ``keys``/``values`` under the boolean ``mask``
+    (``[batch, 1, queries, keys]``), output-projected: ``[batch, queries, hidden]``.
+
+    Mirrors transformers' ``sdpa`` attention: a single query folds the heads sharing a key
+    head into the query axis; several queries repeat the key heads.
+    """
+    batch, heads, n, head_dim = query.shape
+    groups = heads // keys.shape[1]
+    if n == 1 and groups > 1:
+        out = F.scaled_dot_product_attention(
+            query.reshape(batch, -1, groups, head_dim),
+            keys,
+            values,
+            attn_mask=mask,
+            scale=attn.scaling,
+        ).reshape(batch, heads, 1, head_dim)
+    else:
+        out = F.scaled_dot_product_attention(
+            query,
+            keys.repeat_interleave(groups, dim=1),
+            values.repeat_interleave(groups, dim=1),
+            attn_mask=mask,
+            scale=attn.scaling,
+        )
+    out = out.transpose(1, 2).reshape(batch, n, -1)
+    return attn.o_proj(out.to(attn.o_proj.weight.dtype))
 
 
 class DynamicCacheDecoder:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from rewardgym.agents.decoding import DynamicCacheDecoder, StaticCacheDecoder, supports
+from rewardgym.agents.scoring import completion_logits
 from rewardgym.errors import ConfigError, ModelLoadError, UnknownNameError
 from rewardgym.evaluation.compute import count_params
 
@@ -109,9 +110,11 @@ class SequenceLogprobs:
         logprobs: log-prob (nats) of each completion token under the scaled distribution.
         entropy: entropy (nats) of that distribution, or None unless ``with_entropy``.
         mask: float ``[B, T]``, 1.0 on real completion tokens.
-        n_positions: positions the forward pass computed (``B × (P + T)``, padding included).
+        n_positions: positions the forward pass computed, padding included: ``B × (P + T)``,
+            or ``U × P + B × T`` when only the ``U`` distinct prompts were computed.
         n_padding: how many of those positions were padding.
-        real_positions_per_sample: prompt + completion length of each sample.
+        real_positions_per_sample: each sample's real positions; a prompt computed once for
+            several samples is split evenly between them.
     """
 
     logprobs: torch.Tensor
@@ -119,7 +122,7 @@ class SequenceLogprobs:
     mask: torch.Tensor
     n_positions: int
     n_padding: int
-    real_positions_per_sample: list[int] = field(default_factory=list)
+    real_positions_per_sample: list[float] = field(default_factory=list)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -565,8 +568,10 @@ class LMPolicy:
         """Differentiable log-probs of each completion token given its prompt.
 
         Runs one forward pass over ``[left-padded prompt | right-padded completion]`` and
-        computes logits only for the completion positions. Gradients flow unless the caller
-        wraps the call in ``torch.no_grad()``.
+        computes logits only for the completion positions; when prompts repeat (GRPO groups)
+        and the model is Llama-family, each distinct prompt is computed once
+        (:mod:`rewardgym.agents.scoring`). Gradients flow unless the caller wraps the call in
+        ``torch.no_grad()``.
 
         Args:
             prompt_ids: prompt token ids per sample (as in ``Generation.prompt_ids``).
@@ -611,12 +616,18 @@ class LMPolicy:
         if width_c == 0:
             empty = torch.zeros((batch, 0), device=self.device)
             return SequenceLogprobs(empty, empty if with_entropy else None, empty, 0, 0, real)
-        logits, _ = self._forward(ids, attn, self._positions(attn), width_c + 1)
-        logp = scaled_log_softmax(logits[:, :-1, :], temperature, top_p)
+        if supports(self.model) and len(set(map(tuple, prompt_ids))) < batch:
+            # Repeated prompts (a GRPO group): each distinct prompt is computed once.
+            logits, counts = completion_logits(self.model, prompt_ids, completion_ids, self.pad_id)
+            n_pos, n_pad, real = counts.positions, counts.padding, counts.per_sample
+        else:
+            logits, _ = self._forward(ids, attn, self._positions(attn), width_c + 1)
+            logits, n_pad = logits[:, :-1, :], n_pos - sum(real)
+        logp = scaled_log_softmax(logits, temperature, top_p)
         targets = ids[:, width_p:]
         chosen = logp.gather(-1, targets[..., None]).squeeze(-1) * comp_mask
         entropy = entropy_nats(logp) * comp_mask if with_entropy else None
-        return SequenceLogprobs(chosen, entropy, comp_mask, n_pos, n_pos - sum(real), real)
+        return SequenceLogprobs(chosen, entropy, comp_mask, n_pos, n_pad, real)
 
     # ------------------------------------------------------------------ copies
     def copy(self) -> LMPolicy:

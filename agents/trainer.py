@@ -391,7 +391,7 @@ def _count_train_flops(run: _Run, out, chunk_advantages: np.ndarray) -> float:
     run.flops.add_train("train", out.n_positions)
     run.flops.add_wasted("padding", run.flops.flops_for(out.n_padding, "train"))
     real_per_sample = out.real_positions_per_sample
-    zero = sum(int(r) for r, a in zip(real_per_sample, chunk_advantages) if a == 0.0)
+    zero = round(sum(r for r, a in zip(real_per_sample, chunk_advantages) if a == 0.0))
     if zero:
         run.flops.add_wasted("zero_advantage", run.flops.flops_for(zero, "train"))
     return run.flops.flops_for(out.n_positions, "train")
