@@ -1,0 +1,511 @@
+"""The rollout decoders: the static-cache Llama path and the generic fallback.
+
+Checks that the fast path (shared prompt prefix run once, distinct prompts run once, finished
+rows compacted, float32 KV cache) changes no output: its logits equal the model's own forward,
+greedy tokens equal Hugging Face ``generate`` in every batch layout, and sampled log-probs equal
+:meth:`LMPolicy.sequence_logprobs`. Also pins ``Generation.positions`` against hand counts.
+
+Runs on the cached ``tiny`` model (trained, so rows finish at different steps), the random model
+of ``conftest.py`` and a random grouped-query Llama built here; the whole file takes seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_greedy_matches_hf
+
+import rewardgym.agents.policy as policy_module
+from rewardgym.agents.decoding import (
+    MIN_SHARED_PREFIX,
+    DynamicCacheDecoder,
+    StaticCacheDecoder,
+    common_prefix_length,
+    supports,
+)
+from rewardgym.agents.policy import LMPolicy, load_policy
+from rewardgym.agents.rollout import count_generation_flops
+from rewardgym.evaluation.compute import FlopCounter
+
+# Token ids [1, 272, 28, 299, 626, 418, 296, ...]: the first 7 are shared, lengths 10/11/15/10.
+SHARED = [
+    "translate: the dog sees a cat =>",
+    "translate: the dog sees my friends =>",
+    "translate: the dog sees the old house near the river =>",
+    "translate: the dog sees a bird =>",
+]
+# Only bos + "translate:" (3 tokens) in common: below MIN_SHARED_PREFIX, so no shared prefix.
+MIXED = [
+    "translate: a cat =>",
+    "translate: hi =>",
+    "translate: my friends will find the old house =>",
+]
+# For the random models, whose tokenizer was trained on the arithmetic task.
+ARITHMETIC = [
+    "solve: Lucy buys 6 packs of oranges. Each pack holds 10 oranges. =>",
+    "solve: Lucy buys 6 packs of pears =>",
+    "solve: Lucy buys 6 packs of oranges. Each pack holds 10 oranges. =>",
+    "solve: Lucy buys 6 bags =>",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> LMPolicy:
+    return load_policy("tiny", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def random_policy(random_model_dir) -> LMPolicy:
+    return load_policy(random_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def gqa(random_policy: LMPolicy) -> LMPolicy:
+    """A random Llama whose 4 query heads share 2 key/value heads (SmolLM2 groups them too).
+
+    A wide initialisation gives logits of a few units, so wrong attention shows in the tokens.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = random_policy.tokenizer
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        initializer_range=0.2,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    return LMPolicy(LlamaForCausalLM(config), tok, name="gqa", device="cpu")
+
+
+@pytest.fixture()
+def decoders(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every decoder ``LMPolicy.generate`` builds, in order."""
+    made: list = []
+    original = LMPolicy._decoder
+
+    def spy(self: LMPolicy, prompt_ids, max_new_tokens):
+        decoder = original(self, prompt_ids, max_new_tokens)
+        made.append(decoder)
+        return decoder
+
+    monkeypatch.setattr(LMPolicy, "_decoder", spy)
+    return made
+
+
+@pytest.fixture()
+def takes(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """The row index of every ``StaticCacheDecoder.take`` call, in order."""
+    calls: list[list[int]] = []
+    original = StaticCacheDecoder.take
+
+    def spy(self: StaticCacheDecoder, index: torch.Tensor) -> None:
+        calls.append(index.tolist())
+        original(self, index)
+
+    monkeypatch.setattr(StaticCacheDecoder, "take", spy)
+    return calls
+
+
+def _reference_logits(policy: LMPolicy, ids: list[int]) -> torch.Tensor:
+    """Next-token logits of one unpadded sequence from the model's own forward."""
+    with torch.no_grad():
+        return policy.model(input_ids=torch.tensor([ids])).logits[0, -1]
+
+
+def _assert_logprobs_match(policy: LMPolicy, gen, atol: float, **sampling) -> None:
+    """``gen``'s log-probs and entropies equal :meth:`LMPolicy.sequence_logprobs`, both as it
+    runs (repeated prompts of a Llama go through the shared-prompt scoring code, which reuses
+    the decoder's attention) and through the model's own forward."""
+    args = (gen.prompt_ids, gen.token_ids)
+    with torch.no_grad():
+        outs = [policy.sequence_logprobs(*args, with_entropy=True, **sampling)]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(policy_module, "supports", lambda model: False)
+            outs.append(policy.sequence_logprobs(*args, with_entropy=True, **sampling))
+    for out in outs:
+        for row, n in enumerate(gen.n_tokens):
+            np.testing.assert_allclose(
+                out.logprobs[row, :n].float().numpy(), gen.logprobs[row], atol=atol
+            )
+            bits = out.entropy[row, :n].float().numpy() / np.log(2)
+            np.testing.assert_allclose(bits, gen.entropy_bits[row], atol=atol)
+
+
+# ------------------------------------------------------------------ helpers and layout
+
+
+def test_supports_llama_models_only(tiny, random_policy, gqa) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    assert supports(tiny.model) and supports(random_policy.model) and supports(gqa.model)
+    config = GPT2Config(
+        vocab_size=50, n_embd=8, n_layer=1, n_head=2, bos_token_id=0, eos_token_id=1
+    )
+    gpt2 = GPT2LMHeadModel(config)
+    assert not supports(gpt2)
+    assert not supports(object())
+    # A llama config is not enough: the decoder calls the layers, rotary embedding and head.
+    parts = {"model": tiny.model.model, "lm_head": tiny.model.lm_head}
+    assert supports(SimpleNamespace(config=tiny.model.config, **parts))
+    assert not supports(SimpleNamespace(config=SimpleNamespace(model_type="mistral"), **parts))
+    assert not supports(SimpleNamespace(config=tiny.model.config, model=tiny.model.model))
+
+
+@pytest.mark.parametrize(
+    "seqs,expected",
+    [
+        ([[1, 2, 3], [1, 2, 4]], 2),
+        ([[1, 2, 3]], 3),
+        ([[1, 2, 3], [1, 2, 3]], 3),
+        ([[1, 2], [1, 2, 3, 4]], 2),  # one prompt is a prefix of the other
+        ([[1, 2, 3, 4], [1, 2]], 2),
+        ([[5, 2], [1, 2]], 0),
+        ([[1, 2, 3], [1, 2, 3], [1, 9, 3]], 1),  # the odd one out is last
+        ([[1, 2], []], 0),
+    ],
+)
+def test_common_prefix_length(seqs: list[list[int]], expected: int) -> None:
+    assert common_prefix_length(seqs) == expected
+
+
+@pytest.mark.parametrize(
+    "prompts,prefix_len,n_distinct",
+    [
+        ([[1, 2, 3, 4, 5], [1, 2, 3, 4, 6]], 4, 2),
+        ([[1, 2, 3, 5], [1, 2, 3, 6]], 0, 2),  # 3 shared tokens do not pay for a forward call
+        ([[1, 2, 3, 4, 5]], 4, 1),  # a batch of one: all but the last token
+        ([[1, 2, 3, 4]], 0, 1),
+        ([[1, 2, 3, 4, 5, 6]] * 3, 5, 1),  # identical prompts: one row, one suffix token
+        ([[1, 2, 3, 4], [1, 2, 3, 4, 5, 6]], 0, 2),  # the short prompt needs a suffix token
+        ([[1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5]], 4, 2),
+    ],
+)
+def test_prefix_is_shared_only_when_long_enough_and_shorter_than_every_prompt(
+    random_policy: LMPolicy, prompts: list[list[int]], prefix_len: int, n_distinct: int
+) -> None:
+    decoder = StaticCacheDecoder(random_policy.model, prompts, max_new_tokens=3, pad_id=0)
+    assert decoder.prefix_len == prefix_len
+    assert len(decoder.distinct) == n_distinct
+    assert decoder.prefix_len < min(map(len, prompts))
+    assert [decoder.distinct[i] for i in decoder.expand.tolist()] == prompts
+
+
+# ------------------------------------------------------------- logits of the decoder
+
+
+@pytest.mark.parametrize(
+    "model,prompts",
+    [
+        ("tiny", SHARED + SHARED[:1]),
+        ("tiny", MIXED),
+        ("tiny", SHARED[2:3]),
+        ("gqa", ARITHMETIC),
+        ("gqa", ARITHMETIC[1:2]),  # prefill runs one suffix token: the one-query GQA path
+    ],
+)
+def test_prefill_step_and_take_logits_equal_the_model_forward(
+    request: pytest.FixtureRequest, model: str, prompts: list[str]
+) -> None:
+    policy: LMPolicy = request.getfixturevalue(model)
+    ids = policy.encode_prompts(prompts)
+    decoder = StaticCacheDecoder(policy.model, ids, max_new_tokens=4, pad_id=policy.pad_id)
+    seqs = [list(p) for p in ids]
+    with torch.no_grad():
+        logits = decoder.prefill()
+        for step in range(3):
+            expected = torch.stack([_reference_logits(policy, s) for s in seqs])
+            torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+            nxt = logits.argmax(-1)
+            if step == 1:  # keep rows in another order, one of them twice
+                index = [len(seqs) - 1, *range(len(seqs) - 1), 0]
+                decoder.take(torch.tensor(index))
+                seqs, nxt = [seqs[i] for i in index], nxt[index]
+            seqs = [[*s, t] for s, t in zip(seqs, nxt.tolist())]
+            logits = decoder.step(nxt)
+
+
+# ------------------------------------------------------------------ greedy against HF
+
+LAYOUTS = {
+    "shared_prefix": SHARED,
+    "shared_prefix_and_duplicates": [SHARED[1], SHARED[0], SHARED[1], SHARED[3], SHARED[1]],
+    "duplicates_only": [MIXED[0]] * 3,
+    "single": SHARED[2:3],
+    "no_shared_prefix": MIXED,
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_greedy_matches_hf_generate_in_each_layout(
+    tiny: LMPolicy, decoders: list, layout: str
+) -> None:
+    prompts = LAYOUTS[layout]
+    gen = tiny.generate(prompts, max_new_tokens=16, greedy=True)
+    assert_greedy_matches_hf(tiny, gen, max_new_tokens=16)
+    assert all(gen.finished)  # the tiny model ends every answer here: eos handling is covered
+    (decoder,) = decoders
+    assert isinstance(decoder, StaticCacheDecoder)
+    assert len(decoder.distinct) == len(set(prompts))
+    if layout != "no_shared_prefix":
+        assert decoder.prefix_len >= MIN_SHARED_PREFIX
+    else:
+        assert decoder.prefix_len == 0
+
+
+def test_greedy_matches_hf_with_grouped_query_attention(gqa: LMPolicy, decoders: list) -> None:
+    gen = gqa.generate(ARITHMETIC, max_new_tokens=12, greedy=True)
+    assert_greedy_matches_hf(gqa, gen, max_new_tokens=12)
+    assert decoders[0].prefix_len >= MIN_SHARED_PREFIX and len(decoders[0].distinct) == 3
+    assert len({tuple(t) for t in gen.token_ids}) > 1  # the test model does not ignore prompts
+
+
+def test_greedy_matches_hf_when_finished_rows_are_compacted(
+    tiny: LMPolicy, takes: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompts = SHARED + MIXED
+    monkeypatch.setattr(policy_module, "COMPACT_AT", 1.0)  # never compact
+    whole = tiny.generate(prompts, max_new_tokens=16, greedy=True)
+    assert takes == []
+    monkeypatch.setattr(policy_module, "COMPACT_AT", 0.01)  # compact as soon as a row finishes
+    compacted = tiny.generate(prompts, max_new_tokens=16, greedy=True)
+    assert len(set(compacted.n_tokens)) >= 3 and len(takes) >= 2
+    assert all(len(b) < len(a) for a, b in zip(takes, takes[1:]))
+    assert compacted.token_ids == whole.token_ids
+    assert_greedy_matches_hf(tiny, compacted, max_new_tokens=16)
+
+
+def test_token_budget_with_compaction_keeps_a_prefix_of_each_answer(
+    tiny: LMPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(policy_module, "COMPACT_AT", 0.01)
+    full = tiny.generate(SHARED, max_new_tokens=16, greedy=True)
+    cut = tiny.generate(SHARED, max_new_tokens=16, greedy=True, token_budget=35)
+    # Rows finish after 8, 13, 14, 11 tokens: 4 rows x 8 steps = 32, then 3 rows reach 35.
+    assert cut.n_tokens == [8, 9, 9, 9] and cut.finished == [True, False, False, False]
+    for short, long in zip(cut.token_ids, full.token_ids):
+        assert long[: len(short)] == short
+
+
+# ------------------------------------------------------------------ sampling
+
+
+@pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 0.9), (1.5, 1.0)])
+@pytest.mark.parametrize(
+    "prompts",
+    [[*SHARED, SHARED[0], SHARED[0]], [*MIXED, MIXED[1]]],
+    ids=["shared_prefix_and_duplicates", "no_shared_prefix"],
+)
+def test_sampled_logprobs_match_sequence_logprobs(
+    tiny: LMPolicy, takes: list, prompts: list[str], temperature: float, top_p: float
+) -> None:
+    gen = tiny.generate(prompts, max_new_tokens=16, temperature=temperature, top_p=top_p, seed=4)
+    assert any(len(index) < len(prompts) for index in takes)  # finished rows were dropped
+    _assert_logprobs_match(tiny, gen, atol=1e-4, temperature=temperature, top_p=top_p)
+
+
+def test_sampled_logprobs_match_for_grouped_query_attention(gqa: LMPolicy) -> None:
+    gen = gqa.generate(ARITHMETIC, max_new_tokens=8, temperature=0.5, seed=0)
+    _assert_logprobs_match(gqa, gen, atol=1e-4, temperature=0.5)
+
+
+def test_same_seed_gives_the_same_samples(tiny: LMPolicy) -> None:
+    prompts = [*SHARED, SHARED[1], SHARED[1]]
+    first = tiny.generate(prompts, max_new_tokens=16, seed=7)
+    again = tiny.generate(prompts, max_new_tokens=16, seed=7)
+    other = tiny.generate(prompts, max_new_tokens=16, seed=8)
+    assert first.token_ids == again.token_ids
+    for a, b in zip(first.logprobs, again.logprobs):
+        np.testing.assert_array_equal(a, b)
+    assert first.token_ids != other.token_ids
+    # Duplicated prompts share a cache row at prefill but are sampled independently.
+    assert len({tuple(first.token_ids[i]) for i in (1, 4, 5)}) > 1
+
+
+def test_greedy_output_of_a_duplicated_prompt_equals_running_it_alone(tiny: LMPolicy) -> None:
+    prompts = [SHARED[0], MIXED[2], SHARED[0], SHARED[3], SHARED[0]]
+    batch = tiny.generate(prompts, max_new_tokens=16, greedy=True)
+    for prompt, ids, logprobs in zip(prompts, batch.token_ids, batch.logprobs):
+        alone = tiny.generate([prompt], max_new_tokens=16, greedy=True)
+        assert alone.token_ids[0] == ids
+        np.testing.assert_allclose(alone.logprobs[0], logprobs, atol=1e-5)
+
+
+def test_samples_do_not_depend_on_deduplication_or_the_shared_prefix(
+    tiny: LMPolicy, decoders: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without compaction both decoders draw the same random numbers for the same rows, so the
+    static path (prefix once, distinct prompts once) must sample what the padded batch does."""
+    monkeypatch.setattr(policy_module, "COMPACT_AT", 1.0)
+    prompts = [SHARED[0], SHARED[2], SHARED[0], SHARED[0], SHARED[1]]
+    fast = tiny.generate(prompts, max_new_tokens=12, seed=3)
+    monkeypatch.setattr(policy_module, "supports", lambda model: False)
+    plain = tiny.generate(prompts, max_new_tokens=12, seed=3)
+    assert (
+        isinstance(decoders[0], StaticCacheDecoder) and decoders[0].prefix_len >= MIN_SHARED_PREFIX
+    )
+    assert isinstance(decoders[1], DynamicCacheDecoder)
+    assert fast.token_ids == plain.token_ids
+    for a, b in zip(fast.logprobs, plain.logprobs):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+# ------------------------------------------------------------------ positions
+
+
+def test_positions_of_a_greedy_batch_by_hand(tiny: LMPolicy, decoders: list) -> None:
+    gen = tiny.generate(SHARED, max_new_tokens=16, greedy=True)
+    assert [len(p) for p in gen.prompt_ids] == [10, 11, 15, 10]
+    assert gen.n_tokens == [8, 13, 14, 11] and all(gen.finished)
+    assert decoders[0].prefix_len == 7
+    # Prompt: the 7-token prefix once, then 4 rows of the longest rest (15 - 7 = 8) columns,
+    # of which 8 - 3, 8 - 4, 8 - 8, 8 - 3 are padding.
+    # New: steps 0-6 feed 4 rows; row 0 ends at step 7 (3 of 4 <= 75% live: compact), so
+    # steps 7-9 feed 3; row 3 ends at step 10 (2 of 3), steps 10-11 feed 2; row 1 ends at
+    # step 12 (1 of 2), step 12 feeds 1; row 2 ends at step 13 and nothing more is fed.
+    assert gen.positions == {
+        "prompt": 7 + 4 * 8,
+        "prompt_padding": 5 + 4 + 0 + 5,
+        "new": 7 * 4 + 3 * 3 + 2 * 2 + 1,
+        "new_padding": 0,
+    }
+
+
+def test_positions_without_compaction_count_finished_rows_as_padding(
+    tiny: LMPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(policy_module, "COMPACT_AT", 1.0)
+    gen = tiny.generate(SHARED, max_new_tokens=16, greedy=True)
+    assert gen.n_tokens == [8, 13, 14, 11]
+    # 13 decode steps of 4 rows; a row ending after n tokens is fed padding 14 - n times.
+    assert gen.positions["new"] == 13 * 4
+    assert gen.positions["new_padding"] == 6 + 1 + 0 + 3
+    assert gen.positions["prompt"] == 39 and gen.positions["prompt_padding"] == 14
+
+
+def test_positions_count_a_shared_prefix_once_and_each_distinct_prompt_once(
+    tiny: LMPolicy, decoders: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(policy_module, "COMPACT_AT", 0.01)  # compact as soon as a row finishes
+    prompts = [SHARED[1], SHARED[0], SHARED[1], SHARED[3], SHARED[1], SHARED[0]]
+    gen = tiny.generate(prompts, max_new_tokens=16, greedy=True)
+    prefix, distinct = decoders[0].prefix_len, {tuple(p) for p in gen.prompt_ids}
+    longest = max(map(len, gen.prompt_ids))
+    assert prefix >= MIN_SHARED_PREFIX and len(distinct) == 3
+    assert gen.positions["prompt"] == prefix + len(distinct) * (longest - prefix)
+    real = prefix + sum(len(p) - prefix for p in distinct)
+    assert gen.positions["prompt_padding"] == gen.positions["prompt"] - real
+    # Each row is fed its own tokens but the last: the step that made eos drops it.
+    assert gen.positions["new"] == sum(n - 1 for n in gen.n_tokens)
+    assert gen.positions["new_padding"] == 0
+
+
+def test_positions_of_one_new_token(tiny: LMPolicy) -> None:
+    gen = tiny.generate(MIXED, max_new_tokens=1, greedy=True)
+    lengths = [len(p) for p in gen.prompt_ids]
+    assert gen.n_tokens == [1, 1, 1]
+    assert gen.positions == {
+        "prompt": 3 * max(lengths),
+        "prompt_padding": 3 * max(lengths) - sum(lengths),
+        "new": 0,
+        "new_padding": 0,
+    }
+
+
+def test_generation_flops_count_the_computed_positions(tiny: LMPolicy) -> None:
+    gen = tiny.generate(SHARED, max_new_tokens=16, greedy=True)
+    flops = FlopCounter(tiny.n_params)
+    count_generation_flops(flops, gen)
+    assert flops.tokens("generation_prompt", "forward") == gen.positions["prompt"] == 39
+    assert flops.tokens("generation_new", "forward") == gen.positions["new"] == 42
+    assert flops.wasted == flops.flops_for(14, "forward")
+
+
+# ------------------------------------------------------------------ the generic path
+
+
+def test_unsupported_model_falls_back_and_matches_hf(
+    tiny: LMPolicy, decoders: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = tiny.generate(SHARED + MIXED[:1], max_new_tokens=16, greedy=True)
+    monkeypatch.setattr(policy_module, "supports", lambda model: False)
+    gen = tiny.generate(SHARED + MIXED[:1], max_new_tokens=16, greedy=True)
+    assert isinstance(decoders[0], StaticCacheDecoder)
+    assert isinstance(decoders[1], DynamicCacheDecoder) and not decoders[1].can_take
+    assert_greedy_matches_hf(tiny, gen, max_new_tokens=16)
+    assert gen.token_ids == fast.token_ids
+    lengths, longest = [len(p) for p in gen.prompt_ids], max(gen.n_tokens)
+    assert gen.positions == {
+        "prompt": 5 * max(lengths),
+        "prompt_padding": 5 * max(lengths) - sum(lengths),
+        "new": 5 * (longest - 1),
+        "new_padding": sum(longest - n for n in gen.n_tokens),
+    }
+
+
+def test_non_llama_model_uses_the_generic_path(random_policy: LMPolicy, decoders: list) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = random_policy.tokenizer
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=128,
+        initializer_range=0.2,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    gpt2 = LMPolicy(GPT2LMHeadModel(config), tok, name="gpt2", device="cpu")
+    gen = gpt2.generate(ARITHMETIC, max_new_tokens=8, greedy=True)
+    assert isinstance(decoders[0], DynamicCacheDecoder)
+    assert_greedy_matches_hf(gpt2, gen, max_new_tokens=8)
+    sampled = gpt2.generate(ARITHMETIC, max_new_tokens=8, temperature=0.5, seed=0)
+    _assert_logprobs_match(gpt2, sampled, atol=1e-4, temperature=0.5)
+
+
+# ------------------------------------------------------------------ bfloat16
+
+
+def test_bfloat16_logprobs_agree_with_sequence_logprobs(decoders: list) -> None:
+    """Both paths end in the bf16 ``lm_head``, but the decoder attends over a float32 cache
+    while re-scoring attends in bf16, so their hidden states differ slightly and a logit may
+    round to the neighbouring bf16 value. bf16 keeps 8 significant bits: logits in
+    ``[2**e, 2**(e+1))`` are ``2**(e-7)`` apart, 0.125 for the tiny model's top logits of ~19.
+    So a log-prob may move by about one such step (seeds 0-7 give at most 0.075), while the
+    mean difference stays far smaller (at most 0.0065): a real bug (a wrong position, mask or
+    cache row) would move the mean."""
+    half = load_policy("tiny", device="cpu", dtype="bfloat16")
+    gen = half.generate([*SHARED, SHARED[0], SHARED[2]], max_new_tokens=16, seed=1)
+    decoder = decoders[0]
+    assert isinstance(decoder, StaticCacheDecoder) and decoder.prefix_len >= MIN_SHARED_PREFIX
+    assert decoder.keys.dtype == decoder.values.dtype == torch.float32
+    with torch.no_grad():
+        out = half.sequence_logprobs(gen.prompt_ids, gen.token_ids)
+        ids, mask = half._left_pad([p + c for p, c in zip(gen.prompt_ids, gen.token_ids)])
+        logits = half.model(input_ids=ids, attention_mask=mask).logits
+    peak = logits[mask.bool()].float().max().item()  # the largest logit at a real position
+    step = 2.0 ** (math.floor(math.log2(peak)) - 7)
+    diffs = np.concatenate(
+        [
+            np.abs(out.logprobs[row, :n].float().numpy() - gen.logprobs[row])
+            for row, n in enumerate(gen.n_tokens)
+        ]
+    )
+    assert np.isfinite(diffs).all()
+    assert diffs.max() <= step
+    assert diffs.mean() <= 0.015
