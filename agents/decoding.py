@@ -15,6 +15,11 @@ What it saves over calling the Hugging Face model step by step (measured in
   once; rows are expanded afterwards by indexing the cache.
 * **Finished rows leave the batch.** Once a quarter of the rows have produced eos, the cache is
   compacted to the live rows, so later steps do no work for them.
+* **A float32 cache.** Attention over a float32 cache is faster on CPU than over bf16 and
+  rounds less; the layers themselves still run in the model's dtype.
+
+Each can be switched off alone with :class:`FastPathOptions`, which the benchmark's ablation
+does to measure what it buys.
 
 The layers' own modules (norms, projections, MLP, rotary embedding) are called as they are, and
 attention goes through ``scaled_dot_product_attention`` with the same grouped-query handling as
@@ -32,17 +37,55 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-__all__ = ["DynamicCacheDecoder", "StaticCacheDecoder", "supports"]
+__all__ = [
+    "FastPathOptions",
+    "DynamicCacheDecoder",
+    "StaticCacheDecoder",
+    "attention",
+    "distinct_rows",
+    "project_qkv",
+    "supports",
+]
 
 SUPPORTED_MODEL_TYPES = ("llama",)
 # Sharing a prefix costs one extra forward call; below this many tokens it does not pay.
 MIN_SHARED_PREFIX = 4
+
+
+@dataclass(frozen=True)
+class FastPathOptions:
+    """Switches of the fast paths for Llama models. All on by default; benchmarks turn them off
+    one at a time to measure what each buys (``benchmarks/generation.py``, ``training.py``).
+    Greedy outputs and log-probs stay within float rounding either way; sampled outputs for one
+    seed are the same only under the same options, because the sampler draws one number per
+    row still in the batch, so compaction changes which draw each row gets.
+
+    Attributes:
+        static_cache: use :class:`StaticCacheDecoder` for Llama models (False: the generic
+            :class:`DynamicCacheDecoder`).
+        share_prompts: generation runs the batch's common prefix once and each distinct prompt
+            once; re-scoring (:mod:`rewardgym.agents.scoring`) each distinct prompt once.
+        compact_at: drop finished rows once this share of the rows in the batch has finished
+            (compaction copies the whole cache, so it pays only once a good share has left;
+            above 1: never).
+        float32_cache: keep keys and values in float32 whatever the model dtype.
+
+    Example:
+        >>> FastPathOptions(compact_at=2.0).share_prompts
+        True
+    """
+
+    static_cache: bool = True
+    share_prompts: bool = True
+    compact_at: float = 0.25
+    float32_cache: bool = True
 
 
 def supports(model: Any) -> bool:
@@ -76,6 +119,18 @@ def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
     return n
 
 
+def distinct_rows(seqs: Sequence[Sequence[int]]) -> tuple[list[list[int]], list[int]]:
+    """The distinct sequences in first-seen order, and the index of each input among them.
+
+    Example:
+        >>> distinct_rows([[1, 2], [3], [1, 2]])
+        ([[1, 2], [3]], [0, 1, 0])
+    """
+    seen: dict[tuple[int, ...], int] = {}
+    index = [seen.setdefault(tuple(s), len(seen)) for s in seqs]
+    return [list(s) for s in seen], index
+
+
 class StaticCacheDecoder:
     """Prefill and decode steps for one batch of prompts over a preallocated KV cache.
 
@@ -84,6 +139,7 @@ class StaticCacheDecoder:
         prompt_ids: token ids of each prompt (each non-empty).
         max_new_tokens: completion tokens to make room for.
         pad_id: id fed for padding columns (never attended to).
+        options: which optimisations are on (all by default; off only for ablations).
 
     Attributes:
         prefix_len: prompt tokens shared by the whole batch, run once.
@@ -95,8 +151,14 @@ class StaticCacheDecoder:
     can_take = True
 
     def __init__(
-        self, model: Any, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int, pad_id: int
+        self,
+        model: Any,
+        prompt_ids: Sequence[Sequence[int]],
+        max_new_tokens: int,
+        pad_id: int,
+        options: FastPathOptions | None = None,
     ) -> None:
+        options = options or FastPathOptions()
         self.model = model
         self.pad_id = pad_id
         config = model.config
@@ -105,17 +167,17 @@ class StaticCacheDecoder:
 
         self.prompts = [list(p) for p in prompt_ids]
         shared = min(common_prefix_length(self.prompts), min(map(len, self.prompts)) - 1)
-        self.prefix_len = shared if shared >= MIN_SHARED_PREFIX else 0
+        share = options.share_prompts and shared >= MIN_SHARED_PREFIX
+        self.prefix_len = shared if share else 0
         self.prompt_width = max(map(len, self.prompts))
         self.length = self.prompt_width + max_new_tokens
 
         # Distinct prompts are computed once; `self.expand` maps each batch row to its prompt.
-        distinct: dict[tuple[int, ...], int] = {}
-        self.expand = torch.tensor(
-            [distinct.setdefault(tuple(p), len(distinct)) for p in self.prompts],
-            device=self.device,
-        )
-        self.distinct = [list(p) for p in distinct]
+        if options.share_prompts:
+            self.distinct, expand = distinct_rows(self.prompts)
+        else:
+            self.distinct, expand = self.prompts, list(range(len(self.prompts)))
+        self.expand = torch.tensor(expand, device=self.device)
 
         head_dim = getattr(config, "head_dim", None) or (
             config.hidden_size // config.num_attention_heads
@@ -127,10 +189,11 @@ class StaticCacheDecoder:
             self.length,
             head_dim,
         )
-        # float32 whatever the model dtype: attention over a bf16 cache is both slower on CPU
-        # (474 vs 313 µs per layer at batch 64, benchmarks/generation.py) and rounds more.
-        self.keys = torch.zeros(shape, dtype=torch.float32, device=self.device)
-        self.values = torch.zeros(shape, dtype=torch.float32, device=self.device)
+        # float32 whatever the model dtype: attention over a bf16 cache is slower on CPU
+        # (the ablation in benchmarks/generation.py measures it) and rounds more.
+        self.cache_dtype = torch.float32 if options.float32_cache else self.dtype
+        self.keys = torch.zeros(shape, dtype=self.cache_dtype, device=self.device)
+        self.values = torch.zeros(shape, dtype=self.cache_dtype, device=self.device)
         self.mask = torch.zeros((len(self.distinct), self.length), dtype=torch.bool)
         self.mask = self.mask.to(self.device)
         self.next_position = torch.zeros(len(self.distinct), dtype=torch.long, device=self.device)
@@ -228,7 +291,7 @@ class StaticCacheDecoder:
         self.values[layer, :, :, column:end] = value
         keys = self.keys[layer, : attend.shape[0], :, : attend.shape[-1]]
         values = self.values[layer, : attend.shape[0], :, : attend.shape[-1]]
-        return attention(attn, query.float(), keys, values, attend)
+        return attention(attn, query.to(self.cache_dtype), keys, values, attend)
 
 
 def project_qkv(

@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-from rewardgym.agents.decoding import attention, project_qkv
+from rewardgym.agents.decoding import attention, distinct_rows, project_qkv
 
-__all__ = ["PositionCounts", "completion_logits", "distinct_rows"]
+__all__ = ["PositionCounts", "completion_logits"]
 
 
 @dataclass
@@ -44,18 +44,6 @@ class PositionCounts:
     positions: int
     padding: int
     per_sample: list[float]
-
-
-def distinct_rows(seqs: Sequence[Sequence[int]]) -> tuple[list[list[int]], list[int]]:
-    """The distinct sequences in first-seen order, and the index of each input among them.
-
-    Example:
-        >>> distinct_rows([[1, 2], [3], [1, 2]])
-        ([[1, 2], [3]], [0, 1, 0])
-    """
-    seen: dict[tuple[int, ...], int] = {}
-    index = [seen.setdefault(tuple(s), len(seen)) for s in seqs]
-    return [list(s) for s in seen], index
 
 
 def completion_logits(
@@ -84,8 +72,7 @@ def completion_logits(
     prompt_attend, completion_attend = _masks(prompt["real"], completion["real"], expand_t)
 
     inner = model.model
-    hidden_p = inner.embed_tokens(prompt["ids"])
-    hidden_c = inner.embed_tokens(completion["ids"])
+    hidden_p, hidden_c = _embed(inner.embed_tokens, prompt["ids"], completion["ids"])
     rotary_p = inner.rotary_emb(hidden_p, prompt["positions"])
     rotary_c = inner.rotary_emb(hidden_c, completion_positions)
     for layer in inner.layers:
@@ -102,6 +89,16 @@ def completion_logits(
     scoring = torch.cat([hidden_p[expand_t, -1:], hidden_c[:, :-1]], dim=1)
     logits = model.lm_head(inner.norm(scoring))
     return logits, _counts(prompts, expand, completion_ids, completion["ids"].shape[1])
+
+
+def _embed(
+    embedding: Any, prompt_ids: torch.Tensor, completion_ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both streams through one embedding call: its backward builds a dense vocabulary-sized
+    gradient per call (113 MB for SmolLM2), so two calls would cost that twice."""
+    flat = embedding(torch.cat([prompt_ids.flatten(), completion_ids.flatten()]))
+    prompt, completion = flat.split([prompt_ids.numel(), completion_ids.numel()])
+    return prompt.view(*prompt_ids.shape, -1), completion.view(*completion_ids.shape, -1)
 
 
 def _left_padded(seqs: list[list[int]], pad_id: int, device: torch.device) -> dict:

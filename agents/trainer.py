@@ -94,6 +94,7 @@ class _Run:
     last_checkpoint: int = -1
     records: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    grad_noise: GradNoiseAccumulator | None = None
 
     @property
     def params(self) -> list[torch.nn.Parameter]:
@@ -176,6 +177,8 @@ def _setup(config: TrainConfig, callbacks: list[Callback], resume: bool) -> _Run
         [p for p in policy.model.parameters() if p.requires_grad],
         lr=config.lr,
         weight_decay=config.weight_decay,
+        # One fused kernel instead of per-op loops: 0.07 vs 0.40 s per step for SmolLM2 on CPU.
+        fused=policy.device.type in ("cpu", "cuda"),
     )
     env = TextTaskVectorEnv(
         config.task,
@@ -309,7 +312,7 @@ def _optimise(
     config = run.config
     k = config.micro_batches
     chunks = np.array_split(np.arange(len(advantages)), k)
-    noise = GradNoiseAccumulator(scale=1.0 / k) if measure_noise else None
+    noise = _grad_noise(run) if measure_noise else None
     run.optimizer.zero_grad(set_to_none=True)
     totals = {"loss": 0.0, "kl": 0.0, "replay_loss": 0.0}
     train_flops = 0.0
@@ -337,6 +340,19 @@ def _optimise(
     if action == "rollback":
         _rollback(run)
     return stats
+
+
+def _grad_noise(run: _Run) -> GradNoiseAccumulator:
+    """The run's gradient-noise accumulator, ready for an update.
+
+    Kept across updates: its parameter-sized buffer is then allocated once, not per update
+    (fresh memory of that size cost about 0.3 s of page faults per update for SmolLM2).
+    """
+    if run.grad_noise is None:
+        run.grad_noise = GradNoiseAccumulator(scale=1.0 / run.config.micro_batches)
+    if run.grad_noise.k:  # an update that stopped half-way left partial sums
+        run.grad_noise.reset()
+    return run.grad_noise
 
 
 def _micro_batch_loss(

@@ -8,6 +8,10 @@ that by ``peak / 2N`` of the same dtype. The correctness check runs in the same 
 outputs must equal ``generate``'s token for token, and rewardgym's log-probs must match
 ``log_softmax`` of ``generate``'s logits within 1e-4.
 
+Two more measurements say where the speed comes from: an ablation at the largest batch that
+switches each optimisation of the rollout path off alone (``FastPathOptions``; timed
+round-robin with everything on), and the sampler against ``torch.multinomial``.
+
 Example:
     >>> result = run(quick=True, model="tiny", peaks={"float32": 1e11, "bfloat16": 1e11})
     >>> result["correctness"]["greedy_identical"]
@@ -17,17 +21,26 @@ Example:
 from __future__ import annotations
 
 import statistics
+import time
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from benchmarks.roofline import figure, measure_peaks, median_time, token_limit
-from rewardgym.agents.policy import LMPolicy, load_policy
+from rewardgym.agents.policy import LMPolicy, load_policy, sample_categorical
 from rewardgym.envs.tasks import make_task
 
 LOGPROB_TOL = 1e-4
 TARGET_VS_HF = 2.0
 TARGET_BF16_SHARE = 0.40
+# Each optimisation of the rollout path switched off alone (FastPathOptions), to measure its gain.
+ABLATIONS = {
+    "no shared prompt work": {"share_prompts": False},
+    "no row compaction": {"compact_at": 2.0},
+    "KV cache in the model dtype": {"float32_cache": False},
+    "generic decode loop (HF forward + dynamic cache)": {"static_cache": False},
+}
 
 
 def task_prompts(n: int, task: str = "translate") -> list[str]:
@@ -180,10 +193,13 @@ def run(
     repeats = repeats or (2 if quick else 3)
     rows: list[dict[str, Any]] = []
     correctness: dict[str, Any] = {}
+    ablations: list[dict[str, Any]] = []
     for dtype in ("float32", "bfloat16"):
         policy = load_policy(model, device=device, dtype=dtype)
         if dtype == "float32":
             correctness = check_correctness(policy, 4 if quick else 8, new_tokens)
+        ablations += ablate(policy, max(batches), new_tokens, repeats)
+        vocab = policy.vocab_size
         limit = token_limit(peaks[dtype], policy.n_params)
         for index, batch in enumerate(sorted(batches)):
             pair = _time_pair(policy, batch, new_tokens, repeats, warmup=index == 0)
@@ -199,6 +215,7 @@ def run(
                 }
             )
         del policy
+    sampler = time_sampler(vocab, max(batches))
     return {
         "benchmark": "generation",
         "model": model,
@@ -207,8 +224,97 @@ def run(
         "repeats": repeats,
         "rows": rows,
         "correctness": correctness,
-        "figures": _figures(rows, correctness, device),
+        "ablations": ablations,
+        "sampler": sampler,
+        "figures": [
+            *_figures(rows, correctness, device),
+            *_ablation_figures(ablations, device),
+            _sampler_figure(sampler),
+        ],
     }
+
+
+def ablate(policy: LMPolicy, batch: int, max_new_tokens: int, repeats: int) -> list[dict[str, Any]]:
+    """Tokens/s with every optimisation on vs with each one off, timed round-robin.
+
+    ``gain`` is the all-on rate over the ablated rate: what that optimisation buys. The bf16
+    KV-cache switch only exists for non-float32 models and is skipped in float32.
+
+    Example:
+        >>> ablate(policy, 8, 8, 1)[0]["gain"] > 0
+        True
+    """
+    prompts = task_prompts(batch)
+    dtype = str(policy.dtype).removeprefix("torch.")
+    variants = {"all on": {}}
+    for name, switch in ABLATIONS.items():
+        if not ("float32_cache" in switch and policy.dtype == torch.float32):
+            variants[name] = switch
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    default = policy.fast_path
+    try:
+        for _ in range(repeats):
+            for name, switch in variants.items():
+                policy.fast_path = replace(default, **switch)
+                start = time.perf_counter()
+                gen = policy.generate(prompts, max_new_tokens=max_new_tokens, seed=0)
+                rates[name].append(sum(gen.n_tokens) / (time.perf_counter() - start))
+    finally:
+        policy.fast_path = default
+    best = statistics.median(rates["all on"])
+    return [
+        {
+            "dtype": dtype,
+            "batch": batch,
+            "switched_off": name,
+            "tok_s": statistics.median(rates[name]),
+            "all_on_tok_s": best,
+            "gain": best / statistics.median(rates[name]),
+        }
+        for name in variants
+        if name != "all on"
+    ]
+
+
+def time_sampler(vocab: int, batch: int) -> dict[str, float]:
+    """Milliseconds per draw of ``[batch, vocab]``: :func:`sample_categorical` vs
+    ``torch.multinomial``, on the same random distributions.
+
+    Example:
+        >>> time_sampler(1000, 4)["speedup"] > 0
+        True
+    """
+    generator = torch.Generator().manual_seed(0)
+    probs = torch.softmax(3.0 * torch.randn(batch, vocab, generator=generator), dim=-1)
+    ours = median_time(lambda: sample_categorical(probs, generator), 20)
+    theirs = median_time(lambda: torch.multinomial(probs, 1, generator=generator), 20)
+    return {
+        "batch": batch,
+        "vocab": vocab,
+        "ours_ms": 1e3 * ours,
+        "multinomial_ms": 1e3 * theirs,
+        "speedup": theirs / ours,
+    }
+
+
+def _sampler_figure(sampler: dict[str, Any]) -> dict[str, Any]:
+    return figure(
+        f"sampler [{sampler['batch']}, {sampler['vocab']}]: speed-up over torch.multinomial",
+        sampler["speedup"],
+        f"x ({sampler['ours_ms']:.1f} vs {sampler['multinomial_ms']:.1f} ms)",
+    )
+
+
+def _ablation_figures(ablations: list[dict], device: str) -> list[dict[str, Any]]:
+    return [
+        figure(
+            f"generation ablation {row['dtype']} batch {row['batch']} ({device}): "
+            f"gain of '{row['switched_off']}' off -> on",
+            row["gain"],
+            f"x ({row['tok_s']:.0f} -> {row['all_on_tok_s']:.0f} tok/s)",
+        )
+        for row in ablations
+    ]
 
 
 def _figures(rows: list[dict], correctness: dict, device: str) -> list[dict[str, Any]]:

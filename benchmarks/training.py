@@ -7,6 +7,11 @@ computed position, padding included). The update's own time is the difference of
 so the figure is the optimisation phase alone; its FLOPs over that time over the measured fp32
 peak is the roofline share. The first update is a warm-up and is left out of the median.
 
+Three optimisations of the update are also timed against their plain alternative, round-robin
+on the same inputs (:func:`time_components`): re-scoring a micro-batch with each GRPO group's
+prompt computed once, token log-probs as ``logit - logsumexp`` (:class:`TokenLogprob`), and the
+fused AdamW step.
+
 Example:
     >>> result = run(quick=True, model="tiny", peaks={"float32": 1e11, "bfloat16": 1e11})
     >>> result["samples_per_s"] > 0
@@ -16,10 +21,15 @@ Example:
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 from typing import Any
 
-from benchmarks.roofline import figure, measure_peaks
+import torch
+
+from benchmarks.generation import task_prompts
+from benchmarks.roofline import figure, measure_peaks, wall_times
 from rewardgym.agents.config import TrainConfig
+from rewardgym.agents.policy import LMPolicy, TokenLogprob, load_policy
 from rewardgym.agents.trainer import train
 
 TARGET_SHARE = 0.35
@@ -92,6 +102,7 @@ def run(
         True
     """
     peaks = peaks or measure_peaks(quick, device=device)
+    components = time_components(model, quick, device)
     config = grpo_config(model, quick, updates=3 if quick else 6, device=device)
     result = train(config)
     rows = per_update(result.metrics)
@@ -112,7 +123,16 @@ def run(
         "train_flops_per_update": flops,
         "roofline_share": share,
         "per_update": rows,
+        "components": components,
         "figures": [
+            *[
+                figure(
+                    f"update component: {c['name']} vs {c['plain']}",
+                    c["speedup"],
+                    f"x ({1e3 * c['ours_s']:.0f} vs {1e3 * c['plain_s']:.0f} ms)",
+                )
+                for c in components
+            ],
             figure(f"GRPO update ({device}, fp32, batch {batch})", batch / optimise_s, "samples/s"),
             figure(
                 "GRPO update: share of 6N fp32 roofline",
@@ -123,3 +143,82 @@ def run(
             ),
         ],
     }
+
+
+def time_components(model: str, quick: bool, device: str = "cpu") -> list[dict[str, Any]]:
+    """Median seconds of three pieces of the update against their plain alternatives.
+
+    On one GRPO micro-batch of the benchmark's shape (2 prompts x group of 4, completions of
+    up to 16 (quick) or 48 tokens sampled by the policy): forward + backward of
+    ``sequence_logprobs`` with shared prompts vs the full forward pass; ``TokenLogprob`` vs
+    ``log_softmax`` + ``gather`` (forward + backward, on random logits of that shape); and one
+    fused AdamW step vs the default (foreach) one over all the model's parameters.
+
+    Example:
+        >>> [c["name"] for c in time_components("tiny", quick=True)][0]
+        'shared-prompt re-scoring'
+    """
+    repeats = 2 if quick else 3
+    policy = load_policy(model, device=device)
+    config = grpo_config(model, quick, updates=1, device=device)
+    prompts = [p for p in task_prompts(2) for _ in range(config.group_size)]
+    gen = policy.generate(prompts, max_new_tokens=config.max_new_tokens, seed=0)
+    pairs = {
+        ("shared-prompt re-scoring", "full forward"): _scoring_pair(policy, gen),
+        ("TokenLogprob", "log_softmax + gather"): _logprob_pair(policy, gen),
+        ("fused AdamW step", "foreach AdamW step"): _adamw_pair(policy),
+    }
+    out = []
+    for (name, plain), (ours_fn, plain_fn) in pairs.items():
+        times: dict[str, list[float]] = {"ours": [], "plain": []}
+        for _ in range(repeats):
+            times["ours"] += wall_times(ours_fn, 1, warmup=1 if not times["ours"] else 0)
+            times["plain"] += wall_times(plain_fn, 1, warmup=1 if not times["plain"] else 0)
+        ours_s, plain_s = statistics.median(times["ours"]), statistics.median(times["plain"])
+        out.append(
+            {
+                "name": name,
+                "plain": plain,
+                "ours_s": ours_s,
+                "plain_s": plain_s,
+                "speedup": plain_s / ours_s,
+            }
+        )
+    return out
+
+
+def _scoring_pair(policy: LMPolicy, gen: Any) -> tuple[Any, Any]:
+    def score(share: bool) -> None:
+        policy.fast_path = replace(policy.fast_path, share_prompts=share)
+        policy.model.zero_grad(set_to_none=True)
+        out = policy.sequence_logprobs(gen.prompt_ids, gen.token_ids)
+        out.logprobs.sum().backward()
+        policy.fast_path = replace(policy.fast_path, share_prompts=True)
+
+    return (lambda: score(True)), (lambda: score(False))
+
+
+def _logprob_pair(policy: LMPolicy, gen: Any) -> tuple[Any, Any]:
+    shape = (len(gen.token_ids), max(gen.n_tokens), policy.vocab_size)
+    logits = torch.randn(shape, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    targets = torch.randint(0, shape[-1], shape[:2], generator=torch.Generator().manual_seed(1))
+
+    def ours() -> None:
+        logits.grad = None
+        TokenLogprob.apply(logits, targets).sum().backward()
+
+    def plain() -> None:
+        logits.grad = None
+        logp = torch.log_softmax(logits, dim=-1)
+        logp.gather(-1, targets[..., None]).sum().backward()
+
+    return ours, plain
+
+
+def _adamw_pair(policy: LMPolicy) -> tuple[Any, Any]:
+    params = [p for p in policy.model.parameters() if p.requires_grad]
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-3
+    fused = torch.optim.AdamW(params, lr=1e-6, fused=True)
+    foreach = torch.optim.AdamW(params, lr=1e-6, foreach=True)
+    return fused.step, foreach.step

@@ -60,6 +60,18 @@ def test_generation_matches_hf_and_reports_both(random_model_dir: str) -> None:
     # at the largest batch: 2x HF (fp32, bf16), the bf16 roofline share; and two correctness rows
     assert len(targets) == 5
     assert all("batch 4" in r["figure"] for r in targets[:3])
+    # the ablation switches each optimisation off alone; the model-dtype cache only in bf16
+    switched = {(r["dtype"], r["switched_off"]) for r in result["ablations"]}
+    assert switched == {
+        (d, name)
+        for d in ("float32", "bfloat16")
+        for name in generation.ABLATIONS
+        if d == "bfloat16" or "model dtype" not in name
+    }
+    assert all(
+        r["gain"] == pytest.approx(r["all_on_tok_s"] / r["tok_s"]) for r in result["ablations"]
+    )
+    assert result["sampler"]["ours_ms"] > 0 and result["sampler"]["multinomial_ms"] > 0
 
 
 def test_training_update_figures(random_model_dir: str) -> None:

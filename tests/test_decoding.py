@@ -23,6 +23,7 @@ import rewardgym.agents.policy as policy_module
 from rewardgym.agents.decoding import (
     MIN_SHARED_PREFIX,
     DynamicCacheDecoder,
+    FastPathOptions,
     StaticCacheDecoder,
     common_prefix_length,
     supports,
@@ -275,10 +276,11 @@ def test_greedy_matches_hf_when_finished_rows_are_compacted(
     tiny: LMPolicy, takes: list, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prompts = SHARED + MIXED
-    monkeypatch.setattr(policy_module, "COMPACT_AT", 1.0)  # never compact
+    monkeypatch.setattr(tiny, "fast_path", FastPathOptions(compact_at=1.0))  # never compact
     whole = tiny.generate(prompts, max_new_tokens=16, greedy=True)
     assert takes == []
-    monkeypatch.setattr(policy_module, "COMPACT_AT", 0.01)  # compact as soon as a row finishes
+    # compact as soon as a row finishes
+    monkeypatch.setattr(tiny, "fast_path", FastPathOptions(compact_at=0.01))
     compacted = tiny.generate(prompts, max_new_tokens=16, greedy=True)
     assert len(set(compacted.n_tokens)) >= 3 and len(takes) >= 2
     assert all(len(b) < len(a) for a, b in zip(takes, takes[1:]))
@@ -289,7 +291,7 @@ def test_greedy_matches_hf_when_finished_rows_are_compacted(
 def test_token_budget_with_compaction_keeps_a_prefix_of_each_answer(
     tiny: LMPolicy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(policy_module, "COMPACT_AT", 0.01)
+    monkeypatch.setattr(tiny, "fast_path", FastPathOptions(compact_at=0.01))
     full = tiny.generate(SHARED, max_new_tokens=16, greedy=True)
     cut = tiny.generate(SHARED, max_new_tokens=16, greedy=True, token_budget=35)
     # Rows finish after 8, 13, 14, 11 tokens: 4 rows x 8 steps = 32, then 3 rows reach 35.
@@ -347,7 +349,7 @@ def test_samples_do_not_depend_on_deduplication_or_the_shared_prefix(
 ) -> None:
     """Without compaction both decoders draw the same random numbers for the same rows, so the
     static path (prefix once, distinct prompts once) must sample what the padded batch does."""
-    monkeypatch.setattr(policy_module, "COMPACT_AT", 1.0)
+    monkeypatch.setattr(tiny, "fast_path", FastPathOptions(compact_at=1.0))
     prompts = [SHARED[0], SHARED[2], SHARED[0], SHARED[0], SHARED[1]]
     fast = tiny.generate(prompts, max_new_tokens=12, seed=3)
     monkeypatch.setattr(policy_module, "supports", lambda model: False)
@@ -385,7 +387,7 @@ def test_positions_of_a_greedy_batch_by_hand(tiny: LMPolicy, decoders: list) -> 
 def test_positions_without_compaction_count_finished_rows_as_padding(
     tiny: LMPolicy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(policy_module, "COMPACT_AT", 1.0)
+    monkeypatch.setattr(tiny, "fast_path", FastPathOptions(compact_at=1.0))
     gen = tiny.generate(SHARED, max_new_tokens=16, greedy=True)
     assert gen.n_tokens == [8, 13, 14, 11]
     # 13 decode steps of 4 rows; a row ending after n tokens is fed padding 14 - n times.
@@ -397,7 +399,8 @@ def test_positions_without_compaction_count_finished_rows_as_padding(
 def test_positions_count_a_shared_prefix_once_and_each_distinct_prompt_once(
     tiny: LMPolicy, decoders: list, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(policy_module, "COMPACT_AT", 0.01)  # compact as soon as a row finishes
+    # compact as soon as a row finishes
+    monkeypatch.setattr(tiny, "fast_path", FastPathOptions(compact_at=0.01))
     prompts = [SHARED[1], SHARED[0], SHARED[1], SHARED[3], SHARED[1], SHARED[0]]
     gen = tiny.generate(prompts, max_new_tokens=16, greedy=True)
     prefix, distinct = decoders[0].prefix_len, {tuple(p) for p in gen.prompt_ids}
