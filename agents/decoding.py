@@ -194,8 +194,9 @@ class StaticCacheDecoder:
         self.cache_dtype = torch.float32 if options.float32_cache else self.dtype
         self.keys = torch.zeros(shape, dtype=self.cache_dtype, device=self.device)
         self.values = torch.zeros(shape, dtype=self.cache_dtype, device=self.device)
-        self.mask = torch.zeros((len(self.distinct), self.length), dtype=torch.bool)
-        self.mask = self.mask.to(self.device)
+        self.mask = torch.zeros(
+            (len(self.distinct), self.length), dtype=torch.bool, device=self.device
+        )
         self.next_position = torch.zeros(len(self.distinct), dtype=torch.long, device=self.device)
         self.filled = 0  # cache columns written so far
         width = self.prompt_width - self.prefix_len
@@ -208,8 +209,9 @@ class StaticCacheDecoder:
         if self.prefix_len:
             prefix = torch.tensor([self.distinct[0][: self.prefix_len]], device=self.device)
             positions = torch.arange(self.prefix_len, device=self.device)[None]
-            causal = torch.ones((self.prefix_len, self.prefix_len), dtype=torch.bool)
-            causal = causal.tril().to(self.device)[None, None]
+            causal = torch.ones(
+                (self.prefix_len, self.prefix_len), dtype=torch.bool, device=self.device
+            ).tril()[None, None]
             self.mask[:, : self.prefix_len] = True
             self._forward(prefix, positions, 0, causal)
 

@@ -7,10 +7,9 @@ computed position, padding included). The update's own time is the difference of
 so the figure is the optimisation phase alone; its FLOPs over that time over the measured fp32
 peak is the roofline share. The first update is a warm-up and is left out of the median.
 
-Three optimisations of the update are also timed against their plain alternative, round-robin
+Two optimisations of the update are also timed against their plain alternative, round-robin
 on the same inputs (:func:`time_components`): re-scoring a micro-batch with each GRPO group's
-prompt computed once, token log-probs as ``logit - logsumexp`` (:class:`TokenLogprob`), and the
-fused AdamW step.
+prompt computed once, and the fused AdamW step.
 
 Example:
     >>> result = run(quick=True, model="tiny", peaks={"float32": 1e11, "bfloat16": 1e11})
@@ -29,7 +28,7 @@ import torch
 from benchmarks.generation import task_prompts
 from benchmarks.roofline import figure, measure_peaks, wall_times
 from rewardgym.agents.config import TrainConfig
-from rewardgym.agents.policy import LMPolicy, TokenLogprob, load_policy
+from rewardgym.agents.policy import LMPolicy, load_policy
 from rewardgym.agents.trainer import train
 
 TARGET_SHARE = 0.35
@@ -146,13 +145,12 @@ def run(
 
 
 def time_components(model: str, quick: bool, device: str = "cpu") -> list[dict[str, Any]]:
-    """Median seconds of three pieces of the update against their plain alternatives.
+    """Median seconds of two pieces of the update against their plain alternatives.
 
     On one GRPO micro-batch of the benchmark's shape (2 prompts x group of 4, completions of
     up to 16 (quick) or 48 tokens sampled by the policy): forward + backward of
-    ``sequence_logprobs`` with shared prompts vs the full forward pass; ``TokenLogprob`` vs
-    ``log_softmax`` + ``gather`` (forward + backward, on random logits of that shape); and one
-    fused AdamW step vs the default (foreach) one over all the model's parameters.
+    ``sequence_logprobs`` with shared prompts vs the full forward pass, and one fused AdamW
+    step vs the default (foreach) one over all the model's parameters.
 
     Example:
         >>> [c["name"] for c in time_components("tiny", quick=True)][0]
@@ -165,7 +163,6 @@ def time_components(model: str, quick: bool, device: str = "cpu") -> list[dict[s
     gen = policy.generate(prompts, max_new_tokens=config.max_new_tokens, seed=0)
     pairs = {
         ("shared-prompt re-scoring", "full forward"): _scoring_pair(policy, gen),
-        ("TokenLogprob", "log_softmax + gather"): _logprob_pair(policy, gen),
         ("fused AdamW step", "foreach AdamW step"): _adamw_pair(policy),
     }
     out = []
@@ -196,23 +193,6 @@ def _scoring_pair(policy: LMPolicy, gen: Any) -> tuple[Any, Any]:
         policy.fast_path = replace(policy.fast_path, share_prompts=True)
 
     return (lambda: score(True)), (lambda: score(False))
-
-
-def _logprob_pair(policy: LMPolicy, gen: Any) -> tuple[Any, Any]:
-    shape = (len(gen.token_ids), max(gen.n_tokens), policy.vocab_size)
-    logits = torch.randn(shape, generator=torch.Generator().manual_seed(0)).requires_grad_()
-    targets = torch.randint(0, shape[-1], shape[:2], generator=torch.Generator().manual_seed(1))
-
-    def ours() -> None:
-        logits.grad = None
-        TokenLogprob.apply(logits, targets).sum().backward()
-
-    def plain() -> None:
-        logits.grad = None
-        logp = torch.log_softmax(logits, dim=-1)
-        logp.gather(-1, targets[..., None]).sum().backward()
-
-    return ours, plain
 
 
 def _adamw_pair(policy: LMPolicy) -> tuple[Any, Any]:

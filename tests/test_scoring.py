@@ -12,7 +12,7 @@ from conftest import assert_greedy_matches_hf
 
 import rewardgym.agents.policy as policy_module
 from rewardgym.agents.decoding import distinct_rows
-from rewardgym.agents.policy import LMPolicy, TokenLogprob
+from rewardgym.agents.policy import LMPolicy
 from rewardgym.agents.scoring import completion_logits
 from rewardgym.agents.tiny import train_tokenizer
 
@@ -119,30 +119,3 @@ def test_grouped_query_decoding_matches_hf_generate(gqa_policy: LMPolicy) -> Non
 
 def test_distinct_rows_keeps_first_seen_order() -> None:
     assert distinct_rows([[3], [1, 2], [3], [1, 2], [4]]) == ([[3], [1, 2], [4]], [0, 1, 0, 1, 2])
-
-
-def test_token_logprob_equals_log_softmax_gather_with_gradients() -> None:
-    generator = torch.Generator().manual_seed(0)
-    logits = (3 * torch.randn(3, 4, 50, generator=generator)).requires_grad_()
-    targets = torch.randint(0, 50, (3, 4), generator=generator)
-    weights = torch.randn(3, 4, generator=generator)  # a non-uniform upstream gradient
-    ours = TokenLogprob.apply(logits, targets)
-    (ours * weights).sum().backward()
-    ours_grad, logits.grad = logits.grad.clone(), None
-    plain = torch.log_softmax(logits, -1).gather(-1, targets[..., None]).squeeze(-1)
-    (plain * weights).sum().backward()
-    assert torch.allclose(ours, plain, atol=1e-6)
-    assert torch.allclose(ours_grad, logits.grad, atol=1e-6)
-
-
-def test_sequence_logprobs_without_entropy_takes_the_token_logprob_path(
-    gqa_policy: LMPolicy,
-) -> None:
-    gen = _grouped_batch(gqa_policy)
-    with torch.no_grad():
-        fast = gqa_policy.sequence_logprobs(gen.prompt_ids, gen.token_ids, temperature=0.7)
-        full = gqa_policy.sequence_logprobs(
-            gen.prompt_ids, gen.token_ids, temperature=0.7, with_entropy=True
-        )
-    assert fast.entropy is None and full.entropy is not None
-    assert torch.allclose(fast.logprobs, full.logprobs, atol=1e-5)
