@@ -202,3 +202,11 @@ def test_entropy_from_equals_entropy_nats() -> None:
     assert torch.equal(entropy_from(probs, logp), before)
     assert torch.equal(entropy_nats(logp), before)
     assert torch.isfinite(entropy_from(logp.exp(), logp)).all()
+
+
+def test_profile_decode_reports_time_and_matrix_share(random_model_dir: str) -> None:
+    from benchmarks import profile_decode
+
+    ms, mm_share, table = profile_decode.profile_steps(random_model_dir, "float32", 4, 2)
+    assert ms > 0 and 0 < mm_share < 1
+    assert "aten::mm" in table
