@@ -65,6 +65,36 @@ def random_model_dir(tmp_path_factory):
     return str(save_random_model(tmp_path_factory.mktemp("random-model"), texts))
 
 
+@pytest.fixture(scope="session")
+def gqa_policy(random_model_dir):
+    """A random Llama whose 4 query heads share 2 key/value heads (SmolLM2 groups them too),
+    with the tokenizer of ``random_model_dir``.
+
+    A wide initialisation gives logits of a few units, so wrong attention shows in the tokens.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rewardgym.agents.policy import LMPolicy, load_policy
+
+    tok = load_policy(random_model_dir, device="cpu").tokenizer
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        initializer_range=0.2,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    return LMPolicy(LlamaForCausalLM(config), tok, name="gqa", device="cpu")
+
+
 def assert_greedy_matches_hf(policy, gen, max_new_tokens: int) -> None:
     """Our greedy decode loop gives the tokens of Hugging Face ``generate``, eos and padding
     included (``gen`` came from ``policy.generate(..., greedy=True)``)."""

@@ -64,32 +64,6 @@ def random_policy(random_model_dir) -> LMPolicy:
     return load_policy(random_model_dir, device="cpu")
 
 
-@pytest.fixture(scope="module")
-def gqa(random_policy: LMPolicy) -> LMPolicy:
-    """A random Llama whose 4 query heads share 2 key/value heads (SmolLM2 groups them too).
-
-    A wide initialisation gives logits of a few units, so wrong attention shows in the tokens.
-    """
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tok = random_policy.tokenizer
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        initializer_range=0.2,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    return LMPolicy(LlamaForCausalLM(config), tok, name="gqa", device="cpu")
-
-
 @pytest.fixture()
 def decoders(monkeypatch: pytest.MonkeyPatch) -> list:
     """Every decoder ``LMPolicy.generate`` builds, in order."""
@@ -147,10 +121,10 @@ def _assert_logprobs_match(policy: LMPolicy, gen, atol: float, **sampling) -> No
 # ------------------------------------------------------------------ helpers and layout
 
 
-def test_supports_llama_models_only(tiny, random_policy, gqa) -> None:
+def test_supports_llama_models_only(tiny, random_policy, gqa_policy) -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    assert supports(tiny.model) and supports(random_policy.model) and supports(gqa.model)
+    assert supports(tiny.model) and supports(random_policy.model) and supports(gqa_policy.model)
     config = GPT2Config(
         vocab_size=50, n_embd=8, n_layer=1, n_head=2, bos_token_id=0, eos_token_id=1
     )
@@ -212,8 +186,8 @@ def test_prefix_is_shared_only_when_long_enough_and_shorter_than_every_prompt(
         ("tiny", SHARED + SHARED[:1]),
         ("tiny", MIXED),
         ("tiny", SHARED[2:3]),
-        ("gqa", ARITHMETIC),
-        ("gqa", ARITHMETIC[1:2]),  # prefill runs one suffix token: the one-query GQA path
+        ("gqa_policy", ARITHMETIC),
+        ("gqa_policy", ARITHMETIC[1:2]),  # prefill runs one suffix token: the one-query GQA path
     ],
 )
 def test_prefill_step_and_take_logits_equal_the_model_forward(
@@ -265,9 +239,11 @@ def test_greedy_matches_hf_generate_in_each_layout(
         assert decoder.prefix_len == 0
 
 
-def test_greedy_matches_hf_with_grouped_query_attention(gqa: LMPolicy, decoders: list) -> None:
-    gen = gqa.generate(ARITHMETIC, max_new_tokens=12, greedy=True)
-    assert_greedy_matches_hf(gqa, gen, max_new_tokens=12)
+def test_greedy_matches_hf_with_grouped_query_attention(
+    gqa_policy: LMPolicy, decoders: list
+) -> None:
+    gen = gqa_policy.generate(ARITHMETIC, max_new_tokens=12, greedy=True)
+    assert_greedy_matches_hf(gqa_policy, gen, max_new_tokens=12)
     assert decoders[0].prefix_len >= MIN_SHARED_PREFIX and len(decoders[0].distinct) == 3
     assert len({tuple(t) for t in gen.token_ids}) > 1  # the test model does not ignore prompts
 
@@ -317,9 +293,9 @@ def test_sampled_logprobs_match_sequence_logprobs(
     _assert_logprobs_match(tiny, gen, atol=1e-4, temperature=temperature, top_p=top_p)
 
 
-def test_sampled_logprobs_match_for_grouped_query_attention(gqa: LMPolicy) -> None:
-    gen = gqa.generate(ARITHMETIC, max_new_tokens=8, temperature=0.5, seed=0)
-    _assert_logprobs_match(gqa, gen, atol=1e-4, temperature=0.5)
+def test_sampled_logprobs_match_for_grouped_query_attention(gqa_policy: LMPolicy) -> None:
+    gen = gqa_policy.generate(ARITHMETIC, max_new_tokens=8, temperature=0.5, seed=0)
+    _assert_logprobs_match(gqa_policy, gen, atol=1e-4, temperature=0.5)
 
 
 def test_same_seed_gives_the_same_samples(tiny: LMPolicy) -> None:

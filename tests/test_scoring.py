@@ -1,7 +1,7 @@
 """Re-scoring with shared prompts (agents/scoring.py) equals the full forward pass.
 
-Runs on a random grouped-query Llama (4 query heads, 2 key/value heads), so both the prompt
-sharing and the grouped attention paths are exercised, in seconds.
+Runs on the random grouped-query Llama of ``conftest.py`` (4 query heads, 2 key/value heads), so
+both the prompt sharing and the grouped attention paths are exercised, in seconds.
 """
 
 from __future__ import annotations
@@ -14,37 +14,8 @@ import rewardgym.agents.policy as policy_module
 from rewardgym.agents.decoding import distinct_rows
 from rewardgym.agents.policy import LMPolicy
 from rewardgym.agents.scoring import completion_logits
-from rewardgym.agents.tiny import train_tokenizer
 
-TEXTS = [
-    "translate: the red dogs saw a cat =>",
-    "keli fekubu-ni biru beti tovi mupa-ta",
-    "translate: a bird sings =>",
-    "beti mima zatu-mo",
-] * 20
 PROMPTS = ["translate: the red dogs saw a cat =>", "translate: a bird sings =>"]
-
-
-@pytest.fixture(scope="module")
-def gqa_policy() -> LMPolicy:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = train_tokenizer(TEXTS, vocab_size=300, min_frequency=1)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = LlamaForCausalLM(config)
-    return LMPolicy(model, tokenizer, name="gqa", device="cpu", add_bos=True)
 
 
 def _grouped_batch(policy: LMPolicy, group: int = 3):
@@ -71,7 +42,9 @@ def test_shared_prompts_give_the_full_forward_pass_logprobs_and_gradients(
     assert torch.allclose(shared.logprobs, full.logprobs, atol=1e-5)
     assert torch.allclose(shared.entropy, full.entropy, atol=1e-5)
     assert torch.equal(shared.mask, full.mask)
-    assert torch.allclose(shared_grads, full_grads, rtol=1e-4, atol=1e-6)
+    # Summation order differs between the two passes: compare the gradient vectors as a whole.
+    relative = (shared_grads - full_grads).norm() / full_grads.norm()
+    assert relative < 1e-5, f"gradients differ by {relative:.2e} relative"
     assert shared_grads.abs().sum() > 0
 
 
