@@ -242,20 +242,21 @@ def sample_categorical(
     block_cdf = blocks.sum(dim=-1, dtype=torch.float64).cumsum(dim=-1)
     u = torch.rand((rows, 1), generator=generator, dtype=torch.float64, device=probs.device)
     u = u * block_cdf[:, -1:]
-    chosen = _invert(block_cdf, u, blocks.sum(dim=-1))
+    chosen = _invert(block_cdf, u)
     start = torch.where(chosen > 0, block_cdf.gather(-1, (chosen - 1).clamp(min=0)), 0.0)
     inside = blocks.gather(1, chosen[:, :, None].expand(-1, 1, block)).squeeze(1)
     cdf = inside.cumsum(dim=-1, dtype=torch.float64)
-    return chosen.squeeze(-1) * block + _invert(cdf, u - start, inside).squeeze(-1)
+    return chosen.squeeze(-1) * block + _invert(cdf, u - start).squeeze(-1)
 
 
-def _invert(cdf: torch.Tensor, u: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+def _invert(cdf: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """``[B, 1]`` index of the first ``cdf`` entry above ``u``; where rounding put ``u`` at or
     past the total, the last entry with mass instead (never a zero-probability one)."""
     index = torch.searchsorted(cdf, u, right=True)
     over = index >= cdf.shape[-1]
-    if bool(over.any()):
-        last = cdf.shape[-1] - 1 - (mass.flip(-1) > 0).to(torch.int8).argmax(dim=-1, keepdim=True)
+    if bool(over.any()):  # rare: only then find each row's last step up of the CDF
+        mass = cdf.diff(dim=-1, prepend=torch.zeros_like(cdf[:, :1])) > 0
+        last = cdf.shape[-1] - 1 - mass.flip(-1).to(torch.int8).argmax(dim=-1, keepdim=True)
         index = torch.where(over, last, index)
     return index
 
