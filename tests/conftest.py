@@ -17,6 +17,15 @@ def _no_hub_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
 
 
+def special_token_ids(tokenizer) -> dict[str, int]:
+    """The pad/bos/eos ids a transformers model config takes from its tokenizer."""
+    return {
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+
+
 def save_random_model(directory, texts, vocab_size: int = 320, hidden: int = 32, layers: int = 1):
     """A randomly initialised Llama and a byte-level BPE tokenizer, saved as a local HF model
     directory: loads in milliseconds, so trainer and harness tests need no warm start."""
@@ -45,9 +54,7 @@ def save_random_model(directory, texts, vocab_size: int = 320, hidden: int = 32,
         num_attention_heads=2,
         num_key_value_heads=2,
         max_position_embeddings=256,
-        pad_token_id=hf_tok.pad_token_id,
-        bos_token_id=hf_tok.bos_token_id,
-        eos_token_id=hf_tok.eos_token_id,
+        **special_token_ids(hf_tok),
         tie_word_embeddings=True,
     )
     LlamaForCausalLM(config).save_pretrained(directory, safe_serialization=True)
@@ -88,9 +95,7 @@ def gqa_policy(random_model_dir):
         num_key_value_heads=2,
         max_position_embeddings=256,
         initializer_range=0.2,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
+        **special_token_ids(tok),
     )
     return LMPolicy(LlamaForCausalLM(config), tok, name="gqa", device="cpu")
 

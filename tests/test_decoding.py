@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import assert_greedy_matches_hf
+from conftest import assert_greedy_matches_hf, special_token_ids
 
 import rewardgym.agents.policy as policy_module
 from rewardgym.agents.decoding import (
@@ -445,9 +445,7 @@ def test_non_llama_model_uses_the_generic_path(random_policy: LMPolicy, decoders
         n_head=2,
         n_positions=128,
         initializer_range=0.2,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
+        **special_token_ids(tok),
     )
     gpt2 = LMPolicy(GPT2LMHeadModel(config), tok, name="gpt2", device="cpu")
     gen = gpt2.generate(ARITHMETIC, max_new_tokens=8, greedy=True)
