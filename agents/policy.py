@@ -230,7 +230,11 @@ def sample_categorical(
     50k vocabulary (``benchmarks/generation.py`` times it). The inversion runs in two levels so
     no float64 copy of the whole row is made: the row is cut into blocks of ``block`` tokens,
     one uniform number per row (from ``generator``; None: torch's global generator) picks a
-    block by its float64 mass, then a token inside it. Zero-probability tokens are never drawn.
+    block by its mass, then a token inside it. Zero-probability tokens are never drawn.
+
+    Block masses are summed in the input dtype and only their ``[B, V / block]`` CDF is float64:
+    a float64 sum first copies the whole ``[B, V]`` input to float64, which in the decode loop
+    at ``[64, 49152]`` made a draw take 9-13 ms instead of 1.6 ms.
 
     Example:
         >>> sample_categorical(torch.tensor([[0.0, 1.0, 0.0]]), None)
@@ -239,7 +243,7 @@ def sample_categorical(
     rows, vocab = probs.shape
     padded = torch.nn.functional.pad(probs, (0, (-vocab) % block))
     blocks = padded.view(rows, -1, block)
-    block_cdf = blocks.sum(dim=-1, dtype=torch.float64).cumsum(dim=-1)
+    block_cdf = blocks.sum(dim=-1).to(torch.float64).cumsum(dim=-1)
     u = torch.rand((rows, 1), generator=generator, dtype=torch.float64, device=probs.device)
     u = u * block_cdf[:, -1:]
     chosen = _invert(block_cdf, u)

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from benchmarks.roofline import figure, measure_peaks, median_time, token_limit
+from rewardgym.agents.decoding import PackedWeights
 from rewardgym.agents.policy import LMPolicy, load_policy, sample_categorical
 from rewardgym.envs.tasks import make_task
 
@@ -39,6 +40,7 @@ ABLATIONS = {
     "no shared prompt work": {"share_prompts": False},
     "no row compaction": {"compact_at": 2.0},
     "KV cache in the model dtype": {"float32_cache": False},
+    "unpacked weights (the model's own layers, MKL)": {"packed_weights": False},
     "generic decode loop (HF forward + dynamic cache)": {"static_cache": False},
 }
 
@@ -238,7 +240,8 @@ def ablate(policy: LMPolicy, batch: int, max_new_tokens: int, repeats: int) -> l
     """Tokens/s with every optimisation on vs with each one off, timed round-robin.
 
     ``gain`` is the all-on rate over the ablated rate: what that optimisation buys. The bf16
-    KV-cache switch only exists for non-float32 models and is skipped in float32.
+    KV-cache switch only exists for non-float32 models and is skipped in float32; the
+    packed-weights switch only where oneDNN runs the model (CPU).
 
     Example:
         >>> ablate(policy, 8, 8, 1)[0]["gain"] > 0
@@ -248,8 +251,11 @@ def ablate(policy: LMPolicy, batch: int, max_new_tokens: int, repeats: int) -> l
     dtype = str(policy.dtype).removeprefix("torch.")
     variants = {"all on": {}}
     for name, switch in ABLATIONS.items():
-        if not ("float32_cache" in switch and policy.dtype == torch.float32):
-            variants[name] = switch
+        if "float32_cache" in switch and policy.dtype == torch.float32:
+            continue
+        if "packed_weights" in switch and not PackedWeights.available(policy.model.lm_head.weight):
+            continue
+        variants[name] = switch
     rates: dict[str, list[float]] = {name: [] for name in variants}
     default = policy.fast_path
     try:

@@ -11,6 +11,7 @@ of ``conftest.py`` and a random grouped-query Llama built here; the whole file t
 
 from __future__ import annotations
 
+import copy
 import math
 from types import SimpleNamespace
 
@@ -24,8 +25,10 @@ from rewardgym.agents.decoding import (
     MIN_SHARED_PREFIX,
     DynamicCacheDecoder,
     FastPathOptions,
+    PackedWeights,
     StaticCacheDecoder,
     common_prefix_length,
+    plain_linear,
     supports,
 )
 from rewardgym.agents.policy import LMPolicy, load_policy
@@ -209,6 +212,78 @@ def test_prefill_step_and_take_logits_equal_the_model_forward(
                 seqs, nxt = [seqs[i] for i in index], nxt[index]
             seqs = [[*s, t] for s, t in zip(seqs, nxt.tolist())]
             logits = decoder.step(nxt)
+
+
+# ------------------------------------------------------------------ packed weights
+
+PACKABLE = [
+    torch.float32,
+    pytest.param(
+        torch.bfloat16,
+        marks=pytest.mark.skipif(
+            not PackedWeights.available(torch.zeros(1, dtype=torch.bfloat16)),
+            reason="oneDNN has no bf16 kernels on this CPU",
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("dtype", PACKABLE)
+def test_packed_weights_compute_every_linear_layer_of_the_model(
+    tiny: LMPolicy, dtype: torch.dtype
+) -> None:
+    """Each layer (tiny's own, and one with a bias), fed a 3-d batch, gives ``module(x)``."""
+    torch.manual_seed(0)
+    with_bias = torch.nn.Linear(tiny.model.config.hidden_size, 7)
+    model = torch.nn.ModuleDict({"tiny": copy.deepcopy(tiny.model), "with_bias": with_bias})
+    model.to(dtype)
+    packed = PackedWeights(model)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(layers) == 7 * tiny.model.config.num_hidden_layers + 2
+    with torch.no_grad():
+        for layer in layers:
+            x = torch.randn(3, 5, layer.in_features, dtype=dtype)
+            torch.testing.assert_close(packed(layer, x), layer(x), atol=tol, rtol=tol)
+
+
+def test_packed_weights_are_only_offered_where_onednn_runs_them() -> None:
+    assert PackedWeights.available(torch.zeros(1))
+    assert not PackedWeights.available(torch.zeros(1, dtype=torch.float16))
+    assert not PackedWeights.available(torch.zeros(1, dtype=torch.float64))
+
+
+def test_the_decoder_packs_weights_unless_switched_off(tiny: LMPolicy, decoders: list) -> None:
+    outputs = []
+    for packed in (True, False):
+        tiny.fast_path = FastPathOptions(packed_weights=packed)
+        try:
+            outputs.append(tiny.generate(SHARED, max_new_tokens=12, greedy=True).token_ids)
+        finally:
+            tiny.fast_path = FastPathOptions()
+    assert isinstance(decoders[0].linear, PackedWeights)
+    assert decoders[1].linear is plain_linear
+    assert outputs[0] == outputs[1]
+
+
+def test_each_rollout_packs_the_weights_as_they_are_now(gqa_policy: LMPolicy) -> None:
+    """Training changes the weights between rollouts: a rollout must not reuse stale packs."""
+    prompts = ARITHMETIC[:2]
+    before = gqa_policy.generate(prompts, max_new_tokens=8, greedy=True).token_ids
+    head = gqa_policy.model.lm_head.weight
+    saved = head.detach().clone()
+    try:
+        with torch.no_grad():
+            head.copy_(torch.randn_like(head))
+        after = gqa_policy.generate(prompts, max_new_tokens=8, greedy=True).token_ids
+        gqa_policy.fast_path = FastPathOptions(packed_weights=False)
+        unpacked = gqa_policy.generate(prompts, max_new_tokens=8, greedy=True).token_ids
+    finally:
+        gqa_policy.fast_path = FastPathOptions()
+        with torch.no_grad():
+            head.copy_(saved)
+    assert after != before
+    assert after == unpacked
 
 
 # ------------------------------------------------------------------ greedy against HF
