@@ -3,7 +3,8 @@
 ``python -m benchmarks.profile_decode [--model smollm2-135m] [--dtype bfloat16] [--batch 64]``
 prefills the task's training prompts, runs warm-up steps, then profiles ``--steps`` decode steps
 of :class:`rewardgym.agents.decoding.StaticCacheDecoder` and prints the wall milliseconds per
-step, the share spent in matrix products (``aten::mm``) and the top operators by self time.
+step, the share spent in matrix products (``aten::mm``, and oneDNN's ``_linear_pointwise`` over
+packed weights) and the top operators by self time.
 Not part of ``run_all``: it explains figures rather than producing them.
 
 Example:
@@ -23,9 +24,12 @@ from benchmarks.generation import task_prompts
 from rewardgym.agents.decoding import StaticCacheDecoder
 from rewardgym.agents.policy import load_policy
 
+# Operators that run the linear layers: PyTorch's matrix product, and oneDNN over packed weights.
+MATMUL_OPS = ("aten::mm", "mkldnn::_linear_pointwise")
+
 
 def profile_steps(model: str, dtype: str, batch: int, steps: int) -> tuple[float, float, str]:
-    """Milliseconds per decode step, the share of ``aten::mm`` and the operator table.
+    """Milliseconds per decode step, the share of matrix products and the operator table.
 
     Example:
         >>> ms, mm_share, table = profile_steps("tiny", "float32", 8, 3)
@@ -46,7 +50,7 @@ def profile_steps(model: str, dtype: str, batch: int, steps: int) -> tuple[float
             wall = time.perf_counter() - start
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
-    mm = sum(e.self_cpu_time_total for e in events if e.key == "aten::mm")
+    mm = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
     table = events.table(sort_by="self_cpu_time_total", row_limit=12)
     return 1e3 * wall / steps, mm / total, table
 
@@ -60,7 +64,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     ms, mm_share, table = profile_steps(args.model, args.dtype, args.batch, args.steps)
     print(f"{args.model} {args.dtype} batch {args.batch}: {ms:.1f} ms per decode step")
-    print(f"matrix products (aten::mm): {100 * mm_share:.0f} % of profiled self time")
+    print(
+        f"matrix products ({', '.join(MATMUL_OPS)}): {100 * mm_share:.0f} % of profiled self time"
+    )
     print(table)
 
 

@@ -217,4 +217,4 @@ def test_profile_decode_reports_time_and_matrix_share(random_model_dir: str) -> 
 
     ms, mm_share, table = profile_decode.profile_steps(random_model_dir, "float32", 4, 2)
     assert ms > 0 and 0 < mm_share < 1
-    assert "aten::mm" in table
+    assert any(op in table for op in profile_decode.MATMUL_OPS)
