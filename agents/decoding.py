@@ -19,7 +19,7 @@ What it saves over calling the Hugging Face model step by step (measured in
   rounds less; the layers themselves still run in the model's dtype.
 * **No matrix products for padding.** Distinct prompts have different lengths; the prompt pass
   lays them out padded (for attention) but runs the linear layers only on the real tokens
-  (:class:`RealPositionsLinear`; re-scoring in :mod:`rewardgym.agents.scoring` does the same).
+  (:class:`RealPositionsLinear`).
 * **Prepacked weights on CPU.** The linear layers' weights are reordered once per rollout into
   oneDNN's blocked layout (:class:`PackedWeights`). At decode batch sizes PyTorch's default CPU
   matrix product (MKL) runs well below the machine's peak on this AMD CPU, and oneDNN over
@@ -87,8 +87,8 @@ class FastPathOptions:
             (compaction copies the whole cache, so it pays only once a good share has left;
             above 1: never).
         float32_cache: keep keys and values in float32 whatever the model dtype.
-        skip_padding: the prompt pass of generation, and re-scoring, run the linear layers on
-            real tokens only (False: on the padded batch).
+        skip_prompt_padding: the prompt pass runs the linear layers on real tokens only
+            (False: on the padded batch).
         packed_weights: on CPU, run the linear layers through oneDNN over weights packed once
             per rollout (:class:`PackedWeights`); False: the model's own layers.
 
@@ -101,7 +101,7 @@ class FastPathOptions:
     share_prompts: bool = True
     compact_at: float = 0.25
     float32_cache: bool = True
-    skip_padding: bool = True
+    skip_prompt_padding: bool = True
     packed_weights: bool = True
 
 
@@ -220,7 +220,7 @@ class StaticCacheDecoder:
         self.next_position = torch.zeros(len(self.distinct), dtype=torch.long, device=self.device)
         self.filled = 0  # cache columns written so far
         width = self.prompt_width - self.prefix_len
-        self.skip_padding = options.skip_padding
+        self.skip_padding = options.skip_prompt_padding
         self.prompt_positions = self.prefix_len + len(self.distinct) * width
         self.prompt_padding = sum(width - (len(p) - self.prefix_len) for p in self.distinct)
         if self.skip_padding:

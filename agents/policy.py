@@ -633,9 +633,7 @@ class LMPolicy:
         shared = self.fast_path.share_prompts and supports(self.model)
         if shared and len(set(map(tuple, prompt_ids))) < batch:
             # Repeated prompts (a GRPO group): each distinct prompt is computed once.
-            logits, counts = completion_logits(
-                self.model, prompt_ids, completion_ids, self.pad_id, self.fast_path.skip_padding
-            )
+            logits, counts = completion_logits(self.model, prompt_ids, completion_ids, self.pad_id)
             n_pos, n_pad, real = counts.positions, counts.padding, counts.per_sample
         else:
             logits, _ = self._forward(ids, attn, self._positions(attn), width_c + 1)

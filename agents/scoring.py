@@ -25,15 +25,7 @@ from typing import Any
 
 import torch
 
-from rewardgym.agents.decoding import (
-    Linear,
-    RealPositionsLinear,
-    attention,
-    distinct_rows,
-    mlp,
-    plain_linear,
-    project_qkv,
-)
+from rewardgym.agents.decoding import attention, distinct_rows, project_qkv
 
 __all__ = ["PositionCounts", "completion_logits"]
 
@@ -59,7 +51,6 @@ def completion_logits(
     prompt_ids: Sequence[Sequence[int]],
     completion_ids: Sequence[Sequence[int]],
     pad_id: int,
-    skip_padding: bool = True,
 ) -> tuple[torch.Tensor, PositionCounts]:
     """Logits ``[B, T, vocab]`` predicting each completion token (column ``t`` scores token ``t``).
 
@@ -68,8 +59,6 @@ def completion_logits(
         prompt_ids: prompt ids per sample (non-empty); repeats are computed once.
         completion_ids: completion ids per sample; the longest sets ``T`` (at least 1).
         pad_id: id fed at padding positions.
-        skip_padding: run the linear layers (the output projection included) on real tokens
-            only; padding positions then get zero logits, which callers mask out anyway.
     """
     device = model.lm_head.weight.device
     prompts, expand = distinct_rows(prompt_ids)
@@ -82,42 +71,24 @@ def completion_logits(
     )
     prompt_attend, completion_attend = _masks(prompt["real"], completion["real"], expand_t)
 
-    linear_p, linear_c = _linears(prompt["real"], completion["real"], skip_padding)
     inner = model.model
     hidden_p, hidden_c = _embed(inner.embed_tokens, prompt["ids"], completion["ids"])
     rotary_p = inner.rotary_emb(hidden_p, prompt["positions"])
     rotary_c = inner.rotary_emb(hidden_c, completion_positions)
     for layer in inner.layers:
         attn = layer.self_attn
-        query_p, key_p, value_p = project_qkv(
-            attn, layer.input_layernorm(hidden_p), rotary_p, linear_p
-        )
-        query_c, key_c, value_c = project_qkv(
-            attn, layer.input_layernorm(hidden_c), rotary_c, linear_c
-        )
-        hidden_p = hidden_p + attention(attn, query_p, key_p, value_p, prompt_attend, linear_p)
+        query_p, key_p, value_p = project_qkv(attn, layer.input_layernorm(hidden_p), rotary_p)
+        query_c, key_c, value_c = project_qkv(attn, layer.input_layernorm(hidden_c), rotary_c)
+        hidden_p = hidden_p + attention(attn, query_p, key_p, value_p, prompt_attend)
         keys = torch.cat([key_p[expand_t], key_c], dim=2)
         values = torch.cat([value_p[expand_t], value_c], dim=2)
-        hidden_c = hidden_c + attention(attn, query_c, keys, values, completion_attend, linear_c)
-        hidden_p = hidden_p + mlp(layer.mlp, layer.post_attention_layernorm(hidden_p), linear_p)
-        hidden_c = hidden_c + mlp(layer.mlp, layer.post_attention_layernorm(hidden_c), linear_c)
-    # Token 0 is predicted from the prompt's last position, token t from completion token t-1;
-    # column t is scored exactly where completion token t is real.
+        hidden_c = hidden_c + attention(attn, query_c, keys, values, completion_attend)
+        hidden_p = hidden_p + layer.mlp(layer.post_attention_layernorm(hidden_p))
+        hidden_c = hidden_c + layer.mlp(layer.post_attention_layernorm(hidden_c))
+    # Token 0 is predicted from the prompt's last position, token t from completion token t-1.
     scoring = torch.cat([hidden_p[expand_t, -1:], hidden_c[:, :-1]], dim=1)
-    logits = linear_c(model.lm_head, inner.norm(scoring))
-    counts = _counts(prompts, expand, completion_ids, completion["ids"].shape[1], skip_padding)
-    return logits, counts
-
-
-def _linears(
-    prompt_real: torch.Tensor, completion_real: torch.Tensor, skip_padding: bool
-) -> tuple[Linear, Linear]:
-    """How each stream runs its linear layers: on real positions only, or on all of them."""
-    if not skip_padding:
-        return plain_linear, plain_linear
-    return RealPositionsLinear(plain_linear, prompt_real), RealPositionsLinear(
-        plain_linear, completion_real
-    )
+    logits = model.lm_head(inner.norm(scoring))
+    return logits, _counts(prompts, expand, completion_ids, completion["ids"].shape[1])
 
 
 def _embed(
@@ -178,11 +149,10 @@ def _counts(
     expand: list[int],
     completion_ids: Sequence[Sequence[int]],
     width_c: int,
-    skip_padding: bool,
 ) -> PositionCounts:
     width_p = max(len(p) for p in prompts)
+    positions = len(prompts) * width_p + len(expand) * width_c
     real = sum(len(p) for p in prompts) + sum(len(c) for c in completion_ids)
-    positions = real if skip_padding else len(prompts) * width_p + len(expand) * width_c
     sharing = [expand.count(row) for row in range(len(prompts))]
     per_sample = [
         len(prompts[row]) / sharing[row] + len(c)

@@ -253,7 +253,7 @@ def test_skipping_prompt_padding_changes_no_logit(tiny: LMPolicy, prompts: list[
     ids = tiny.encode_prompts(prompts)
     logits = []
     for skip in (True, False):
-        options = FastPathOptions(skip_padding=skip)
+        options = FastPathOptions(skip_prompt_padding=skip)
         decoder = StaticCacheDecoder(tiny.model, ids, 2, tiny.pad_id, options)
         with torch.no_grad():
             first = decoder.prefill()
@@ -470,7 +470,7 @@ def test_positions_of_a_greedy_batch_by_hand(tiny: LMPolicy, decoders: list) -> 
 def test_positions_without_compaction_or_prompt_unpadding_count_the_padding(
     tiny: LMPolicy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    options = FastPathOptions(compact_at=1.0, skip_padding=False)
+    options = FastPathOptions(compact_at=1.0, skip_prompt_padding=False)
     monkeypatch.setattr(tiny, "fast_path", options)
     gen = tiny.generate(SHARED, max_new_tokens=16, greedy=True)
     assert gen.n_tokens == [8, 13, 14, 11]
@@ -505,7 +505,7 @@ def test_positions_count_a_shared_prefix_once_and_each_distinct_prompt_once(
 def test_positions_of_one_new_token(
     tiny: LMPolicy, monkeypatch: pytest.MonkeyPatch, skip_padding: bool
 ) -> None:
-    monkeypatch.setattr(tiny, "fast_path", FastPathOptions(skip_padding=skip_padding))
+    monkeypatch.setattr(tiny, "fast_path", FastPathOptions(skip_prompt_padding=skip_padding))
     gen = tiny.generate(MIXED, max_new_tokens=1, greedy=True)
     lengths = [len(p) for p in gen.prompt_ids]
     padding = 3 * max(lengths) - sum(lengths) if not skip_padding else 0
@@ -521,7 +521,7 @@ def test_positions_of_one_new_token(
 def test_generation_flops_count_the_computed_positions(
     tiny: LMPolicy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tiny, "fast_path", FastPathOptions(skip_padding=False))
+    monkeypatch.setattr(tiny, "fast_path", FastPathOptions(skip_prompt_padding=False))
     gen = tiny.generate(SHARED, max_new_tokens=16, greedy=True)
     flops = FlopCounter(tiny.n_params)
     count_generation_flops(flops, gen)

@@ -57,37 +57,19 @@ def test_shared_prompts_match_the_sampling_logprobs(gqa_policy: LMPolicy) -> Non
         assert torch.allclose(out.logprobs[row, :n].double(), torch.as_tensor(logprobs), atol=1e-4)
 
 
-@pytest.mark.parametrize("skip_padding", [True, False])
-def test_each_distinct_prompt_is_counted_once(gqa_policy: LMPolicy, skip_padding: bool) -> None:
+def test_each_distinct_prompt_is_counted_once(gqa_policy: LMPolicy) -> None:
     prompt_a, prompt_b = gqa_policy.encode_prompts(PROMPTS)
     completions = [[5, 6, 7], [8], [9, 10], [11, 12]]
     prompts = [prompt_a, prompt_a, prompt_b, prompt_b]
     with torch.no_grad():
-        logits, counts = completion_logits(
-            gqa_policy.model, prompts, completions, pad_id=0, skip_padding=skip_padding
-        )
+        logits, counts = completion_logits(gqa_policy.model, prompts, completions, pad_id=0)
     width_p = max(len(prompt_a), len(prompt_b))
     assert logits.shape[:2] == (4, 3)
+    assert counts.positions == 2 * width_p + 4 * 3
     real = len(prompt_a) + len(prompt_b) + sum(map(len, completions))
-    padded = 2 * width_p + 4 * 3
-    assert real < padded
-    assert counts.positions == (real if skip_padding else padded)
     assert counts.padding == counts.positions - real
     assert counts.per_sample[0] == len(prompt_a) / 2 + 3
     assert counts.per_sample[3] == len(prompt_b) / 2 + 2
-
-
-def test_skipping_padding_changes_no_real_logit(gqa_policy: LMPolicy) -> None:
-    prompt_a, prompt_b = gqa_policy.encode_prompts(PROMPTS)
-    completions = [[5, 6, 7], [8], [9, 10], [11, 12]]
-    prompts = [prompt_a, prompt_a, prompt_b, prompt_b]
-    with torch.no_grad():
-        skipped, _ = completion_logits(gqa_policy.model, prompts, completions, 0, True)
-        padded, _ = completion_logits(gqa_policy.model, prompts, completions, 0, False)
-    for row, completion in enumerate(completions):
-        n = len(completion)
-        torch.testing.assert_close(skipped[row, :n], padded[row, :n], atol=1e-5, rtol=1e-5)
-        assert skipped[row, n:].eq(0).all()  # padding columns are never computed
 
 
 def test_distinct_prompts_take_the_plain_path(
