@@ -17,9 +17,6 @@ What it saves over calling the Hugging Face model step by step (measured in
   compacted to the live rows, so later steps do no work for them.
 * **A float32 cache.** Attention over a float32 cache is faster on CPU than over bf16 and
   rounds less; the layers themselves still run in the model's dtype.
-* **No matrix products for padding.** Distinct prompts have different lengths; the prompt pass
-  lays them out padded (for attention) but runs the linear layers only on the real tokens
-  (:class:`RealPositionsLinear`).
 * **Prepacked weights on CPU.** The linear layers' weights are reordered once per rollout into
   oneDNN's blocked layout (:class:`PackedWeights`). At decode batch sizes PyTorch's default CPU
   matrix product (MKL) runs well below the machine's peak on this AMD CPU, and oneDNN over
@@ -55,7 +52,6 @@ __all__ = [
     "FastPathOptions",
     "DynamicCacheDecoder",
     "PackedWeights",
-    "RealPositionsLinear",
     "StaticCacheDecoder",
     "attention",
     "distinct_rows",
@@ -87,8 +83,6 @@ class FastPathOptions:
             (compaction copies the whole cache, so it pays only once a good share has left;
             above 1: never).
         float32_cache: keep keys and values in float32 whatever the model dtype.
-        skip_prompt_padding: the prompt pass runs the linear layers on real tokens only
-            (False: on the padded batch).
         packed_weights: on CPU, run the linear layers through oneDNN over weights packed once
             per rollout (:class:`PackedWeights`); False: the model's own layers.
 
@@ -101,7 +95,6 @@ class FastPathOptions:
     share_prompts: bool = True
     compact_at: float = 0.25
     float32_cache: bool = True
-    skip_prompt_padding: bool = True
     packed_weights: bool = True
 
 
@@ -162,7 +155,7 @@ class StaticCacheDecoder:
         prefix_len: prompt tokens shared by the whole batch, run once.
         distinct: the distinct prompts, each run once.
         prompt_positions: positions the prompt pass computes (the shared prefix counted once).
-        prompt_padding: how many of those carry padding (0 when the prompt pass skips it).
+        prompt_padding: how many of those carry padding.
     """
 
     can_take = True
@@ -220,12 +213,8 @@ class StaticCacheDecoder:
         self.next_position = torch.zeros(len(self.distinct), dtype=torch.long, device=self.device)
         self.filled = 0  # cache columns written so far
         width = self.prompt_width - self.prefix_len
-        self.skip_padding = options.skip_prompt_padding
         self.prompt_positions = self.prefix_len + len(self.distinct) * width
         self.prompt_padding = sum(width - (len(p) - self.prefix_len) for p in self.distinct)
-        if self.skip_padding:
-            self.prompt_positions -= self.prompt_padding
-            self.prompt_padding = 0
 
     # ------------------------------------------------------------------ phases
     def prefill(self) -> torch.Tensor:
@@ -256,8 +245,7 @@ class StaticCacheDecoder:
         suffix |= torch.eye(width, dtype=torch.bool, device=self.device)[None]
         prefix = self.mask[:, None, : self.prefix_len].expand(-1, width, -1)
         attend = torch.cat([prefix, suffix], dim=-1)[:, None]
-        linear = RealPositionsLinear(self.linear, real) if self.skip_padding else self.linear
-        logits = self._forward(ids, positions, self.prefix_len, attend, linear)
+        logits = self._forward(ids, positions, self.prefix_len, attend)
         self.next_position = positions[:, -1] + 1
 
         if len(self.distinct) < len(self.prompts):
@@ -287,31 +275,18 @@ class StaticCacheDecoder:
 
     # --------------------------------------------------------------- internals
     def _forward(
-        self,
-        ids: torch.Tensor,
-        positions: torch.Tensor,
-        column: int,
-        attend: torch.Tensor,
-        linear: Linear | None = None,
+        self, ids: torch.Tensor, positions: torch.Tensor, column: int, attend: torch.Tensor
     ) -> torch.Tensor:
-        """Run the layers on ``ids`` written at cache column ``column`` onwards; last logits.
-        ``linear`` runs the layers' linear parts (default: ``self.linear``)."""
-        linear = linear or self.linear
+        """Run the layers on ``ids`` written at cache column ``column`` onwards; last logits."""
         inner = self.model.model
         hidden = inner.embed_tokens(ids)
         rotary = inner.rotary_emb(hidden, positions)
         end = column + ids.shape[1]
         for index, layer in enumerate(inner.layers):
             hidden = hidden + self._attention(
-                layer.self_attn,
-                layer.input_layernorm(hidden),
-                rotary,
-                index,
-                column,
-                attend,
-                linear,
+                layer.self_attn, layer.input_layernorm(hidden), rotary, index, column, attend
             )
-            hidden = hidden + mlp(layer.mlp, layer.post_attention_layernorm(hidden), linear)
+            hidden = hidden + mlp(layer.mlp, layer.post_attention_layernorm(hidden), self.linear)
         self.filled = max(self.filled, end)
         last = inner.norm(hidden[:, -1:])
         return self.linear(self.model.lm_head, last)[:, -1]
@@ -324,15 +299,14 @@ class StaticCacheDecoder:
         layer: int,
         column: int,
         attend: torch.Tensor,
-        linear: Linear,
     ) -> torch.Tensor:
-        query, key, value = project_qkv(attn, hidden, rotary, linear)
+        query, key, value = project_qkv(attn, hidden, rotary, self.linear)
         end = column + hidden.shape[1]
         self.keys[layer, :, :, column:end] = key
         self.values[layer, :, :, column:end] = value
         keys = self.keys[layer, : attend.shape[0], :, : attend.shape[-1]]
         values = self.values[layer, : attend.shape[0], :, : attend.shape[-1]]
-        return attention(attn, query.to(self.cache_dtype), keys, values, attend, linear)
+        return attention(attn, query.to(self.cache_dtype), keys, values, attend, self.linear)
 
 
 Linear = Callable[[torch.nn.Linear, torch.Tensor], torch.Tensor]
@@ -378,29 +352,6 @@ class PackedWeights:
         bias = None if module.bias is None else module.bias.detach()
         out = torch.ops.mkldnn._linear_pointwise(rows, self._weights[module], bias, "none", [], "")
         return out.view(*x.shape[:-1], out.shape[-1])
-
-
-class RealPositionsLinear:
-    """``linear`` run on the real positions of a padded batch only; padding positions get zeros.
-
-    A padding position then carries zero queries, keys and values: no real query attends to it,
-    and its own softmax row (it sees only itself) stays finite.
-
-    Example:
-        >>> real = torch.tensor([[False, True, True], [True, True, True]])
-        >>> RealPositionsLinear(plain_linear, real)(layer, x)  # x: [2, 3, in] -> [2, 3, out]
-    """
-
-    def __init__(self, linear: Linear, real: torch.Tensor) -> None:
-        self.linear = linear
-        # flat indices once: boolean-mask indexing would search the mask on every call
-        self.index = real.flatten().nonzero().squeeze(-1)
-
-    def __call__(self, module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, x.shape[-1]).index_select(0, self.index)
-        out = x.new_zeros((x.shape[:-1].numel(), module.out_features))
-        out.index_copy_(0, self.index, self.linear(module, rows))
-        return out.view(*x.shape[:-1], module.out_features)
 
 
 def project_qkv(

@@ -40,7 +40,6 @@ ABLATIONS = {
     "no shared prompt work": {"share_prompts": False},
     "no row compaction": {"compact_at": 2.0},
     "KV cache in the model dtype": {"float32_cache": False},
-    "prompt padding through the linear layers": {"skip_prompt_padding": False},
     "unpacked weights (the model's own layers, MKL)": {"packed_weights": False},
     "generic decode loop (HF forward + dynamic cache)": {"static_cache": False},
 }

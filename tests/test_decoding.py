@@ -26,7 +26,6 @@ from rewardgym.agents.decoding import (
     DynamicCacheDecoder,
     FastPathOptions,
     PackedWeights,
-    RealPositionsLinear,
     StaticCacheDecoder,
     common_prefix_length,
     plain_linear,
@@ -248,37 +247,6 @@ def test_packed_weights_compute_every_linear_layer_of_the_model(
             torch.testing.assert_close(packed(layer, x), layer(x), atol=tol, rtol=tol)
 
 
-@pytest.mark.parametrize("prompts", [MIXED, SHARED + SHARED[:1]])
-def test_skipping_prompt_padding_changes_no_logit(tiny: LMPolicy, prompts: list[str]) -> None:
-    ids = tiny.encode_prompts(prompts)
-    logits = []
-    for skip in (True, False):
-        options = FastPathOptions(skip_prompt_padding=skip)
-        decoder = StaticCacheDecoder(tiny.model, ids, 2, tiny.pad_id, options)
-        with torch.no_grad():
-            first = decoder.prefill()
-            logits.append(torch.cat([first, decoder.step(first.argmax(-1))]))
-    torch.testing.assert_close(logits[0], logits[1], atol=1e-5, rtol=1e-5)
-
-
-def test_real_positions_linear_runs_the_layer_on_real_positions_only() -> None:
-    layer = torch.nn.Linear(4, 3)
-    x = torch.randn(2, 3, 4)
-    real = torch.tensor([[False, True, True], [True, True, True]])
-    seen: list[torch.Tensor] = []
-
-    def spy(module: torch.nn.Linear, rows: torch.Tensor) -> torch.Tensor:
-        seen.append(rows)
-        return module(rows)
-
-    with torch.no_grad():
-        out = RealPositionsLinear(spy, real)(layer, x)
-        expected = layer(x)
-    assert seen[0].shape == (5, 4)
-    torch.testing.assert_close(out[real], expected[real])
-    assert out[0, 0].eq(0).all()
-
-
 def test_packed_weights_are_only_offered_where_onednn_runs_them() -> None:
     assert PackedWeights.available(torch.zeros(1))
     assert not PackedWeights.available(torch.zeros(1, dtype=torch.float16))
@@ -454,33 +422,29 @@ def test_positions_of_a_greedy_batch_by_hand(tiny: LMPolicy, decoders: list) -> 
     assert [len(p) for p in gen.prompt_ids] == [10, 11, 15, 10]
     assert gen.n_tokens == [8, 13, 14, 11] and all(gen.finished)
     assert decoders[0].prefix_len == 7
-    # Prompt: the 7-token prefix once, then the rows' real rests (3, 4, 8, 3 tokens): the
-    # padding up to the longest rest gets no matrix products.
+    # Prompt: the 7-token prefix once, then 4 rows of the longest rest (15 - 7 = 8) columns,
+    # of which 8 - 3, 8 - 4, 8 - 8, 8 - 3 are padding.
     # New: steps 0-6 feed 4 rows; row 0 ends at step 7 (3 of 4 <= 75% live: compact), so
     # steps 7-9 feed 3; row 3 ends at step 10 (2 of 3), steps 10-11 feed 2; row 1 ends at
     # step 12 (1 of 2), step 12 feeds 1; row 2 ends at step 13 and nothing more is fed.
     assert gen.positions == {
-        "prompt": 7 + 3 + 4 + 8 + 3,
-        "prompt_padding": 0,
+        "prompt": 7 + 4 * 8,
+        "prompt_padding": 5 + 4 + 0 + 5,
         "new": 7 * 4 + 3 * 3 + 2 * 2 + 1,
         "new_padding": 0,
     }
 
 
-def test_positions_without_compaction_or_prompt_unpadding_count_the_padding(
+def test_positions_without_compaction_count_finished_rows_as_padding(
     tiny: LMPolicy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    options = FastPathOptions(compact_at=1.0, skip_prompt_padding=False)
-    monkeypatch.setattr(tiny, "fast_path", options)
+    monkeypatch.setattr(tiny, "fast_path", FastPathOptions(compact_at=1.0))
     gen = tiny.generate(SHARED, max_new_tokens=16, greedy=True)
     assert gen.n_tokens == [8, 13, 14, 11]
     # 13 decode steps of 4 rows; a row ending after n tokens is fed padding 14 - n times.
     assert gen.positions["new"] == 13 * 4
     assert gen.positions["new_padding"] == 6 + 1 + 0 + 3
-    # The 7-token prefix once, then 4 rows of the longest rest (8 columns), of which
-    # 8 - 3, 8 - 4, 8 - 8, 8 - 3 are padding.
-    assert gen.positions["prompt"] == 7 + 4 * 8
-    assert gen.positions["prompt_padding"] == 5 + 4 + 0 + 5
+    assert gen.positions["prompt"] == 39 and gen.positions["prompt_padding"] == 14
 
 
 def test_positions_count_a_shared_prefix_once_and_each_distinct_prompt_once(
@@ -493,35 +457,27 @@ def test_positions_count_a_shared_prefix_once_and_each_distinct_prompt_once(
     prefix, distinct = decoders[0].prefix_len, {tuple(p) for p in gen.prompt_ids}
     longest = max(map(len, gen.prompt_ids))
     assert prefix >= MIN_SHARED_PREFIX and len(distinct) == 3
-    assert longest - prefix > min(len(p) - prefix for p in distinct)  # the rests are padded
-    assert gen.positions["prompt"] == prefix + sum(len(p) - prefix for p in distinct)
-    assert gen.positions["prompt_padding"] == 0
+    assert gen.positions["prompt"] == prefix + len(distinct) * (longest - prefix)
+    real = prefix + sum(len(p) - prefix for p in distinct)
+    assert gen.positions["prompt_padding"] == gen.positions["prompt"] - real
     # Each row is fed its own tokens but the last: the step that made eos drops it.
     assert gen.positions["new"] == sum(n - 1 for n in gen.n_tokens)
     assert gen.positions["new_padding"] == 0
 
 
-@pytest.mark.parametrize("skip_padding", [True, False])
-def test_positions_of_one_new_token(
-    tiny: LMPolicy, monkeypatch: pytest.MonkeyPatch, skip_padding: bool
-) -> None:
-    monkeypatch.setattr(tiny, "fast_path", FastPathOptions(skip_prompt_padding=skip_padding))
+def test_positions_of_one_new_token(tiny: LMPolicy) -> None:
     gen = tiny.generate(MIXED, max_new_tokens=1, greedy=True)
     lengths = [len(p) for p in gen.prompt_ids]
-    padding = 3 * max(lengths) - sum(lengths) if not skip_padding else 0
-    assert gen.n_tokens == [1, 1, 1] and 3 * max(lengths) > sum(lengths)
+    assert gen.n_tokens == [1, 1, 1]
     assert gen.positions == {
-        "prompt": sum(lengths) + padding,
-        "prompt_padding": padding,
+        "prompt": 3 * max(lengths),
+        "prompt_padding": 3 * max(lengths) - sum(lengths),
         "new": 0,
         "new_padding": 0,
     }
 
 
-def test_generation_flops_count_the_computed_positions(
-    tiny: LMPolicy, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(tiny, "fast_path", FastPathOptions(skip_prompt_padding=False))
+def test_generation_flops_count_the_computed_positions(tiny: LMPolicy) -> None:
     gen = tiny.generate(SHARED, max_new_tokens=16, greedy=True)
     flops = FlopCounter(tiny.n_params)
     count_generation_flops(flops, gen)
