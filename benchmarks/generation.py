@@ -241,7 +241,7 @@ def ablate(policy: LMPolicy, batch: int, max_new_tokens: int, repeats: int) -> l
 
     ``gain`` is the all-on rate over the ablated rate: what that optimisation buys. The bf16
     KV-cache switch only exists for non-float32 models and is skipped in float32; the
-    packed-weights switch only where oneDNN runs the model (CPU).
+    packed-weights switch only where the decoder packs the model's weights (CPU, large enough).
 
     Example:
         >>> ablate(policy, 8, 8, 1)[0]["gain"] > 0
@@ -253,7 +253,7 @@ def ablate(policy: LMPolicy, batch: int, max_new_tokens: int, repeats: int) -> l
     for name, switch in ABLATIONS.items():
         if "float32_cache" in switch and policy.dtype == torch.float32:
             continue
-        if "packed_weights" in switch and not PackedWeights.available(policy.model.lm_head.weight):
+        if "packed_weights" in switch and not PackedWeights.pays_for(policy.model):
             continue
         variants[name] = switch
     rates: dict[str, list[float]] = {name: [] for name in variants}

@@ -20,6 +20,7 @@ import pytest
 import torch
 from conftest import assert_greedy_matches_hf, special_token_ids
 
+import rewardgym.agents.decoding as decoding
 import rewardgym.agents.policy as policy_module
 from rewardgym.agents.decoding import (
     MIN_SHARED_PREFIX,
@@ -253,7 +254,21 @@ def test_packed_weights_are_only_offered_where_onednn_runs_them() -> None:
     assert not PackedWeights.available(torch.zeros(1, dtype=torch.float64))
 
 
-def test_the_decoder_packs_weights_unless_switched_off(tiny: LMPolicy, decoders: list) -> None:
+@pytest.fixture()
+def pack_any_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pack the test models' weights too, though they are below ``PACK_MIN_PARAMS``."""
+    monkeypatch.setattr(decoding, "PACK_MIN_PARAMS", 0)
+
+
+def test_small_models_are_not_packed(tiny: LMPolicy, decoders: list) -> None:
+    assert tiny.n_params < decoding.PACK_MIN_PARAMS
+    tiny.generate(SHARED[:1], max_new_tokens=2, greedy=True)
+    assert decoders[0].linear is plain_linear
+
+
+def test_the_decoder_packs_weights_unless_switched_off(
+    tiny: LMPolicy, decoders: list, pack_any_size: None
+) -> None:
     outputs = []
     for packed in (True, False):
         tiny.fast_path = FastPathOptions(packed_weights=packed)
@@ -266,7 +281,9 @@ def test_the_decoder_packs_weights_unless_switched_off(tiny: LMPolicy, decoders:
     assert outputs[0] == outputs[1]
 
 
-def test_each_rollout_packs_the_weights_as_they_are_now(gqa_policy: LMPolicy) -> None:
+def test_each_rollout_packs_the_weights_as_they_are_now(
+    gqa_policy: LMPolicy, decoders: list, pack_any_size: None
+) -> None:
     """Training changes the weights between rollouts: a rollout must not reuse stale packs."""
     prompts = ARITHMETIC[:2]
     before = gqa_policy.generate(prompts, max_new_tokens=8, greedy=True).token_ids
@@ -282,6 +299,7 @@ def test_each_rollout_packs_the_weights_as_they_are_now(gqa_policy: LMPolicy) ->
         gqa_policy.fast_path = FastPathOptions()
         with torch.no_grad():
             head.copy_(saved)
+    assert isinstance(decoders[1].linear, PackedWeights)
     assert after != before
     assert after == unpacked
 
@@ -297,16 +315,20 @@ LAYOUTS = {
 }
 
 
+@pytest.mark.parametrize("packed", [False, True])
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_greedy_matches_hf_generate_in_each_layout(
-    tiny: LMPolicy, decoders: list, layout: str
+    tiny: LMPolicy, decoders: list, layout: str, packed: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if packed:
+        monkeypatch.setattr(decoding, "PACK_MIN_PARAMS", 0)
     prompts = LAYOUTS[layout]
     gen = tiny.generate(prompts, max_new_tokens=16, greedy=True)
     assert_greedy_matches_hf(tiny, gen, max_new_tokens=16)
     assert all(gen.finished)  # the tiny model ends every answer here: eos handling is covered
     (decoder,) = decoders
     assert isinstance(decoder, StaticCacheDecoder)
+    assert isinstance(decoder.linear, PackedWeights) == packed
     assert len(decoder.distinct) == len(set(prompts))
     if layout != "no_shared_prefix":
         assert decoder.prefix_len >= MIN_SHARED_PREFIX
@@ -315,7 +337,7 @@ def test_greedy_matches_hf_generate_in_each_layout(
 
 
 def test_greedy_matches_hf_with_grouped_query_attention(
-    gqa_policy: LMPolicy, decoders: list
+    gqa_policy: LMPolicy, decoders: list, pack_any_size: None
 ) -> None:
     gen = gqa_policy.generate(ARITHMETIC, max_new_tokens=12, greedy=True)
     assert_greedy_matches_hf(gqa_policy, gen, max_new_tokens=12)
