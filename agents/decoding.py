@@ -17,10 +17,11 @@ What it saves over calling the Hugging Face model step by step (measured in
   compacted to the live rows, so later steps do no work for them.
 * **A float32 cache.** Attention over a float32 cache is faster on CPU than over bf16 and
   rounds less; the layers themselves still run in the model's dtype.
-* **Prepacked weights on CPU.** The linear layers' weights are reordered once per rollout into
-  oneDNN's blocked layout (:class:`PackedWeights`). At decode batch sizes PyTorch's default CPU
-  matrix product (MKL) runs well below the machine's peak on this AMD CPU, and oneDNN over
-  prepacked weights is markedly faster, most of all for the 49k-row output projection.
+* **Prepacked weights on CPU.** For models of ``PACK_MIN_PARAMS`` or more, the linear layers'
+  weights are reordered once per rollout into oneDNN's blocked layout (:class:`PackedWeights`).
+  At decode batch sizes PyTorch's default CPU matrix product (MKL) runs well below the machine's
+  peak on this AMD CPU, and oneDNN over prepacked weights is markedly faster, most of all for the
+  49k-row output projection.
 
 Each can be switched off alone with :class:`FastPathOptions`, which the benchmark's ablation
 does to measure what it buys.
@@ -47,6 +48,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+from rewardgym.evaluation.compute import count_params
 
 __all__ = [
     "FastPathOptions",
@@ -346,8 +349,7 @@ class PackedWeights:
     def pays_for(model: torch.nn.Module) -> bool:
         """Whether packing ``model`` is possible here and large enough to pay off."""
         weight = model.get_output_embeddings().weight
-        size = sum(p.numel() for p in model.parameters())
-        return PackedWeights.available(weight) and size >= PACK_MIN_PARAMS
+        return PackedWeights.available(weight) and count_params(model) >= PACK_MIN_PARAMS
 
     @staticmethod
     def available(weight: torch.Tensor) -> bool:
