@@ -37,6 +37,7 @@ from rewardgym.agents.checkpoint import (
     save_checkpoint,
 )
 from rewardgym.agents.config import TrainConfig
+from rewardgym.agents.memory import keep_freed_memory
 from rewardgym.agents.policy import LMPolicy, load_policy
 from rewardgym.agents.rollout import Rollout, collect_rollout
 from rewardgym.agents.runlog import MetricsLog, read_metrics
@@ -171,6 +172,7 @@ def _setup(config: TrainConfig, callbacks: list[Callback], resume: bool) -> _Run
         _check_run_dir(run_dir, config, resume)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)
+    keep_freed_memory()
     policy = load_policy(config.model, task=config.task, device=config.device, dtype=config.dtype)
     reference = policy.frozen_copy() if config.kl_coef > 0 else None
     optimizer = torch.optim.AdamW(

@@ -4,7 +4,9 @@
 benchmarks in order, each as a function in this process, so every comparison inside one
 benchmark is side by side in the same invocation. It writes ``<out>/<name>.json`` per benchmark
 and ``<out>/latest.md``: the machine description and a table of benchmark, figure, value, target
-and whether the target was met. The roofline runs first and its peaks are shared with the others.
+and whether the target was met. The roofline runs first and its peaks are shared with the others. The allocator keeps freed
+memory for the whole process (:mod:`rewardgym.agents.memory`, as training sets it), so
+rewardgym and the baselines it is compared with run under the same setting.
 On a machine with CUDA, the generation, training and TRL benchmarks run there too.
 
 Example:
@@ -25,6 +27,7 @@ from typing import Any
 import torch
 
 from benchmarks import generation, roofline, sb3_bench, study_bench, training, trl_compare
+from rewardgym.agents.memory import keep_freed_memory
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "roofline": roofline.run,
@@ -80,6 +83,7 @@ def render_markdown(results: dict[str, dict[str, Any]], machine: dict[str, Any],
         f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} "
         f"({machine['threads']} threads), Python {machine['python']}"
         + (f", GPU {machine['gpu']}" if machine.get("gpu") else ", no GPU")
+        + (", allocator keeps freed memory" if machine.get("keeps_freed_memory") else "")
         + ".",
         "",
         "| benchmark | figure | value | target | met? |",
@@ -120,7 +124,7 @@ def run_all(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         ['roofline']
     """
     names = args.only or list(BENCHMARKS)
-    machine = roofline.machine()
+    machine = {**roofline.machine(), "keeps_freed_memory": keep_freed_memory()}
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     peaks = roofline.measure_peaks(args.quick)

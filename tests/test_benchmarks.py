@@ -152,7 +152,10 @@ def test_run_all_writes_json_and_table(tmp_path: Path) -> None:
     assert sorted(results) == ["roofline"]
     record = json.loads((tmp_path / "roofline.json").read_text())
     assert record["machine"]["cores"] >= 1 and record["quick"] is True
-    assert (tmp_path / "latest.md").read_text().startswith("# Benchmarks")
+    table = (tmp_path / "latest.md").read_text()
+    assert table.startswith("# Benchmarks")
+    # the whole run, baselines included, shares one allocator setting, and the table says which
+    assert ("allocator keeps freed memory" in table) is record["machine"]["keeps_freed_memory"]
 
 
 def test_unknown_benchmark_is_refused(capsys: pytest.CaptureFixture) -> None:
