@@ -92,6 +92,7 @@ def test_trl_compare_runs_rewardgym_reward_inside_trl(random_model_dir: str) -> 
     result = trl_compare.run(quick=True, model=random_model_dir)
     assert result["trl_samples_per_s"] > 0 and result["rewardgym_samples_per_s"] > 0
     assert len(result["trl_rewards"]) == result["steps"]  # our reward ran inside TRL every step
+    assert result["trl_default_allocator_step_s"] > 0  # the fresh-process run came back
     _check_figures(result)
 
 
