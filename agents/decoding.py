@@ -21,8 +21,7 @@ What it saves over calling the Hugging Face model step by step (measured in
   weights are reordered once per rollout into oneDNN's blocked layout (:class:`PackedWeights`).
   At decode batch sizes PyTorch's default CPU matrix product (MKL) runs well below the machine's
   peak on this AMD CPU, and oneDNN over prepacked weights is markedly faster, most of all for the
-  49k-row output projection. The trainer's re-scoring uses them too, packed once per update
-  with their transposes for the input gradients (:meth:`LMPolicy.packed_weights`).
+  49k-row output projection.
 
 Each can be switched off alone with :class:`FastPathOptions`, which the benchmark's ablation
 does to measure what it buys.
@@ -50,7 +49,6 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-from rewardgym.errors import ConfigError
 from rewardgym.evaluation.compute import count_params
 
 __all__ = [
@@ -328,29 +326,24 @@ def plain_linear(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 
 class PackedWeights:
-    """A model's linear-layer weights reordered into oneDNN's blocked layout.
+    """A model's linear-layer weights reordered into oneDNN's blocked layout, for no-grad use.
 
-    Called as ``packed(module, x)`` it computes ``module(x)`` through oneDNN. The decoder packs
-    the weights when it is built (about 0.1 s for SmolLM2-135M, and one more copy of the weights
-    in memory while the rollout runs). With ``backward=True`` each weight is also packed
-    transposed, and a call that needs gradients goes through :class:`_PackedLinear`: the forward
-    product and the input gradient run over the packs, the weight gradient is the plain matrix
-    product autograd would compute. The results differ from ``module(x)`` only by float
-    rounding (another summation order).
-
-    The packs are a snapshot: a call after a weight changed in place (an optimizer step) raises
-    rather than computing with the old weights; pack again.
+    Called as ``packed(module, x)`` it computes ``module(x)`` through oneDNN. Weights change
+    between rollouts (training), so the decoder packs them when it is built: about 0.1 s for
+    SmolLM2-135M, and one more copy of the weights in memory while the rollout runs. The
+    results differ from ``module(x)`` only by float rounding (another summation order).
 
     Example:
         >>> packed = PackedWeights(model)
         >>> packed(model.lm_head, hidden)   # == model.lm_head(hidden), up to rounding
     """
 
-    def __init__(self, model: torch.nn.Module, backward: bool = False) -> None:
-        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-        self._weights = {m: _reorder(m.weight) for m in linears}
-        self._transposed = {m: _reorder(m.weight.t()) for m in linears} if backward else {}
-        self._versions = {m: m.weight._version for m in linears}
+    def __init__(self, model: torch.nn.Module) -> None:
+        self._weights = {
+            module: torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), None)
+            for module in model.modules()
+            if isinstance(module, torch.nn.Linear)
+        }
 
     @staticmethod
     def pays_for(model: torch.nn.Module) -> bool:
@@ -369,55 +362,10 @@ class PackedWeights:
         return weight.dtype == torch.float32
 
     def __call__(self, module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
-        if module.weight._version != self._versions[module]:
-            raise ConfigError(
-                f"the weights of {type(module).__name__} {tuple(module.weight.shape)} changed "
-                "since they were packed; build PackedWeights again after each optimizer step"
-            )
-        if torch.is_grad_enabled() and (x.requires_grad or module.weight.requires_grad):
-            if not self._transposed:
-                raise ConfigError(
-                    "this call needs gradients but the weights were packed for inference; "
-                    "build PackedWeights(model, backward=True)"
-                )
-            packs = (self._weights[module], self._transposed[module])
-            return _PackedLinear.apply(x, module.weight, module.bias, *packs)
+        rows = x.reshape(-1, x.shape[-1])
         bias = None if module.bias is None else module.bias.detach()
-        return _packed_product(x, self._weights[module], bias)
-
-
-class _PackedLinear(torch.autograd.Function):
-    """``x @ weight.T + bias`` with the forward product and the input gradient over packs."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, packed, packed_transposed):  # noqa: ANN001, ANN205
-        # The weight is saved only so that autograd refuses a backward after it changed.
-        ctx.save_for_backward(x, weight)
-        ctx.packed_transposed = packed_transposed
-        ctx.has_bias = bias is not None
-        return _packed_product(x, packed, bias)
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001, ANN205
-        x, _ = ctx.saved_tensors
-        rows = grad.reshape(-1, grad.shape[-1])
-        need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
-        grad_x = _packed_product(grad, ctx.packed_transposed, None) if need_x else None
-        grad_weight = rows.t() @ x.reshape(-1, x.shape[-1]) if need_weight else None
-        grad_bias = rows.sum(0) if ctx.has_bias and need_bias else None
-        return grad_x, grad_weight, grad_bias, None, None
-
-
-def _reorder(weight: torch.Tensor) -> torch.Tensor:
-    return torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), None)
-
-
-def _packed_product(
-    x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None
-) -> torch.Tensor:
-    rows = x.reshape(-1, x.shape[-1]).contiguous()
-    out = torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
-    return out.view(*x.shape[:-1], out.shape[-1])
+        out = torch.ops.mkldnn._linear_pointwise(rows, self._weights[module], bias, "none", [], "")
+        return out.view(*x.shape[:-1], out.shape[-1])
 
 
 def project_qkv(

@@ -28,8 +28,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,10 +39,7 @@ import torch
 from rewardgym.agents.decoding import (
     DynamicCacheDecoder,
     FastPathOptions,
-    Linear,
-    PackedWeights,
     StaticCacheDecoder,
-    plain_linear,
     supports,
 )
 from rewardgym.agents.scoring import completion_logits
@@ -314,7 +310,6 @@ class LMPolicy:
         self.completion_prefix = completion_prefix
         self.info = dict(info or {})
         self.fast_path = FastPathOptions()
-        self._scoring_linear: Linear = plain_linear
         if tokenizer.eos_token_id is None:
             raise ConfigError(
                 f"the tokenizer of {name!r} has no eos token; set tokenizer.eos_token"
@@ -576,33 +571,6 @@ class LMPolicy:
         return tokens, logps, ents, done, positions
 
     # -------------------------------------------------------------- re-scoring
-    @contextmanager
-    def packed_weights(self) -> Iterator[bool]:
-        """Within the block, re-scoring runs its linear layers over weights packed on entry.
-
-        The shared-prompt path of :meth:`sequence_logprobs` then computes its forward products
-        and input gradients through oneDNN (:class:`rewardgym.agents.decoding.PackedWeights`
-        with ``backward=True``): on CPU, for float32 (or bf16 where supported) models of
-        ``PACK_MIN_PARAMS`` or more, unless ``fast_path.packed_weights`` is off. Elsewhere it
-        changes nothing. The packs are two more copies of the weights, freed on exit; the
-        weights must not change inside the block (the trainer steps the optimizer after it).
-
-        Yields:
-            Whether the weights were packed.
-
-        Example:
-            >>> with policy.packed_weights():
-            ...     loss = policy.sequence_logprobs(prompts, completions).logprobs.sum()
-            ...     loss.backward()
-        """
-        pack = self.fast_path.packed_weights and PackedWeights.pays_for(self.model)
-        if pack:
-            self._scoring_linear = PackedWeights(self.model, backward=True)
-        try:
-            yield pack
-        finally:
-            self._scoring_linear = plain_linear
-
     def sequence_logprobs(
         self,
         prompt_ids: Sequence[Sequence[int]],
@@ -665,9 +633,7 @@ class LMPolicy:
         shared = self.fast_path.share_prompts and supports(self.model)
         if shared and len(set(map(tuple, prompt_ids))) < batch:
             # Repeated prompts (a GRPO group): each distinct prompt is computed once.
-            logits, counts = completion_logits(
-                self.model, prompt_ids, completion_ids, self.pad_id, self._scoring_linear
-            )
+            logits, counts = completion_logits(self.model, prompt_ids, completion_ids, self.pad_id)
             n_pos, n_pad, real = counts.positions, counts.padding, counts.per_sample
         else:
             logits, _ = self._forward(ids, attn, self._positions(attn), width_c + 1)

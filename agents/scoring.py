@@ -25,14 +25,7 @@ from typing import Any
 
 import torch
 
-from rewardgym.agents.decoding import (
-    Linear,
-    attention,
-    distinct_rows,
-    mlp,
-    plain_linear,
-    project_qkv,
-)
+from rewardgym.agents.decoding import attention, distinct_rows, project_qkv
 
 __all__ = ["PositionCounts", "completion_logits"]
 
@@ -58,7 +51,6 @@ def completion_logits(
     prompt_ids: Sequence[Sequence[int]],
     completion_ids: Sequence[Sequence[int]],
     pad_id: int,
-    linear: Linear = plain_linear,
 ) -> tuple[torch.Tensor, PositionCounts]:
     """Logits ``[B, T, vocab]`` predicting each completion token (column ``t`` scores token ``t``).
 
@@ -67,8 +59,6 @@ def completion_logits(
         prompt_ids: prompt ids per sample (non-empty); repeats are computed once.
         completion_ids: completion ids per sample; the longest sets ``T`` (at least 1).
         pad_id: id fed at padding positions.
-        linear: runs the linear layers: the modules themselves, or
-            :class:`rewardgym.agents.decoding.PackedWeights` built with ``backward=True``.
     """
     device = model.lm_head.weight.device
     prompts, expand = distinct_rows(prompt_ids)
@@ -87,21 +77,17 @@ def completion_logits(
     rotary_c = inner.rotary_emb(hidden_c, completion_positions)
     for layer in inner.layers:
         attn = layer.self_attn
-        query_p, key_p, value_p = project_qkv(
-            attn, layer.input_layernorm(hidden_p), rotary_p, linear
-        )
-        query_c, key_c, value_c = project_qkv(
-            attn, layer.input_layernorm(hidden_c), rotary_c, linear
-        )
-        hidden_p = hidden_p + attention(attn, query_p, key_p, value_p, prompt_attend, linear)
+        query_p, key_p, value_p = project_qkv(attn, layer.input_layernorm(hidden_p), rotary_p)
+        query_c, key_c, value_c = project_qkv(attn, layer.input_layernorm(hidden_c), rotary_c)
+        hidden_p = hidden_p + attention(attn, query_p, key_p, value_p, prompt_attend)
         keys = torch.cat([key_p[expand_t], key_c], dim=2)
         values = torch.cat([value_p[expand_t], value_c], dim=2)
-        hidden_c = hidden_c + attention(attn, query_c, keys, values, completion_attend, linear)
-        hidden_p = hidden_p + mlp(layer.mlp, layer.post_attention_layernorm(hidden_p), linear)
-        hidden_c = hidden_c + mlp(layer.mlp, layer.post_attention_layernorm(hidden_c), linear)
+        hidden_c = hidden_c + attention(attn, query_c, keys, values, completion_attend)
+        hidden_p = hidden_p + layer.mlp(layer.post_attention_layernorm(hidden_p))
+        hidden_c = hidden_c + layer.mlp(layer.post_attention_layernorm(hidden_c))
     # Token 0 is predicted from the prompt's last position, token t from completion token t-1.
     scoring = torch.cat([hidden_p[expand_t, -1:], hidden_c[:, :-1]], dim=1)
-    logits = linear(model.lm_head, inner.norm(scoring))
+    logits = model.lm_head(inner.norm(scoring))
     return logits, _counts(prompts, expand, completion_ids, completion["ids"].shape[1])
 
 

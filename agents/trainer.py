@@ -318,15 +318,14 @@ def _optimise(
     run.optimizer.zero_grad(set_to_none=True)
     totals = {"loss": 0.0, "kl": 0.0, "replay_loss": 0.0}
     train_flops = 0.0
-    with run.policy.packed_weights():  # packed once for the K micro-batches
-        for chunk in chunks:
-            parts, chunk_flops = _micro_batch_loss(run, rollout, advantages, chunk)
-            (parts["loss"] / k).backward()
-            if noise is not None:
-                noise.observe(run.params)
-            for name in totals:
-                totals[name] += float(parts[name].detach()) / k
-            train_flops += chunk_flops
+    for chunk in chunks:
+        parts, chunk_flops = _micro_batch_loss(run, rollout, advantages, chunk)
+        (parts["loss"] / k).backward()
+        if noise is not None:
+            noise.observe(run.params)
+        for name in totals:
+            totals[name] += float(parts[name].detach()) / k
+        train_flops += chunk_flops
     grad_norm = _grad_norm(run)
     stats: dict[str, Any] = {**totals, "grad_norm": grad_norm}
     if noise is not None:

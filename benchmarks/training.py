@@ -7,11 +7,9 @@ computed position, padding included). The update's own time is the difference of
 so the figure is the optimisation phase alone; its FLOPs over that time over the measured fp32
 peak is the roofline share. The first update is a warm-up and is left out of the median.
 
-Three optimisations of the update are also timed against their plain alternative, round-robin
+Two optimisations of the update are also timed against their plain alternative, round-robin
 on the same inputs (:func:`time_components`): re-scoring a micro-batch with each GRPO group's
-prompt computed once, re-scoring it with the products over oneDNN-packed weights (the packing
-included, though the trainer packs once per update for all its micro-batches), and the fused
-AdamW step.
+prompt computed once, and the fused AdamW step.
 
 Example:
     >>> result = run(quick=True, model="tiny", peaks={"float32": 1e11, "bfloat16": 1e11})
@@ -165,7 +163,6 @@ def time_components(model: str, quick: bool, device: str = "cpu") -> list[dict[s
     gen = policy.generate(prompts, max_new_tokens=config.max_new_tokens, seed=0)
     pairs = {
         ("shared-prompt re-scoring", "full forward"): _scoring_pair(policy, gen),
-        ("packed-weight products, packing included", "plain products"): _packing_pair(policy, gen),
         ("fused AdamW step", "foreach AdamW step"): _adamw_pair(policy),
     }
     out = []
@@ -196,18 +193,6 @@ def _scoring_pair(policy: LMPolicy, gen: Any) -> tuple[Any, Any]:
         policy.fast_path = replace(policy.fast_path, share_prompts=True)
 
     return (lambda: score(True)), (lambda: score(False))
-
-
-def _packing_pair(policy: LMPolicy, gen: Any) -> tuple[Any, Any]:
-    def score() -> None:
-        policy.model.zero_grad(set_to_none=True)
-        policy.sequence_logprobs(gen.prompt_ids, gen.token_ids).logprobs.sum().backward()
-
-    def packed() -> None:
-        with policy.packed_weights():
-            score()
-
-    return packed, score
 
 
 def _adamw_pair(policy: LMPolicy) -> tuple[Any, Any]:

@@ -34,7 +34,6 @@ from rewardgym.agents.decoding import (
 )
 from rewardgym.agents.policy import LMPolicy, load_policy
 from rewardgym.agents.rollout import count_generation_flops
-from rewardgym.errors import ConfigError
 from rewardgym.evaluation.compute import FlopCounter
 
 # Token ids [1, 272, 28, 299, 626, 418, 296, ...]: the first 7 are shared, lengths 10/11/15/10.
@@ -247,42 +246,6 @@ def test_packed_weights_compute_every_linear_layer_of_the_model(
         for layer in layers:
             x = torch.randn(3, 5, layer.in_features, dtype=dtype)
             torch.testing.assert_close(packed(layer, x), layer(x), atol=tol, rtol=tol)
-
-
-@pytest.mark.parametrize("dtype", PACKABLE)
-def test_packed_weights_for_training_give_the_layers_gradients(dtype: torch.dtype) -> None:
-    """Forward, input, weight and bias gradients through the packs equal the layer's own."""
-    torch.manual_seed(0)
-    layer = torch.nn.Linear(24, 40).to(dtype)
-    packed = PackedWeights(torch.nn.ModuleDict({"layer": layer}), backward=True)
-    x = torch.randn(3, 5, 24, dtype=dtype)
-    upstream = torch.randn(3, 5, 40, dtype=dtype)
-    results = []
-    for run in (packed, lambda module, inputs: module(inputs)):
-        layer.zero_grad(set_to_none=True)
-        inputs = x.clone().requires_grad_()
-        out = run(layer, inputs)
-        (out * upstream).sum().backward()
-        results.append((out.detach(), inputs.grad, layer.weight.grad, layer.bias.grad))
-    tol = 1e-5 if dtype == torch.float32 else 3e-2
-    for ours, theirs in zip(*results, strict=True):
-        torch.testing.assert_close(ours, theirs, atol=tol, rtol=tol)
-
-
-def test_packed_weights_refuse_weights_changed_since_packing() -> None:
-    layer = torch.nn.Linear(8, 8)
-    packed = PackedWeights(torch.nn.ModuleDict({"layer": layer}), backward=True)
-    with torch.no_grad():
-        layer.weight.add_(1.0)  # what an optimizer step does
-        with pytest.raises(ConfigError, match="changed since they were packed"):
-            packed(layer, torch.randn(2, 8))
-
-
-def test_packed_weights_for_inference_refuse_to_run_with_gradients() -> None:
-    layer = torch.nn.Linear(8, 8)
-    packed = PackedWeights(torch.nn.ModuleDict({"layer": layer}))
-    with pytest.raises(ConfigError, match="backward=True"):
-        packed(layer, torch.randn(2, 8))
 
 
 def test_packed_weights_are_only_offered_where_onednn_runs_them() -> None:

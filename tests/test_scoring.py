@@ -10,9 +10,8 @@ import pytest
 import torch
 from conftest import assert_greedy_matches_hf
 
-import rewardgym.agents.decoding as decoding
 import rewardgym.agents.policy as policy_module
-from rewardgym.agents.decoding import distinct_rows, plain_linear
+from rewardgym.agents.decoding import distinct_rows
 from rewardgym.agents.policy import LMPolicy
 from rewardgym.agents.scoring import completion_logits
 
@@ -47,28 +46,6 @@ def test_shared_prompts_give_the_full_forward_pass_logprobs_and_gradients(
     relative = (shared_grads - full_grads).norm() / full_grads.norm()
     assert relative < 1e-5, f"gradients differ by {relative:.2e} relative"
     assert shared_grads.abs().sum() > 0
-
-
-def test_packed_weights_give_the_same_logprobs_and_gradients(
-    gqa_policy: LMPolicy, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The trainer re-scores inside ``packed_weights()``: oneDNN products, same results."""
-    monkeypatch.setattr(decoding, "PACK_MIN_PARAMS", 0)  # the test model is below the floor
-    gen = _grouped_batch(gqa_policy)
-    plain, plain_grads = _score(gqa_policy, gen, shared=True, monkeypatch=monkeypatch)
-    with gqa_policy.packed_weights() as packed:
-        assert packed
-        ours, packed_grads = _score(gqa_policy, gen, shared=True, monkeypatch=monkeypatch)
-    assert gqa_policy._scoring_linear is plain_linear  # the packs are dropped on exit
-    assert torch.allclose(ours.logprobs, plain.logprobs, atol=1e-5)
-    relative = (packed_grads - plain_grads).norm() / plain_grads.norm()
-    assert relative < 1e-5, f"gradients differ by {relative:.2e} relative"
-
-
-def test_small_models_are_not_packed_for_training(gqa_policy: LMPolicy) -> None:
-    with gqa_policy.packed_weights() as packed:
-        assert not packed
-        assert gqa_policy._scoring_linear is plain_linear
 
 
 def test_shared_prompts_match_the_sampling_logprobs(gqa_policy: LMPolicy) -> None:
