@@ -4,9 +4,9 @@
 benchmarks in order, each as a function in this process, so every comparison inside one
 benchmark is side by side in the same invocation. It writes ``<out>/<name>.json`` per benchmark
 and ``<out>/latest.md``: the machine description and a table of benchmark, figure, value, target
-and whether the target was met. The roofline runs first and its peaks are shared with the others. The allocator keeps freed
-memory for the whole process (:mod:`rewardgym.agents.memory`, as training sets it), so
-rewardgym and the baselines it is compared with run under the same setting.
+and whether the target was met. The roofline runs first and its peaks are shared with the others.
+The allocator keeps freed memory for the whole process (:mod:`rewardgym.agents.memory`, as
+training sets it), so rewardgym and the baselines it is compared with run under one setting.
 On a machine with CUDA, the generation, training and TRL benchmarks run there too.
 
 Example:

@@ -26,9 +26,9 @@ GLIBC_MALLINFO2 = sys.platform.startswith("linux") and hasattr(
 SCRIPT = """
 import ctypes, torch
 from rewardgym.agents.memory import keep_freed_memory
+FIELDS = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
 class Info(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in
-                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+    _fields_ = [(n, ctypes.c_size_t) for n in FIELDS.split()]
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = Info
 applied = keep_freed_memory()
