@@ -10,8 +10,8 @@ off and the trim threshold raised, freed blocks stay in the heap and the next al
 size reuses them: no faults after the first update.
 
 The setting is process-wide and lasts for the life of the process: memory a run freed is kept
-for its next allocations rather than returned to the OS (the default study's peak went from
-1.41 to 1.45 GB, within its run-to-run spread). Set
+for its next allocations rather than returned to the OS (the default study peaked at 1.45 GB,
+against 1.41 GB before). Set
 ``REWARDGYM_KEEP_FREED_MEMORY=0`` to leave the allocator as it is. Elsewhere than glibc Linux it
 does nothing.
 
