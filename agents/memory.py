@@ -11,9 +11,8 @@ size reuses them: no faults after the first update.
 
 The setting is process-wide and lasts for the life of the process: memory a run freed is kept
 for its next allocations rather than returned to the OS (the default study peaked at 1.45 GB,
-against 1.41 GB before). Set
-``REWARDGYM_KEEP_FREED_MEMORY=0`` to leave the allocator as it is. Elsewhere than glibc Linux it
-does nothing.
+against 1.41 GB before). Set ``REWARDGYM_KEEP_FREED_MEMORY=0`` to leave the allocator as it is.
+Elsewhere than glibc Linux it does nothing.
 
 Example:
     >>> keep_freed_memory()      # True on glibc Linux
