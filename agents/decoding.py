@@ -15,6 +15,9 @@ What it saves over calling the Hugging Face model step by step (measured in
   once; rows are expanded afterwards by indexing the cache.
 * **Finished rows leave the batch.** Once a quarter of the rows have produced eos, the cache is
   compacted to the live rows, so later steps do no work for them.
+* **The shared prefix is attended once.** Its keys are the same in every row, so a decode step
+  scores all rows' queries against them in one matrix product, and reads only each row's own
+  columns per row; ``scaled_dot_product_attention`` would read the prefix once per row.
 * **A float32 cache.** Attention over a float32 cache is faster on CPU than over bf16 and
   rounds less; the layers themselves still run in the model's dtype.
 * **Prepacked weights on CPU.** For models of ``PACK_MIN_PARAMS`` or more, the linear layers'
@@ -57,6 +60,7 @@ __all__ = [
     "PackedWeights",
     "StaticCacheDecoder",
     "attention",
+    "decode_attention",
     "distinct_rows",
     "mlp",
     "plain_linear",
@@ -93,6 +97,9 @@ class FastPathOptions:
         packed_weights: on CPU, run the linear layers of models with at least
             ``PACK_MIN_PARAMS`` parameters through oneDNN over weights packed once per rollout
             (:class:`PackedWeights`); False: the model's own layers.
+        prefix_attention: decode steps attend to the shared prefix with one product for all
+            rows (:func:`decode_attention`); False: ``scaled_dot_product_attention`` over each
+            row's whole cache.
 
     Example:
         >>> FastPathOptions(compact_at=2.0).share_prompts
@@ -104,6 +111,7 @@ class FastPathOptions:
     compact_at: float = 0.25
     float32_cache: bool = True
     packed_weights: bool = True
+    prefix_attention: bool = True
 
 
 def supports(model: Any) -> bool:
@@ -210,6 +218,7 @@ class StaticCacheDecoder:
         # float32 whatever the model dtype: attention over a bf16 cache is slower on CPU
         # (the ablation in benchmarks/generation.py measures it) and rounds more.
         self.cache_dtype = torch.float32 if options.float32_cache else self.dtype
+        self.prefix_attention = options.prefix_attention
         self.linear: Linear = plain_linear
         if options.packed_weights and PackedWeights.pays_for(model):
             self.linear = PackedWeights(model)
@@ -312,6 +321,17 @@ class StaticCacheDecoder:
         end = column + hidden.shape[1]
         self.keys[layer, :, :, column:end] = key
         self.values[layer, :, :, column:end] = value
+        if self.prefix_attention and hidden.shape[1] == 1:
+            # Every row's prefix columns hold the same keys: row 0's stand for all.
+            shared, own = slice(0, self.prefix_len), slice(self.prefix_len, end)
+            return decode_attention(
+                attn,
+                query.to(self.cache_dtype),
+                (self.keys[layer, 0, :, shared], self.values[layer, 0, :, shared]),
+                (self.keys[layer, :, :, own], self.values[layer, :, :, own]),
+                self.mask[:, own],
+                self.linear,
+            )
         keys = self.keys[layer, : attend.shape[0], :, : attend.shape[-1]]
         values = self.values[layer, : attend.shape[0], :, : attend.shape[-1]]
         return attention(attn, query.to(self.cache_dtype), keys, values, attend, self.linear)
@@ -423,6 +443,54 @@ def attention(
             scale=attn.scaling,
         )
     out = out.transpose(1, 2).reshape(batch, n, -1)
+    return linear(attn.o_proj, out.to(attn.o_proj.weight.dtype))
+
+
+def decode_attention(
+    attn: Any,
+    query: torch.Tensor,
+    shared: tuple[torch.Tensor, torch.Tensor],
+    own: tuple[torch.Tensor, torch.Tensor],
+    mask: torch.Tensor,
+    linear: Linear = plain_linear,
+) -> torch.Tensor:
+    """Grouped-query attention of one query per row over a cache whose first columns every row
+    shares, output-projected: ``[batch, 1, hidden]``.
+
+    Args:
+        attn: the Llama attention module (its ``scaling`` and ``o_proj``).
+        query: ``[batch, heads, 1, head_dim]``.
+        shared: keys and values ``[kv_heads, prefix, head_dim]`` of the columns every row
+            attends to (``prefix`` may be 0). Their scores are one matrix product over all
+            rows' queries, so these columns are read once per step, not once per row.
+        own: keys and values ``[batch, kv_heads, columns, head_dim]`` of each row's own columns.
+        mask: ``[batch, columns]``, True where a row attends to its own column.
+
+    The softmax runs in float32 over the shared and own columns together, so the result is
+    ``scaled_dot_product_attention`` over the full cache up to float rounding.
+    """
+    keys, values = own
+    batch, heads, _, head_dim = query.shape
+    kv_heads = keys.shape[1]
+    groups = heads // kv_heads
+    prefix = shared[0].shape[1]
+    query = query.reshape(batch, kv_heads, groups, head_dim)  # heads sharing a key head, folded
+    scores = torch.matmul(query, keys.transpose(-1, -2))
+    scores = scores.float().masked_fill(~mask[:, None, None], float("-inf"))
+    if prefix:
+        # All rows' queries as one matrix per key head: [kv_heads, batch * groups, head_dim].
+        stacked = query.transpose(0, 1).reshape(kv_heads, batch * groups, head_dim)
+        common = torch.matmul(stacked, shared[0].transpose(-1, -2))
+        common = common.view(kv_heads, batch, groups, prefix).transpose(0, 1)
+        scores = torch.cat([common.float(), scores], dim=-1)
+    weights = (scores * attn.scaling).softmax(dim=-1).to(values.dtype)
+    out = torch.matmul(weights[..., prefix:], values)
+    if prefix:
+        common_weights = weights[..., :prefix].transpose(0, 1)
+        common_weights = common_weights.reshape(kv_heads, batch * groups, prefix)
+        common = torch.matmul(common_weights, shared[1]).view(kv_heads, batch, groups, head_dim)
+        out = out + common.transpose(0, 1)
+    out = out.reshape(batch, 1, heads * head_dim)
     return linear(attn.o_proj, out.to(attn.o_proj.weight.dtype))
 
 

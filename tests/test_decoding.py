@@ -194,12 +194,14 @@ def test_prefix_is_shared_only_when_long_enough_and_shorter_than_every_prompt(
         ("gqa_policy", ARITHMETIC[1:2]),  # prefill runs one suffix token: the one-query GQA path
     ],
 )
+@pytest.mark.parametrize("prefix_attention", [True, False])
 def test_prefill_step_and_take_logits_equal_the_model_forward(
-    request: pytest.FixtureRequest, model: str, prompts: list[str]
+    request: pytest.FixtureRequest, model: str, prompts: list[str], prefix_attention: bool
 ) -> None:
     policy: LMPolicy = request.getfixturevalue(model)
     ids = policy.encode_prompts(prompts)
-    decoder = StaticCacheDecoder(policy.model, ids, max_new_tokens=4, pad_id=policy.pad_id)
+    options = FastPathOptions(prefix_attention=prefix_attention)
+    decoder = StaticCacheDecoder(policy.model, ids, 4, policy.pad_id, options)
     seqs = [list(p) for p in ids]
     with torch.no_grad():
         logits = decoder.prefill()
@@ -213,6 +215,36 @@ def test_prefill_step_and_take_logits_equal_the_model_forward(
                 seqs, nxt = [seqs[i] for i in index], nxt[index]
             seqs = [[*s, t] for s, t in zip(seqs, nxt.tolist())]
             logits = decoder.step(nxt)
+
+
+@pytest.mark.parametrize("prefix", [0, 5])
+@pytest.mark.parametrize("kv_heads", [1, 2, 4])
+def test_decode_attention_equals_sdpa_over_the_whole_cache(prefix: int, kv_heads: int) -> None:
+    batch, heads, head_dim, own = 3, 4, 8, 6
+    gen = torch.Generator().manual_seed(kv_heads + prefix)
+    query = torch.randn(batch, heads, 1, head_dim, generator=gen)
+    shared = [torch.randn(kv_heads, prefix, head_dim, generator=gen) for _ in range(2)]
+    rows = [torch.randn(batch, kv_heads, own, head_dim, generator=gen) for _ in range(2)]
+    mask = torch.rand(batch, own, generator=gen) > 0.4
+    mask[:, -1] = True  # a row always sees its own newest column
+    attn = SimpleNamespace(scaling=head_dim**-0.5, o_proj=torch.nn.Identity())
+    attn.o_proj.weight = query  # only its dtype is read
+
+    got = decoding.decode_attention(attn, query, tuple(shared), tuple(rows), mask)
+
+    full_keys, full_values = (
+        torch.cat([s.expand(batch, -1, -1, -1), r], dim=2) for s, r in zip(shared, rows)
+    )
+    full_mask = torch.cat([torch.ones(batch, prefix, dtype=torch.bool), mask], dim=1)
+    groups = heads // kv_heads
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        query,
+        full_keys.repeat_interleave(groups, dim=1),
+        full_values.repeat_interleave(groups, dim=1),
+        attn_mask=full_mask[:, None, None],
+        scale=attn.scaling,
+    )
+    torch.testing.assert_close(got, expected.transpose(1, 2).reshape(batch, 1, -1))
 
 
 # ------------------------------------------------------------------ packed weights
