@@ -18,6 +18,8 @@ What it saves over calling the Hugging Face model step by step (measured in
 * **The shared prefix is attended once.** Its keys are the same in every row, so a decode step
   scores all rows' queries against them in one matrix product, and reads only each row's own
   columns per row; ``scaled_dot_product_attention`` would read the prefix once per row.
+* **No work for prompt padding.** Prompts of different lengths are padded for attention, but
+  the norms, projections and MLP of the prompt pass run on the real positions only.
 * **A float32 cache.** Attention over a float32 cache is faster on CPU than over bf16 and
   rounds less; the layers themselves still run in the model's dtype.
 * **Prepacked weights on CPU.** For models of ``PACK_MIN_PARAMS`` or more, the linear layers'
@@ -97,6 +99,8 @@ class FastPathOptions:
         packed_weights: on CPU, run the linear layers of models with at least
             ``PACK_MIN_PARAMS`` parameters through oneDNN over weights packed once per rollout
             (:class:`PackedWeights`); False: the model's own layers.
+        skip_prompt_padding: the prompt pass runs norms, projections and MLP on the real
+            prompt positions only (:class:`RealPositions`); False: on the padded batch.
         prefix_attention: decode steps attend to the shared prefix with one product for all
             rows (:func:`decode_attention`); False: ``scaled_dot_product_attention`` over each
             row's whole cache.
@@ -111,6 +115,7 @@ class FastPathOptions:
     compact_at: float = 0.25
     float32_cache: bool = True
     packed_weights: bool = True
+    skip_prompt_padding: bool = True
     prefix_attention: bool = True
 
 
@@ -219,6 +224,7 @@ class StaticCacheDecoder:
         # (the ablation in benchmarks/generation.py measures it) and rounds more.
         self.cache_dtype = torch.float32 if options.float32_cache else self.dtype
         self.prefix_attention = options.prefix_attention
+        self.skip_prompt_padding = options.skip_prompt_padding
         self.linear: Linear = plain_linear
         if options.packed_weights and PackedWeights.pays_for(model):
             self.linear = PackedWeights(model)
@@ -232,6 +238,9 @@ class StaticCacheDecoder:
         width = self.prompt_width - self.prefix_len
         self.prompt_positions = self.prefix_len + len(self.distinct) * width
         self.prompt_padding = sum(width - (len(p) - self.prefix_len) for p in self.distinct)
+        if self.skip_prompt_padding:
+            self.prompt_positions -= self.prompt_padding
+            self.prompt_padding = 0
 
     # ------------------------------------------------------------------ phases
     def prefill(self) -> torch.Tensor:
@@ -262,7 +271,8 @@ class StaticCacheDecoder:
         suffix |= torch.eye(width, dtype=torch.bool, device=self.device)[None]
         prefix = self.mask[:, None, : self.prefix_len].expand(-1, width, -1)
         attend = torch.cat([prefix, suffix], dim=-1)[:, None]
-        logits = self._forward(ids, positions, self.prefix_len, attend)
+        padded = real if self.skip_prompt_padding and not bool(real.all()) else None
+        logits = self._forward(ids, positions, self.prefix_len, attend, padded)
         self.next_position = positions[:, -1] + 1
 
         if len(self.distinct) < len(self.prompts):
@@ -292,21 +302,35 @@ class StaticCacheDecoder:
 
     # --------------------------------------------------------------- internals
     def _forward(
-        self, ids: torch.Tensor, positions: torch.Tensor, column: int, attend: torch.Tensor
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        column: int,
+        attend: torch.Tensor,
+        real: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Run the layers on ``ids`` written at cache column ``column`` onwards; last logits."""
+        """Run the layers on ``ids`` written at cache column ``column`` onwards; last logits.
+
+        With ``real`` (``[rows, width]``, False at padding; each row's last column real) the
+        per-position work (norms, projections, MLP) runs on the real positions only, packed
+        into one row; attention alone sees the padded layout.
+        """
         inner = self.model.model
+        layout = None
+        if real is not None:
+            layout = RealPositions(real)
+            ids, positions = layout.pack(ids), layout.pack(positions)
         hidden = inner.embed_tokens(ids)
         rotary = inner.rotary_emb(hidden, positions)
-        end = column + ids.shape[1]
         for index, layer in enumerate(inner.layers):
+            normed = layer.input_layernorm(hidden)
             hidden = hidden + self._attention(
-                layer.self_attn, layer.input_layernorm(hidden), rotary, index, column, attend
+                layer.self_attn, normed, rotary, index, column, attend, layout
             )
             hidden = hidden + mlp(layer.mlp, layer.post_attention_layernorm(hidden), self.linear)
-        self.filled = max(self.filled, end)
-        last = inner.norm(hidden[:, -1:])
-        return self.linear(self.model.lm_head, last)[:, -1]
+        self.filled = max(self.filled, column + attend.shape[2])
+        last = hidden[:, -1:] if layout is None else hidden[0, layout.last_of_row, None]
+        return self.linear(self.model.lm_head, inner.norm(last))[:, -1]
 
     def _attention(
         self,
@@ -316,9 +340,12 @@ class StaticCacheDecoder:
         layer: int,
         column: int,
         attend: torch.Tensor,
+        layout: RealPositions | None = None,
     ) -> torch.Tensor:
         query, key, value = project_qkv(attn, hidden, rotary, self.linear)
-        end = column + hidden.shape[1]
+        if layout is not None:
+            query, key, value = (layout.unpack_heads(x) for x in (query, key, value))
+        end = column + query.shape[2]
         self.keys[layer, :, :, column:end] = key
         self.values[layer, :, :, column:end] = value
         if self.prefix_attention and hidden.shape[1] == 1:
@@ -334,7 +361,35 @@ class StaticCacheDecoder:
             )
         keys = self.keys[layer, : attend.shape[0], :, : attend.shape[-1]]
         values = self.values[layer, : attend.shape[0], :, : attend.shape[-1]]
-        return attention(attn, query.to(self.cache_dtype), keys, values, attend, self.linear)
+        return attention(
+            attn, query.to(self.cache_dtype), keys, values, attend, self.linear, layout
+        )
+
+
+class RealPositions:
+    """The real positions of a right-aligned padded batch ``[rows, width]``, packed into one row.
+
+    Example:
+        >>> layout = RealPositions(torch.tensor([[False, True], [True, True]]))
+        >>> layout.pack(torch.tensor([[0, 7], [8, 9]]))
+        tensor([[7, 8, 9]])
+    """
+
+    def __init__(self, real: torch.Tensor) -> None:
+        self.rows, self.width = real.shape
+        self.index = real.flatten().nonzero().squeeze(1)  # into the flattened [rows * width]
+        self.last_of_row = real.sum(-1).cumsum(0) - 1  # into the packed row
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        """``[rows, width, ...]`` -> ``[1, real positions, ...]``."""
+        return x.flatten(0, 1)[self.index][None]
+
+    def unpack_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """``[1, heads, real positions, dim]`` -> ``[rows, heads, width, dim]``, zero at padding."""
+        heads, dim = x.shape[1], x.shape[3]
+        out = x.new_zeros(self.rows * self.width, heads, dim)
+        out[self.index] = x[0].transpose(0, 1)
+        return out.view(self.rows, self.width, heads, dim).transpose(1, 2)
 
 
 Linear = Callable[[torch.nn.Linear, torch.Tensor], torch.Tensor]
@@ -417,9 +472,11 @@ def attention(
     values: torch.Tensor,
     mask: torch.Tensor,
     linear: Linear = plain_linear,
+    layout: RealPositions | None = None,
 ) -> torch.Tensor:
     """Grouped-query attention of ``query`` over ``keys``/``values`` under the boolean ``mask``
-    (``[batch, 1, queries, keys]``), output-projected: ``[batch, queries, hidden]``.
+    (``[batch, 1, queries, keys]``), output-projected: ``[batch, queries, hidden]``, or
+    ``[1, real positions, hidden]`` with a ``layout`` (only those are projected).
 
     Mirrors transformers' ``sdpa`` attention: a single query folds the heads sharing a key
     head into the query axis; several queries repeat the key heads.
@@ -443,6 +500,8 @@ def attention(
             scale=attn.scaling,
         )
     out = out.transpose(1, 2).reshape(batch, n, -1)
+    if layout is not None:
+        out = layout.pack(out)
     return linear(attn.o_proj, out.to(attn.o_proj.weight.dtype))
 
 

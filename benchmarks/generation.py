@@ -41,6 +41,7 @@ ABLATIONS = {
     "no row compaction": {"compact_at": 2.0},
     "KV cache in the model dtype": {"float32_cache": False},
     "unpacked weights (the model's own layers, MKL)": {"packed_weights": False},
+    "prompt padding computed": {"skip_prompt_padding": False},
     "per-row attention over the whole cache (SDPA)": {"prefix_attention": False},
     "generic decode loop (HF forward + dynamic cache)": {"static_cache": False},
 }

@@ -194,13 +194,15 @@ def test_prefix_is_shared_only_when_long_enough_and_shorter_than_every_prompt(
         ("gqa_policy", ARITHMETIC[1:2]),  # prefill runs one suffix token: the one-query GQA path
     ],
 )
-@pytest.mark.parametrize("prefix_attention", [True, False])
+@pytest.mark.parametrize(
+    "switch_off", [{}, {"prefix_attention": False}, {"skip_prompt_padding": False}], ids=str
+)
 def test_prefill_step_and_take_logits_equal_the_model_forward(
-    request: pytest.FixtureRequest, model: str, prompts: list[str], prefix_attention: bool
+    request: pytest.FixtureRequest, model: str, prompts: list[str], switch_off: dict
 ) -> None:
     policy: LMPolicy = request.getfixturevalue(model)
     ids = policy.encode_prompts(prompts)
-    options = FastPathOptions(prefix_attention=prefix_attention)
+    options = FastPathOptions(**switch_off)
     decoder = StaticCacheDecoder(policy.model, ids, 4, policy.pad_id, options)
     seqs = [list(p) for p in ids]
     with torch.no_grad():
@@ -215,6 +217,19 @@ def test_prefill_step_and_take_logits_equal_the_model_forward(
                 seqs, nxt = [seqs[i] for i in index], nxt[index]
             seqs = [[*s, t] for s, t in zip(seqs, nxt.tolist())]
             logits = decoder.step(nxt)
+
+
+def test_real_positions_pack_the_real_columns_and_unpack_heads_with_zero_padding() -> None:
+    real = torch.tensor([[False, True, True], [True, True, True], [False, False, True]])
+    layout = decoding.RealPositions(real)
+    ids = torch.arange(9).view(3, 3)
+    assert layout.pack(ids).tolist() == [[1, 2, 3, 4, 5, 8]]
+    assert layout.last_of_row.tolist() == [1, 4, 5]  # each row's last column, in packed order
+    heads = torch.arange(1.0, 13.0).view(1, 6, 2).transpose(1, 2)[:, :, :, None]  # [1, 2, 6, 1]
+    unpacked = layout.unpack_heads(heads)
+    assert unpacked.shape == (3, 2, 3, 1)
+    assert unpacked[:, 0, :, 0].tolist() == [[0, 1, 3], [5, 7, 9], [0, 0, 11]]
+    assert unpacked[:, 1, :, 0].tolist() == [[0, 2, 4], [6, 8, 10], [0, 0, 12]]
 
 
 @pytest.mark.parametrize("prefix", [0, 5])
@@ -471,19 +486,25 @@ def test_samples_do_not_depend_on_deduplication_or_the_shared_prefix(
 # ------------------------------------------------------------------ positions
 
 
-def test_positions_of_a_greedy_batch_by_hand(tiny: LMPolicy, decoders: list) -> None:
+@pytest.mark.parametrize("skip_prompt_padding", [True, False])
+def test_positions_of_a_greedy_batch_by_hand(
+    tiny: LMPolicy, decoders: list, monkeypatch: pytest.MonkeyPatch, skip_prompt_padding: bool
+) -> None:
+    options = FastPathOptions(skip_prompt_padding=skip_prompt_padding)
+    monkeypatch.setattr(tiny, "fast_path", options)
     gen = tiny.generate(SHARED, max_new_tokens=16, greedy=True)
     assert [len(p) for p in gen.prompt_ids] == [10, 11, 15, 10]
     assert gen.n_tokens == [8, 13, 14, 11] and all(gen.finished)
     assert decoders[0].prefix_len == 7
     # Prompt: the 7-token prefix once, then 4 rows of the longest rest (15 - 7 = 8) columns,
-    # of which 8 - 3, 8 - 4, 8 - 8, 8 - 3 are padding.
+    # of which 8 - 3, 8 - 4, 8 - 8, 8 - 3 are padding: computed only when not skipped.
     # New: steps 0-6 feed 4 rows; row 0 ends at step 7 (3 of 4 <= 75% live: compact), so
     # steps 7-9 feed 3; row 3 ends at step 10 (2 of 3), steps 10-11 feed 2; row 1 ends at
     # step 12 (1 of 2), step 12 feeds 1; row 2 ends at step 13 and nothing more is fed.
+    padding = 0 if skip_prompt_padding else 5 + 4 + 0 + 5
     assert gen.positions == {
-        "prompt": 7 + 4 * 8,
-        "prompt_padding": 5 + 4 + 0 + 5,
+        "prompt": 7 + 3 + 4 + 8 + 3 + padding,
+        "prompt_padding": padding,
         "new": 7 * 4 + 3 * 3 + 2 * 2 + 1,
         "new_padding": 0,
     }
@@ -498,7 +519,7 @@ def test_positions_without_compaction_count_finished_rows_as_padding(
     # 13 decode steps of 4 rows; a row ending after n tokens is fed padding 14 - n times.
     assert gen.positions["new"] == 13 * 4
     assert gen.positions["new_padding"] == 6 + 1 + 0 + 3
-    assert gen.positions["prompt"] == 39 and gen.positions["prompt_padding"] == 14
+    assert gen.positions["prompt"] == 25 and gen.positions["prompt_padding"] == 0
 
 
 def test_positions_count_a_shared_prefix_once_and_each_distinct_prompt_once(
@@ -511,9 +532,9 @@ def test_positions_count_a_shared_prefix_once_and_each_distinct_prompt_once(
     prefix, distinct = decoders[0].prefix_len, {tuple(p) for p in gen.prompt_ids}
     longest = max(map(len, gen.prompt_ids))
     assert prefix >= MIN_SHARED_PREFIX and len(distinct) == 3
-    assert gen.positions["prompt"] == prefix + len(distinct) * (longest - prefix)
-    real = prefix + sum(len(p) - prefix for p in distinct)
-    assert gen.positions["prompt_padding"] == gen.positions["prompt"] - real
+    assert longest - prefix > min(map(len, distinct)) - prefix  # there is padding to skip
+    assert gen.positions["prompt"] == prefix + sum(len(p) - prefix for p in distinct)
+    assert gen.positions["prompt_padding"] == 0
     # Each row is fed its own tokens but the last: the step that made eos drops it.
     assert gen.positions["new"] == sum(n - 1 for n in gen.n_tokens)
     assert gen.positions["new_padding"] == 0
@@ -523,15 +544,19 @@ def test_positions_of_one_new_token(tiny: LMPolicy) -> None:
     gen = tiny.generate(MIXED, max_new_tokens=1, greedy=True)
     lengths = [len(p) for p in gen.prompt_ids]
     assert gen.n_tokens == [1, 1, 1]
+    assert max(lengths) > min(lengths)
     assert gen.positions == {
-        "prompt": 3 * max(lengths),
-        "prompt_padding": 3 * max(lengths) - sum(lengths),
+        "prompt": sum(lengths),
+        "prompt_padding": 0,
         "new": 0,
         "new_padding": 0,
     }
 
 
-def test_generation_flops_count_the_computed_positions(tiny: LMPolicy) -> None:
+def test_generation_flops_count_the_computed_positions(
+    tiny: LMPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tiny, "fast_path", FastPathOptions(skip_prompt_padding=False))
     gen = tiny.generate(SHARED, max_new_tokens=16, greedy=True)
     flops = FlopCounter(tiny.n_params)
     count_generation_flops(flops, gen)
