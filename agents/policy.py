@@ -42,6 +42,7 @@ from rewardgym.agents.decoding import (
     StaticCacheDecoder,
     supports,
 )
+from rewardgym.agents.memory import keep_freed_memory
 from rewardgym.agents.scoring import completion_logits
 from rewardgym.errors import ConfigError, ModelLoadError, UnknownNameError
 from rewardgym.evaluation.compute import count_params
@@ -480,6 +481,9 @@ class LMPolicy:
                 f"prompt {empty[0]} encodes to no tokens and this model adds no bos token; "
                 "pass a non-empty prompt"
             )
+        # Each step allocates vocabulary-sized buffers (logits, log-probs, probabilities): kept
+        # for reuse, not faulted in afresh (agents/memory.py).
+        keep_freed_memory()
         with torch.inference_mode():
             tokens, logps, ents, done, positions = self._decode(
                 prompt_ids, max_new_tokens, temperature, top_p, greedy, seed, token_budget

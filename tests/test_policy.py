@@ -12,6 +12,8 @@ import pytest
 import torch
 from conftest import assert_greedy_matches_hf
 
+import rewardgym.agents.policy as policy_module
+from rewardgym.agents.memory import ENV_VAR as KEEP_FREED_MEMORY
 from rewardgym.agents.policy import (
     Generation,
     LMPolicy,
@@ -55,6 +57,23 @@ def test_generate_shapes(policy: LMPolicy) -> None:
         assert lp.dtype == np.float64 and np.all(lp <= 0)
     assert gen.wall_s > 0
     assert all(isinstance(c, str) for c in gen.completions)
+
+
+def test_generate_asks_the_allocator_to_keep_freed_memory(
+    policy: LMPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(policy_module, "keep_freed_memory", lambda: calls.append(1) or True)
+    policy.generate(PROMPTS[:1], max_new_tokens=2, seed=0)
+    assert calls == [1]
+
+
+def test_generate_refuses_a_bad_allocator_switch(
+    policy: LMPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEEP_FREED_MEMORY, "maybe")
+    with pytest.raises(ConfigError, match="REWARDGYM_KEEP_FREED_MEMORY must be 0 .* 'maybe'"):
+        policy.generate(PROMPTS[:1], max_new_tokens=2, seed=0)
 
 
 def test_single_string_and_empty_batch(policy: LMPolicy) -> None:
