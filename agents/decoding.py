@@ -348,7 +348,7 @@ class StaticCacheDecoder:
         end = column + query.shape[2]
         self.keys[layer, :, :, column:end] = key
         self.values[layer, :, :, column:end] = value
-        if self.prefix_attention and hidden.shape[1] == 1:
+        if self.prefix_attention and query.shape[2] == 1:  # one query per row
             # Every row's prefix columns hold the same keys: row 0's stand for all.
             shared, own = slice(0, self.prefix_len), slice(self.prefix_len, end)
             return decode_attention(

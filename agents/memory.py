@@ -14,9 +14,9 @@ without the setting against 0.3-0.4 s with it, of about 6.4 s in all.
 ``train()`` and ``LMPolicy.generate()`` turn it on.
 
 The setting is process-wide and lasts for the life of the process: memory a run freed is kept
-for its next allocations rather than returned to the OS (the default study peaked at 1.45 GB,
-against 1.41 GB before). Set ``REWARDGYM_KEEP_FREED_MEMORY=0`` to leave the allocator as it is.
-Elsewhere than glibc Linux it does nothing.
+for its next allocations rather than returned to the OS (the default study peaked at
+1.39-1.45 GB over two runs, against 1.41 GB before). Set ``REWARDGYM_KEEP_FREED_MEMORY=0`` to
+leave the allocator as it is. Elsewhere than glibc Linux it does nothing.
 
 Example:
     >>> keep_freed_memory()      # True on glibc Linux
