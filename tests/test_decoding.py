@@ -280,19 +280,44 @@ PACKABLE = [
 def test_packed_weights_compute_every_linear_layer_of_the_model(
     tiny: LMPolicy, dtype: torch.dtype
 ) -> None:
-    """Each layer (tiny's own, and one with a bias), fed a 3-d batch, gives ``module(x)``."""
+    """Each layer (tiny's own, and ones with a bias), fed a 3-d batch, gives ``module(x)``; an
+    attention's q, k and v projections give theirs as one product, unless their biases differ
+    in kind."""
     torch.manual_seed(0)
-    with_bias = torch.nn.Linear(tiny.model.config.hidden_size, 7)
-    model = torch.nn.ModuleDict({"tiny": copy.deepcopy(tiny.model), "with_bias": with_bias})
-    model.to(dtype)
+    hidden = tiny.model.config.hidden_size
+
+    def projections(*biases: bool) -> torch.nn.Module:
+        module = torch.nn.Module()
+        for name, bias in zip(("q_proj", "k_proj", "v_proj"), biases, strict=True):
+            setattr(module, name, torch.nn.Linear(hidden, 4, bias=bias))
+        return module
+
+    model = torch.nn.ModuleDict(
+        {
+            "tiny": copy.deepcopy(tiny.model),
+            "with_bias": torch.nn.Linear(hidden, 7),
+            "attention_with_biases": projections(True, True, True),
+            "mixed_biases": projections(True, False, True),
+        }
+    ).to(dtype)
     packed = PackedWeights(model)
     tol = 1e-5 if dtype == torch.float32 else 2e-2
+    attentions = [m for m in model.modules() if hasattr(m, "q_proj")]
+    fused = [a for a in attentions if a is not model["mixed_biases"]]
+    assert len(fused) == tiny.model.config.num_hidden_layers + 1
+    in_fused = {id(getattr(a, name)) for a in fused for name in ("q_proj", "k_proj", "v_proj")}
     layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    assert len(layers) == 7 * tiny.model.config.num_hidden_layers + 2
+    alone = [m for m in layers if id(m) not in in_fused]
+    assert len(alone) == 4 * tiny.model.config.num_hidden_layers + 2 + 3
     with torch.no_grad():
-        for layer in layers:
+        for layer in alone:
             x = torch.randn(3, 5, layer.in_features, dtype=dtype)
             torch.testing.assert_close(packed(layer, x), layer(x), atol=tol, rtol=tol)
+        for attn in fused:
+            x = torch.randn(3, 5, hidden, dtype=dtype)
+            expected = torch.cat([attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)], dim=-1)
+            torch.testing.assert_close(packed.qkv(attn, x), expected, atol=tol, rtol=tol)
+        assert packed.qkv(model["mixed_biases"], x) is None
 
 
 def test_packed_weights_are_only_offered_where_onednn_runs_them() -> None:
