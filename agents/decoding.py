@@ -348,12 +348,13 @@ class StaticCacheDecoder:
         end = column + query.shape[2]
         self.keys[layer, :, :, column:end] = key
         self.values[layer, :, :, column:end] = value
+        query = query.to(self.cache_dtype)
         if self.prefix_attention and query.shape[2] == 1:  # one query per row
             # Every row's prefix columns hold the same keys: row 0's stand for all.
             shared, own = slice(0, self.prefix_len), slice(self.prefix_len, end)
             return decode_attention(
                 attn,
-                query.to(self.cache_dtype),
+                query,
                 (self.keys[layer, 0, :, shared], self.values[layer, 0, :, shared]),
                 (self.keys[layer, :, :, own], self.values[layer, :, :, own]),
                 self.mask[:, own],
@@ -361,9 +362,7 @@ class StaticCacheDecoder:
             )
         keys = self.keys[layer, : attend.shape[0], :, : attend.shape[-1]]
         values = self.values[layer, : attend.shape[0], :, : attend.shape[-1]]
-        return attention(
-            attn, query.to(self.cache_dtype), keys, values, attend, self.linear, layout
-        )
+        return attention(attn, query, keys, values, attend, self.linear, layout)
 
 
 class RealPositions:
