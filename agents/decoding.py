@@ -524,9 +524,19 @@ def attention(
     linear: Linear = plain_linear,
     layout: RealPositions | None = None,
 ) -> torch.Tensor:
+    """:func:`attend`, output-projected: ``[batch, queries, hidden]``, or
+    ``[1, real positions, hidden]`` with a ``layout`` (only those are projected)."""
+    out = attend(attn, query, keys, values, mask)
+    if layout is not None:
+        out = layout.pack(out)
+    return linear(attn.o_proj, out.to(attn.o_proj.weight.dtype))
+
+
+def attend(
+    attn: Any, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     """Grouped-query attention of ``query`` over ``keys``/``values`` under the boolean ``mask``
-    (``[batch, 1, queries, keys]``), output-projected: ``[batch, queries, hidden]``, or
-    ``[1, real positions, hidden]`` with a ``layout`` (only those are projected).
+    (``[batch, 1, queries, keys]``), heads concatenated: ``[batch, queries, heads * head_dim]``.
 
     Mirrors transformers' ``sdpa`` attention: a single query folds the heads sharing a key
     head into the query axis; several queries repeat the key heads.
@@ -549,10 +559,7 @@ def attention(
             attn_mask=mask,
             scale=attn.scaling,
         )
-    out = out.transpose(1, 2).reshape(batch, n, -1)
-    if layout is not None:
-        out = layout.pack(out)
-    return linear(attn.o_proj, out.to(attn.o_proj.weight.dtype))
+    return out.transpose(1, 2).reshape(batch, n, -1)
 
 
 def decode_attention(

@@ -92,3 +92,18 @@ def test_grouped_query_decoding_matches_hf_generate(gqa_policy: LMPolicy) -> Non
 
 def test_distinct_rows_keeps_first_seen_order() -> None:
     assert distinct_rows([[3], [1, 2], [3], [1, 2], [4]]) == ([[3], [1, 2], [4]], [0, 1, 0, 1, 2])
+
+
+def test_streams_join_and_split_back() -> None:
+    from rewardgym.agents.scoring import _Streams
+
+    prompt, completion = torch.randn(2, 3, 5), torch.randn(4, 6, 5)
+    streams = _Streams(prompt.shape, completion.shape)
+    joined = streams.join(prompt, completion)
+    assert joined.shape == (1, 2 * 3 + 4 * 6, 5)
+    assert torch.equal(joined[0, 3], prompt[1, 0])  # row-major: prompt rows, then completions
+    back_p, back_c = streams.split(joined)
+    assert torch.equal(back_p, prompt) and torch.equal(back_c, completion)
+    heads = joined.view(1, 30, 1, 5).transpose(1, 2)  # [1, heads, positions, dim]
+    heads_p, heads_c = streams.split_heads(heads)
+    assert torch.equal(heads_p, prompt[:, None]) and torch.equal(heads_c, completion[:, None])
