@@ -13,8 +13,9 @@ What it saves over calling the Hugging Face model step by step (measured in
 * **Shared prompt work.** Chat prompts begin with the same system text and GRPO groups repeat the
   same prompt. The common prefix of the batch is run once (batch 1) and each distinct prompt
   once; rows are expanded afterwards by indexing the cache.
-* **Finished rows leave the batch.** Once a quarter of the rows have produced eos, the cache is
-  compacted to the live rows, so later steps do no work for them.
+* **Finished rows leave the batch.** As soon as a row has produced eos, live rows from the end of
+  the batch move into its place in the cache (only their written columns are copied), so later
+  steps do no work for it.
 * **The shared prefix is attended once.** Its keys are the same in every row, so a decode step
   scores all rows' queries against them in one matrix product, and reads only each row's own
   columns per row; ``scaled_dot_product_attention`` would read the prefix once per row.
@@ -93,7 +94,7 @@ class FastPathOptions:
         share_prompts: generation runs the batch's common prefix once and each distinct prompt
             once; re-scoring (:mod:`rewardgym.agents.scoring`) each distinct prompt once.
         compact_at: drop finished rows once this share of the rows in the batch has finished
-            (compaction copies the whole cache, so it pays only once a good share has left;
+            (0: as soon as one has, which costs copying only the rows moved into their places;
             above 1: never).
         float32_cache: keep keys and values in float32 whatever the model dtype.
         packed_weights: on CPU, run the linear layers of models with at least
@@ -112,7 +113,7 @@ class FastPathOptions:
 
     static_cache: bool = True
     share_prompts: bool = True
-    compact_at: float = 0.25
+    compact_at: float = 0.0
     float32_cache: bool = True
     packed_weights: bool = True
     skip_prompt_padding: bool = True
@@ -179,7 +180,7 @@ class StaticCacheDecoder:
         prompt_padding: how many of those carry padding.
     """
 
-    can_take = True
+    can_drop = True
 
     def __init__(
         self,
@@ -291,14 +292,35 @@ class StaticCacheDecoder:
         return logits
 
     def take(self, index: torch.Tensor) -> None:
-        """Keep (or repeat) the cache rows ``index``; later steps run only those rows.
-
-        The decode loop calls it with the live rows once enough rows have finished.
-        """
+        """Keep (or repeat) the cache rows ``index``, in that order; later steps run only those
+        rows. Copies the whole cache: the prompt pass uses it to give each batch row its
+        prompt's row."""
         self.keys = self.keys[:, index]
         self.values = self.values[:, index]
         self.mask = self.mask[index]
         self.next_position = self.next_position[index]
+
+    def drop_finished(self, alive: torch.Tensor) -> torch.Tensor:
+        """Drop the rows where ``alive`` is False; later steps run only the others.
+
+        Live rows from the end of the batch move into the finished rows' places, so only the
+        moved rows' written columns are copied (not the shared prefix, when decode attention
+        reads it from row 0), and the cache keeps its storage: later steps use a view of its
+        first rows. Returns the new order: row ``i`` now holds what row ``order[i]`` held.
+        """
+        n = int(alive.sum())
+        order = torch.arange(n, device=alive.device)
+        holes = (~alive[:n]).nonzero().squeeze(1)
+        movers = alive[n:].nonzero().squeeze(1) + n
+        order[holes] = movers
+        if len(holes):
+            start = self.prefix_len if self.prefix_attention else 0
+            for cache in (self.keys, self.values):
+                cache[:, holes, :, start : self.filled] = cache[:, movers, :, start : self.filled]
+        self.keys, self.values = self.keys[:, :n], self.values[:, :n]
+        self.mask = self.mask[order]
+        self.next_position = self.next_position[order]
+        return order
 
     # --------------------------------------------------------------- internals
     def _forward(
@@ -614,15 +636,16 @@ class DynamicCacheDecoder:
     """The generic rollout path for any causal LM: its own ``forward`` and cache, step by step.
 
     Prompts are left-padded to the longest; the attention mask grows by one column per step.
-    It has the interface of :class:`StaticCacheDecoder` except :meth:`take`
-    (``can_take`` is False), so finished rows stay in the batch and are fed padding.
+    It has the interface of :class:`StaticCacheDecoder` except :meth:`take` and
+    :meth:`drop_finished` (``can_drop`` is False), so finished rows stay in the batch and are fed
+    padding.
 
     Args:
         policy: the :class:`rewardgym.agents.policy.LMPolicy` whose model runs.
         prompt_ids: token ids of each prompt (each non-empty).
     """
 
-    can_take = False
+    can_drop = False
 
     def __init__(self, policy: Any, prompt_ids: Sequence[Sequence[int]]) -> None:
         self.policy = policy

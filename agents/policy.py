@@ -565,14 +565,18 @@ class LMPolicy:
                 break
             if token_budget is not None and generated >= token_budget:
                 break
-            if decoder.can_take and n_alive <= (1.0 - self.fast_path.compact_at) * len(alive):
-                keep = alive.nonzero().squeeze(-1)
-                decoder.take(keep)
-                rows, nxt, alive = rows[keep.cpu()], nxt[keep], alive[keep]
+            if self._drop_now(decoder, n_alive, len(alive)):
+                order = decoder.drop_finished(alive)
+                rows, nxt, alive = rows[order.cpu()], nxt[order], alive[order]
             positions["new"] += len(alive)
             positions["new_padding"] += len(alive) - n_alive
             logits = decoder.step(torch.where(alive, nxt, torch.full_like(nxt, self.pad_id)))
         return tokens, logps, ents, done, positions
+
+    def _drop_now(self, decoder: Any, n_alive: int, rows: int) -> bool:
+        """Whether the decode loop drops the finished rows from the batch now."""
+        finished_share = 1.0 - n_alive / rows
+        return decoder.can_drop and n_alive < rows and finished_share >= self.fast_path.compact_at
 
     # -------------------------------------------------------------- re-scoring
     def sequence_logprobs(

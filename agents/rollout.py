@@ -104,7 +104,8 @@ def count_generation_flops(flops: FlopCounter, gen) -> None:
 
     The counts come from the decode loop (``gen.positions``): prompts left-padded to the longest
     (a prefix the whole batch shares is computed once), then one position per decode step for
-    every row still in the batch, finished rows included until the batch is compacted.
+    every row still in the batch (finished rows leave it at once on the fast path; the generic
+    path keeps them, fed padding).
     """
     positions = gen.positions
     flops.add_forward("generation_prompt", positions["prompt"])

@@ -84,16 +84,17 @@ def decoders(monkeypatch: pytest.MonkeyPatch) -> list:
 
 
 @pytest.fixture()
-def takes(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
-    """The row index of every ``StaticCacheDecoder.take`` call, in order."""
+def drops(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """The order every ``StaticCacheDecoder.drop_finished`` call returned, in order."""
     calls: list[list[int]] = []
-    original = StaticCacheDecoder.take
+    original = StaticCacheDecoder.drop_finished
 
-    def spy(self: StaticCacheDecoder, index: torch.Tensor) -> None:
-        calls.append(index.tolist())
-        original(self, index)
+    def spy(self: StaticCacheDecoder, alive: torch.Tensor) -> torch.Tensor:
+        order = original(self, alive)
+        calls.append(order.tolist())
+        return order
 
-    monkeypatch.setattr(StaticCacheDecoder, "take", spy)
+    monkeypatch.setattr(StaticCacheDecoder, "drop_finished", spy)
     return calls
 
 
@@ -197,7 +198,7 @@ def test_prefix_is_shared_only_when_long_enough_and_shorter_than_every_prompt(
 @pytest.mark.parametrize(
     "switch_off", [{}, {"prefix_attention": False}, {"skip_prompt_padding": False}], ids=str
 )
-def test_prefill_step_and_take_logits_equal_the_model_forward(
+def test_prefill_step_take_and_drop_logits_equal_the_model_forward(
     request: pytest.FixtureRequest, model: str, prompts: list[str], switch_off: dict
 ) -> None:
     policy: LMPolicy = request.getfixturevalue(model)
@@ -207,7 +208,7 @@ def test_prefill_step_and_take_logits_equal_the_model_forward(
     seqs = [list(p) for p in ids]
     with torch.no_grad():
         logits = decoder.prefill()
-        for step in range(3):
+        for step in range(4):
             expected = torch.stack([_reference_logits(policy, s) for s in seqs])
             torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
             nxt = logits.argmax(-1)
@@ -215,6 +216,14 @@ def test_prefill_step_and_take_logits_equal_the_model_forward(
                 index = [len(seqs) - 1, *range(len(seqs) - 1), 0]
                 decoder.take(torch.tensor(index))
                 seqs, nxt = [seqs[i] for i in index], nxt[index]
+            if step == 2:  # the first row finished: the last moves into its place
+                storage = decoder.keys.data_ptr()
+                alive = torch.ones(len(seqs), dtype=torch.bool)
+                alive[0] = False
+                order = decoder.drop_finished(alive).tolist()
+                assert order == [len(seqs) - 1, *range(1, len(seqs) - 1)]
+                assert decoder.keys.data_ptr() == storage and decoder.keys.shape[1] == len(order)
+                seqs, nxt = [seqs[i] for i in order], nxt[order]
             seqs = [[*s, t] for s, t in zip(seqs, nxt.tolist())]
             logits = decoder.step(nxt)
 
@@ -418,17 +427,17 @@ def test_greedy_matches_hf_with_grouped_query_attention(
 
 
 def test_greedy_matches_hf_when_finished_rows_are_compacted(
-    tiny: LMPolicy, takes: list, monkeypatch: pytest.MonkeyPatch
+    tiny: LMPolicy, drops: list, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prompts = SHARED + MIXED
-    monkeypatch.setattr(tiny, "fast_path", FastPathOptions(compact_at=1.0))  # never compact
+    monkeypatch.setattr(tiny, "fast_path", FastPathOptions(compact_at=2.0))  # never compact
     whole = tiny.generate(prompts, max_new_tokens=16, greedy=True)
-    assert takes == []
-    # compact as soon as a row finishes
-    monkeypatch.setattr(tiny, "fast_path", FastPathOptions(compact_at=0.01))
+    assert drops == [] and whole.positions["new_padding"] > 0
+    monkeypatch.setattr(tiny, "fast_path", FastPathOptions())  # as soon as a row finishes
     compacted = tiny.generate(prompts, max_new_tokens=16, greedy=True)
-    assert len(set(compacted.n_tokens)) >= 3 and len(takes) >= 2
-    assert all(len(b) < len(a) for a, b in zip(takes, takes[1:]))
+    assert len(set(compacted.n_tokens)) >= 3 and len(drops) >= 2
+    assert all(len(b) < len(a) for a, b in zip(drops, drops[1:]))
+    assert compacted.positions["new_padding"] == 0
     assert compacted.token_ids == whole.token_ids
     assert_greedy_matches_hf(tiny, compacted, max_new_tokens=16)
 
@@ -455,10 +464,10 @@ def test_token_budget_with_compaction_keeps_a_prefix_of_each_answer(
     ids=["shared_prefix_and_duplicates", "no_shared_prefix"],
 )
 def test_sampled_logprobs_match_sequence_logprobs(
-    tiny: LMPolicy, takes: list, prompts: list[str], temperature: float, top_p: float
+    tiny: LMPolicy, drops: list, prompts: list[str], temperature: float, top_p: float
 ) -> None:
     gen = tiny.generate(prompts, max_new_tokens=16, temperature=temperature, top_p=top_p, seed=4)
-    assert any(len(index) < len(prompts) for index in takes)  # finished rows were dropped
+    assert drops  # finished rows were dropped
     _assert_logprobs_match(tiny, gen, atol=1e-4, temperature=temperature, top_p=top_p)
 
 
@@ -600,7 +609,7 @@ def test_unsupported_model_falls_back_and_matches_hf(
     monkeypatch.setattr(policy_module, "supports", lambda model: False)
     gen = tiny.generate(SHARED + MIXED[:1], max_new_tokens=16, greedy=True)
     assert isinstance(decoders[0], StaticCacheDecoder)
-    assert isinstance(decoders[1], DynamicCacheDecoder) and not decoders[1].can_take
+    assert isinstance(decoders[1], DynamicCacheDecoder) and not decoders[1].can_drop
     assert_greedy_matches_hf(tiny, gen, max_new_tokens=16)
     assert gen.token_ids == fast.token_ids
     lengths, longest = [len(p) for p in gen.prompt_ids], max(gen.n_tokens)
