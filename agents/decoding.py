@@ -21,8 +21,8 @@ What it saves over calling the Hugging Face model step by step (measured in
   columns per row; ``scaled_dot_product_attention`` would read the prefix once per row.
 * **No work for prompt padding.** Prompts of different lengths are padded for attention, but
   the norms, projections and MLP of the prompt pass run on the real positions only.
-* **A float32 cache.** Attention scores stay in float32, as in transformers' own attention
-  (a bf16 batched product on CPU rounds them to bf16); the layers themselves still run in the
+* **Float32 keys.** Attention scores stay in float32, as in transformers' own attention (a bf16
+  batched product on CPU rounds them to bf16); values, and the layers themselves, stay in the
   model's dtype.
 * **Prepacked weights on CPU.** For models of ``PACK_MIN_PARAMS`` or more, the linear layers'
   weights are reordered once per rollout into oneDNN's blocked layout (:class:`PackedWeights`).
@@ -97,7 +97,8 @@ class FastPathOptions:
         compact_at: drop finished rows once this share of the rows in the batch has finished
             (0: as soon as one has, which costs copying only the rows moved into their places;
             above 1: never).
-        float32_cache: keep keys and values in float32 whatever the model dtype.
+        float32_keys: keep the cached keys in float32 whatever the model dtype, so attention
+            scores stay in float32 (values are kept in the model's dtype either way).
         packed_weights: on CPU, run the linear layers of models with at least
             ``PACK_MIN_PARAMS`` parameters through oneDNN over weights packed once per rollout
             (:class:`PackedWeights`); False: the model's own layers.
@@ -115,7 +116,7 @@ class FastPathOptions:
     static_cache: bool = True
     share_prompts: bool = True
     compact_at: float = 0.0
-    float32_cache: bool = True
+    float32_keys: bool = True
     packed_weights: bool = True
     skip_prompt_padding: bool = True
     prefix_attention: bool = True
@@ -222,17 +223,18 @@ class StaticCacheDecoder:
             self.length,
             head_dim,
         )
-        # float32 whatever the model dtype, so attention scores stay in float32 (a bf16 batched
-        # product on CPU rounds them to bf16). It costs bf16 rollouts 6-8 % on this CPU (the
-        # ablation in benchmarks/generation.py measures it).
-        self.cache_dtype = torch.float32 if options.float32_cache else self.dtype
+        # Keys in float32 whatever the model dtype, so attention scores stay in float32 (a bf16
+        # batched product on CPU rounds them to bf16). Values in the model dtype: like
+        # transformers' CPU attention, the probabilities are rounded to it before they weight
+        # the values, and reading half the bytes makes those products faster.
+        self.key_dtype = torch.float32 if options.float32_keys else self.dtype
         self.prefix_attention = options.prefix_attention
         self.skip_prompt_padding = options.skip_prompt_padding
         self.linear: Linear = plain_linear
         if options.packed_weights and PackedWeights.pays_for(model):
             self.linear = PackedWeights(model)
-        self.keys = torch.zeros(shape, dtype=self.cache_dtype, device=self.device)
-        self.values = torch.zeros(shape, dtype=self.cache_dtype, device=self.device)
+        self.keys = torch.zeros(shape, dtype=self.key_dtype, device=self.device)
+        self.values = torch.zeros(shape, dtype=self.dtype, device=self.device)
         self.mask = torch.zeros(
             (len(self.distinct), self.length), dtype=torch.bool, device=self.device
         )
@@ -372,7 +374,7 @@ class StaticCacheDecoder:
         end = column + query.shape[2]
         self.keys[layer, :, :, column:end] = key
         self.values[layer, :, :, column:end] = value
-        query = query.to(self.cache_dtype)
+        query = query.to(self.key_dtype)
         if self.prefix_attention and query.shape[2] == 1:  # one query per row
             # Every row's prefix columns hold the same keys: row 0's stand for all.
             shared, own = slice(0, self.prefix_len), slice(self.prefix_len, end)
@@ -386,7 +388,7 @@ class StaticCacheDecoder:
             )
         keys = self.keys[layer, : attend.shape[0], :, : attend.shape[-1]]
         values = self.values[layer, : attend.shape[0], :, : attend.shape[-1]]
-        return attention(attn, query, keys, values, attend, self.linear, layout)
+        return attention(attn, query, keys, values.to(query.dtype), attend, self.linear, layout)
 
 
 class RealPositions:

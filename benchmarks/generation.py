@@ -39,7 +39,7 @@ TARGET_BF16_SHARE = 0.40
 ABLATIONS = {
     "no shared prompt work": {"share_prompts": False},
     "no row compaction": {"compact_at": 2.0},
-    "KV cache in the model dtype": {"float32_cache": False},
+    "keys cached in the model dtype": {"float32_keys": False},
     "unpacked weights (the model's own layers, MKL)": {"packed_weights": False},
     "prompt padding computed": {"skip_prompt_padding": False},
     "per-row attention over the whole cache (SDPA)": {"prefix_attention": False},
@@ -253,7 +253,7 @@ def ablate(policy: LMPolicy, batch: int, max_new_tokens: int, repeats: int) -> l
     dtype = str(policy.dtype).removeprefix("torch.")
     variants = {"all on": {}}
     for name, switch in ABLATIONS.items():
-        if "float32_cache" in switch and policy.dtype == torch.float32:
+        if "float32_keys" in switch and policy.dtype == torch.float32:
             continue
         if "packed_weights" in switch and not PackedWeights.pays_for(policy.model):
             continue

@@ -647,7 +647,7 @@ def test_non_llama_model_uses_the_generic_path(random_policy: LMPolicy, decoders
 
 
 def test_bfloat16_logprobs_agree_with_sequence_logprobs(decoders: list) -> None:
-    """Both paths end in the bf16 ``lm_head``, but the decoder attends over a float32 cache
+    """Both paths end in the bf16 ``lm_head``, but the decoder scores over float32 keys
     while re-scoring attends in bf16, so their hidden states differ slightly and a logit may
     round to the neighbouring bf16 value. bf16 keeps 8 significant bits: logits in
     ``[2**e, 2**(e+1))`` are ``2**(e-7)`` apart, 0.125 for the tiny model's top logits of ~19.
@@ -658,7 +658,7 @@ def test_bfloat16_logprobs_agree_with_sequence_logprobs(decoders: list) -> None:
     gen = half.generate([*SHARED, SHARED[0], SHARED[2]], max_new_tokens=16, seed=1)
     decoder = decoders[0]
     assert isinstance(decoder, StaticCacheDecoder) and decoder.prefix_len >= MIN_SHARED_PREFIX
-    assert decoder.keys.dtype == decoder.values.dtype == torch.float32
+    assert decoder.keys.dtype == torch.float32 and decoder.values.dtype == torch.bfloat16
     with torch.no_grad():
         out = half.sequence_logprobs(gen.prompt_ids, gen.token_ids)
         ids, mask = half._left_pad([p + c for p, c in zip(gen.prompt_ids, gen.token_ids)])
