@@ -13,7 +13,7 @@ from conftest import assert_greedy_matches_hf
 import rewardgym.agents.policy as policy_module
 from rewardgym.agents.decoding import distinct_rows
 from rewardgym.agents.policy import LMPolicy
-from rewardgym.agents.scoring import completion_logits
+from rewardgym.agents.scoring import _Streams, completion_logits
 
 PROMPTS = ["translate: the red dogs saw a cat =>", "translate: a bird sings =>"]
 
@@ -95,8 +95,6 @@ def test_distinct_rows_keeps_first_seen_order() -> None:
 
 
 def test_streams_join_and_split_back() -> None:
-    from rewardgym.agents.scoring import _Streams
-
     prompt, completion = torch.randn(2, 3, 5), torch.randn(4, 6, 5)
     streams = _Streams(prompt.shape, completion.shape)
     joined = streams.join(prompt, completion)
