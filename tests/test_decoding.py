@@ -36,7 +36,9 @@ from rewardgym.agents.policy import LMPolicy, load_policy
 from rewardgym.agents.rollout import count_generation_flops
 from rewardgym.evaluation.compute import FlopCounter
 
-# Token ids [1, 272, 28, 299, 626, 418, 296, ...]: the first 7 are shared, lengths 10/11/15/10.
+# Prompts with a long common start (bos + "translate: the dog sees") and different lengths.
+# Their token counts, and the completion lengths the trained tiny model gives them, depend on
+# the machine that trained it: the tests below derive every expected count from them.
 SHARED = [
     "translate: the dog sees a cat =>",
     "translate: the dog sees my friends =>",
@@ -447,11 +449,36 @@ def test_token_budget_with_compaction_keeps_a_prefix_of_each_answer(
 ) -> None:
     monkeypatch.setattr(tiny, "fast_path", FastPathOptions(compact_at=0.01))
     full = tiny.generate(SHARED, max_new_tokens=16, greedy=True)
-    cut = tiny.generate(SHARED, max_new_tokens=16, greedy=True, token_budget=35)
-    # Rows finish after 8, 13, 14, 11 tokens: 4 rows x 8 steps = 32, then 3 rows reach 35.
-    assert cut.n_tokens == [8, 9, 9, 9] and cut.finished == [True, False, False, False]
+    assert all(full.finished) and max(full.n_tokens) > min(full.n_tokens) + 1, full.n_tokens
+    budget = len(SHARED) * min(full.n_tokens) + 1  # the step after the shortest answer ends
+    cut = tiny.generate(SHARED, max_new_tokens=16, greedy=True, token_budget=budget)
+    lengths = _lengths_under_budget(full.n_tokens, budget)
+    assert cut.n_tokens == lengths
+    assert cut.finished == [n == m for n, m in zip(lengths, full.n_tokens)]
+    assert not all(cut.finished)
     for short, long in zip(cut.token_ids, full.token_ids):
         assert long[: len(short)] == short
+
+
+def _lengths_under_budget(lengths: list[int], budget: int) -> list[int]:
+    """Each row's length when decoding stops at the first step whose running count of generated
+    tokens (one per live row per step) reaches ``budget``."""
+    generated, step = 0, 0
+    while generated < budget and any(n > step for n in lengths):
+        generated += sum(n > step for n in lengths)
+        step += 1
+    return [min(n, step) for n in lengths]
+
+
+def _shared_prefix(prompt_ids: list[list[int]]) -> int:
+    """The static decoder's shared prefix: the common start, leaving every prompt one token."""
+    first = prompt_ids[0]
+    common = 0
+    while common < len(first) and all(
+        len(p) > common and p[common] == first[common] for p in prompt_ids
+    ):
+        common += 1
+    return min(common, min(map(len, prompt_ids)) - 1)
 
 
 # ------------------------------------------------------------------ sampling
@@ -527,19 +554,20 @@ def test_positions_of_a_greedy_batch_by_hand(
     options = FastPathOptions(skip_prompt_padding=skip_prompt_padding)
     monkeypatch.setattr(tiny, "fast_path", options)
     gen = tiny.generate(SHARED, max_new_tokens=16, greedy=True)
-    assert [len(p) for p in gen.prompt_ids] == [10, 11, 15, 10]
-    assert gen.n_tokens == [8, 13, 14, 11] and all(gen.finished)
-    assert decoders[0].prefix_len == 7
-    # Prompt: the 7-token prefix once, then 4 rows of the longest rest (15 - 7 = 8) columns,
-    # of which 8 - 3, 8 - 4, 8 - 8, 8 - 3 are padding: computed only when not skipped.
-    # New: steps 0-6 feed 4 rows; row 0 ends at step 7 (3 of 4 <= 75% live: compact), so
-    # steps 7-9 feed 3; row 3 ends at step 10 (2 of 3), steps 10-11 feed 2; row 1 ends at
-    # step 12 (1 of 2), step 12 feeds 1; row 2 ends at step 13 and nothing more is fed.
-    padding = 0 if skip_prompt_padding else 5 + 4 + 0 + 5
+    lengths = [len(p) for p in gen.prompt_ids]
+    prefix = _shared_prefix(gen.prompt_ids)
+    assert decoders[0].prefix_len == prefix >= MIN_SHARED_PREFIX
+    assert len(set(lengths)) > 1 and all(gen.finished) and max(gen.n_tokens) < 16
+    # Prompt: the shared prefix once, then each row's own rest; padded to the longest rest
+    # unless padding is skipped.
+    rests = [n - prefix for n in lengths]
+    padding = 0 if skip_prompt_padding else sum(max(rests) - r for r in rests)
+    # New: a finished row leaves the batch at once, so each row is fed its tokens but the last
+    # (the step that made eos drops it).
     assert gen.positions == {
-        "prompt": 7 + 3 + 4 + 8 + 3 + padding,
+        "prompt": prefix + sum(rests) + padding,
         "prompt_padding": padding,
-        "new": 7 * 4 + 3 * 3 + 2 * 2 + 1,
+        "new": sum(n - 1 for n in gen.n_tokens),
         "new_padding": 0,
     }
 
@@ -549,11 +577,15 @@ def test_positions_without_compaction_count_finished_rows_as_padding(
 ) -> None:
     monkeypatch.setattr(tiny, "fast_path", FastPathOptions(compact_at=1.0))
     gen = tiny.generate(SHARED, max_new_tokens=16, greedy=True)
-    assert gen.n_tokens == [8, 13, 14, 11]
-    # 13 decode steps of 4 rows; a row ending after n tokens is fed padding 14 - n times.
-    assert gen.positions["new"] == 13 * 4
-    assert gen.positions["new_padding"] == 6 + 1 + 0 + 3
-    assert gen.positions["prompt"] == 25 and gen.positions["prompt_padding"] == 0
+    longest = max(gen.n_tokens)
+    assert all(gen.finished) and longest < 16 and min(gen.n_tokens) < longest
+    # longest - 1 decode steps of every row; a row ending after n tokens is fed padding
+    # longest - n times.
+    assert gen.positions["new"] == (longest - 1) * len(SHARED)
+    assert gen.positions["new_padding"] == sum(longest - n for n in gen.n_tokens)
+    prefix = _shared_prefix(gen.prompt_ids)
+    assert gen.positions["prompt"] == prefix + sum(len(p) - prefix for p in gen.prompt_ids)
+    assert gen.positions["prompt_padding"] == 0
 
 
 def test_positions_count_a_shared_prefix_once_and_each_distinct_prompt_once(
@@ -592,11 +624,13 @@ def test_generation_flops_count_the_computed_positions(
 ) -> None:
     monkeypatch.setattr(tiny, "fast_path", FastPathOptions(skip_prompt_padding=False))
     gen = tiny.generate(SHARED, max_new_tokens=16, greedy=True)
+    padding = gen.positions["prompt_padding"] + gen.positions["new_padding"]
+    assert padding > 0  # the prompts differ in length, so the padded prompt pass has some
     flops = FlopCounter(tiny.n_params)
     count_generation_flops(flops, gen)
-    assert flops.tokens("generation_prompt", "forward") == gen.positions["prompt"] == 39
-    assert flops.tokens("generation_new", "forward") == gen.positions["new"] == 42
-    assert flops.wasted == flops.flops_for(14, "forward")
+    assert flops.tokens("generation_prompt", "forward") == gen.positions["prompt"]
+    assert flops.tokens("generation_new", "forward") == gen.positions["new"]
+    assert flops.wasted == flops.flops_for(padding, "forward")
 
 
 # ------------------------------------------------------------------ the generic path
