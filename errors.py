@@ -56,6 +56,10 @@ class RunDataError(RewardGymError):
     """A run or study directory whose files are corrupt or from a newer format version."""
 
 
+class RunLockedError(RewardGymError):
+    """A run directory that another process is writing now; names that process."""
+
+
 class EnvInputError(RewardGymError):
     """An action or option passed to an environment that it cannot accept."""
 

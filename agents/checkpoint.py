@@ -1,4 +1,4 @@
-"""Atomic, pickle-free checkpoints (DESIGN.md, "Reliability rules" and "Security rules").
+"""Atomic, pickle-free checkpoints (README, "Guarantees" and "Security notes").
 
 A checkpoint is a folder ``RUN_DIR/checkpoints/step-NNNNNN/`` holding
 
@@ -7,6 +7,8 @@ A checkpoint is a folder ``RUN_DIR/checkpoints/step-NNNNNN/`` holding
 - ``optimizer.pt``: ``{"optimizer": optimizer.state_dict() | None, "rng": {...} | None}`` with
   tensors and plain containers only, read back with ``torch.load(..., weights_only=True)``;
 - ``state.json``: ``{"format_version": 1, "step": N, "saved_at": ..., "state": {...}}``;
+- ``callbacks.pt``: the callbacks' (monitors') ``state_dict``, tensors and plain containers only,
+  read back with ``weights_only=True``; absent when none was given (and in older checkpoints);
 - ``COMPLETE``: written last; a folder without it is not a checkpoint.
 
 Writing goes to a hidden temporary folder beside the target (``.step-NNNNNN.<random>.tmp`` in the
@@ -55,6 +57,7 @@ __all__ = [
     "checkpoint_step",
     "list_checkpoints",
     "latest_checkpoint",
+    "load_callbacks_state",
     "load_checkpoint",
     "read_state",
     "restore_rng_state",
@@ -63,6 +66,9 @@ __all__ = [
 
 FORMAT_VERSION = 1
 WEIGHTS, OPTIMIZER, STATE, COMPLETE = "model.safetensors", "optimizer.pt", "state.json", "COMPLETE"
+CALLBACKS = "callbacks.pt"
+# scalars torch.load(weights_only=True) reads back; exact types, since numpy's float64 is a float
+_PLAIN_SCALARS = (str, int, float, bool, type(None))
 CHECKPOINTS_DIR = "checkpoints"
 _NAME = re.compile(r"^step-(\d{6,})$")
 
@@ -240,8 +246,34 @@ def _state_json(step: int, state: dict[str, Any]) -> str:
         ) from exc
 
 
+def _check_plain(value: Any, where: str) -> None:
+    """Refuse what ``torch.load(weights_only=True)`` would refuse, before anything is written."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int)):
+                raise CheckpointError(
+                    f"{where} has a {type(key).__name__} key {key!r}; use str or int keys"
+                )
+            _check_plain(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_plain(item, f"{where}[{index}]")
+    elif not isinstance(value, torch.Tensor) and type(value) not in _PLAIN_SCALARS:
+        raise CheckpointError(
+            f"{where} is a {type(value).__name__}, which loading with "
+            "weights_only=True refuses; keep only tensors, numbers, strings, bools, None, lists, "
+            "tuples and dicts in a state_dict (a deque becomes a list)"
+        )
+
+
 def _write_files(
-    tmp: Path, final: Path, model: torch.nn.Module, optimizer: Any, state_text: str, rng: bool
+    tmp: Path,
+    final: Path,
+    model: torch.nn.Module,
+    optimizer: Any,
+    state_text: str,
+    rng: bool,
+    callbacks_state: dict[str, Any] | None,
 ) -> None:
     save_model(model, str(tmp / WEIGHTS))
     payload = {
@@ -250,7 +282,11 @@ def _write_files(
     }
     torch.save(payload, tmp / OPTIMIZER)
     (tmp / STATE).write_text(state_text, encoding="utf-8")
-    for name in (WEIGHTS, OPTIMIZER, STATE):
+    names = [WEIGHTS, OPTIMIZER, STATE]
+    if callbacks_state is not None:
+        torch.save(callbacks_state, tmp / CALLBACKS)
+        names.append(CALLBACKS)
+    for name in names:
         _fsync_file(tmp / name)
     # The marker goes last: its presence proves every other file was written and synced.
     (tmp / COMPLETE).write_text(f"{final.name}\n", encoding="utf-8")
@@ -297,6 +333,7 @@ def save_checkpoint(
     state: dict[str, Any] | None = None,
     rng: bool = True,
     keep_last: int | None = 2,
+    callbacks_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint atomically into ``run_dir/checkpoints/step-{step:06d}``.
 
@@ -309,13 +346,16 @@ def save_checkpoint(
         rng: also save the python, numpy and torch RNG states.
         keep_last: how many complete checkpoints to keep (the new one always stays);
             None keeps all.
+        callbacks_state: the callbacks' ``state_dict`` (tensors and plain containers), returned
+            by ``load_callbacks_state``; None writes no ``callbacks.pt``.
 
     Returns:
         The checkpoint folder.
 
     Raises:
-        CheckpointError: the state is not JSON-serialisable, or the folder cannot be written
-            (full disk, read-only directory); earlier checkpoints are left intact.
+        CheckpointError: the state is not JSON-serialisable, the callback state holds an
+            object ``weights_only`` loading refuses, or the folder cannot be written (full disk,
+            read-only directory); earlier checkpoints are left intact.
         ConfigError: a negative step or a keep_last below 1.
 
     Example:
@@ -332,6 +372,8 @@ def save_checkpoint(
             "keep at least 2 so a rollback has a previous checkpoint"
         )
     state_text = _state_json(step, dict(state or {}))
+    if callbacks_state is not None:
+        _check_plain(callbacks_state, "callbacks_state")
     root = Path(run_dir) / CHECKPOINTS_DIR
     final = root / f"step-{step:06d}"
     try:
@@ -345,7 +387,7 @@ def save_checkpoint(
         ) from exc
     tmp.chmod(0o755)  # mkdtemp makes it private; a published checkpoint is an ordinary folder
     try:
-        _write_files(tmp, final, model, optimizer, state_text, rng)
+        _write_files(tmp, final, model, optimizer, state_text, rng, callbacks_state)
         _commit(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -421,16 +463,20 @@ def _load_weights(path: Path, model: torch.nn.Module) -> None:
         ) from exc
 
 
-def _load_payload(path: Path) -> dict[str, Any]:
-    file = path / OPTIMIZER
+def _load_safely(file: Path) -> Any:
     try:
-        payload = torch.load(file, map_location="cpu", weights_only=True)
+        return torch.load(file, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
         raise CheckpointError(
             f"{str(file)!r} cannot be loaded safely (torch.load weights_only=True refused it: "
             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); it was not "
             "executed. Only load checkpoints written by rewardgym"
         ) from exc
+
+
+def _load_payload(path: Path) -> dict[str, Any]:
+    file = path / OPTIMIZER
+    payload = _load_safely(file)
     if not isinstance(payload, dict) or not {"optimizer", "rng"} <= payload.keys():
         raise CheckpointError(f"{str(file)!r} is not a rewardgym optimizer/RNG file")
     return payload
@@ -487,3 +533,34 @@ def load_checkpoint(
         restore_rng_state(payload["rng"])
     state = record.get("state", {})
     return state if isinstance(state, dict) else {}
+
+
+def load_callbacks_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Return the callbacks' state saved with a checkpoint; empty when it has none.
+
+    Checkpoints written without ``callbacks_state`` (older ones among them) have no
+    ``callbacks.pt`` and load as ``{}``.
+
+    Raises:
+        CheckpointError: incomplete checkpoint, or a ``callbacks.pt`` that is corrupt, unsafe
+            (pickle) or not a mapping.
+
+    Example:
+        >>> import tempfile
+        >>> model = torch.nn.Linear(1, 1)
+        >>> path = save_checkpoint(Path(tempfile.mkdtemp()), 1, model, callbacks_state={"a:0": {}})
+        >>> load_callbacks_state(path)
+        {'a:0': {}}
+    """
+    path = Path(path)
+    read_state(path)  # refuses an incomplete checkpoint
+    file = path / CALLBACKS
+    if not file.is_file():
+        return {}
+    state = _load_safely(file)
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"{str(file)!r} holds a {type(state).__name__}, not a mapping of callback states; "
+            "it is not a rewardgym file"
+        )
+    return state

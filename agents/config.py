@@ -80,6 +80,11 @@ class TrainConfig:
 
     dtype: str = _field("float32", "float32 or bfloat16")
     device: str | None = _field(None, "torch device (None: CUDA when present, else CPU)")
+    threads: int | None = _field(
+        None,
+        "torch intra-op threads while the run trains (None: leave torch's setting); results "
+        "depend on it, so a study sets the same count for every run on every executor",
+    )
     tensorboard: bool = _field(True, "write TensorBoard event files into the run directory")
     progress: bool = _field(True, "show a progress bar")
 
@@ -112,8 +117,9 @@ class TrainConfig:
         _require_number(self, "baseline_momentum", low=0.0, high=1.0)
         _require_number(self, "clip_eps", low=0.0, low_inclusive=False)
         _require_number(self, "replay_share", low=0.0, high=1.0, high_inclusive=False)
-        if self.token_budget is not None:
-            _require_int(self, "token_budget", low=1)
+        for name in ("token_budget", "threads"):
+            if getattr(self, name) is not None:
+                _require_int(self, name, low=1)
         if self.batch_size % self.micro_batches:
             raise ConfigError(
                 f"prompts_per_update × group_size = {self.batch_size} samples cannot be split "

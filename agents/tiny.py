@@ -4,7 +4,8 @@
 Llama causal LM, warm-starts it by supervised training on the train split (loss on completion
 tokens only) and caches the result on disk under
 ``$REWARDGYM_CACHE/tiny/<hash>/`` (default ``~/.cache/rewardgym``). The hash covers everything
-that decides the weights: model and tokenizer config, training config, task names and seed, and
+that decides the weights: model and tokenizer config, training config, task names, a content
+hash of each task's splits, the seeds, the versions of torch, transformers and tokenizers, and
 :data:`CACHE_VERSION`. Later calls load the cache in about a second.
 
 Example:
@@ -15,37 +16,44 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from rewardgym import machine
 from rewardgym.agents.policy import LMPolicy, resolve_device
 from rewardgym.agents.sft import SFTConfig, train_sft
 from rewardgym.errors import ConfigError
+from rewardgym.locks import exclusive_lock
+
+if TYPE_CHECKING:
+    from rewardgym.envs.tasks import Task
 
 __all__ = [
     "CACHE_VERSION",
+    "KEY_LIBRARIES",
     "TinyConfig",
     "build_tiny",
     "cache_root",
     "evaluate_bleu",
     "load_tiny",
+    "task_data_hash",
     "tiny_cache_dir",
     "train_tokenizer",
 ]
 
 # Bump when the build recipe changes in a way the config hash does not see.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+# The libraries whose numerics or tokenizer training decide the weights; part of the cache key.
+KEY_LIBRARIES = ("torch", "transformers", "tokenizers")
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>"}
 COMPLETE = "COMPLETE"
 
@@ -155,15 +163,57 @@ def _task_names(task: str | Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-def config_key(config: TinyConfig, tasks: tuple[str, ...], task_seed: int, seed: int) -> dict:
-    """Everything that decides the warm-started weights (the cache key's content)."""
+def task_data_hash(task: Task) -> str:
+    """sha256 (hex) of a canonical JSON of every split's prompts, references and meta, in order.
+
+    Two tasks with the same name but different data hash differently, so a task re-registered
+    with new data never reuses a warm start trained on the old data.
+
+    Example:
+        >>> from rewardgym.envs.tasks import make_task
+        >>> len(task_data_hash(make_task("translate")))
+        64
+    """
+    from rewardgym.envs.tasks import SPLITS
+
+    content = {
+        split: [[ex.prompt, ex.reference, ex.meta] for ex in task.split(split)] for split in SPLITS
+    }
+    # meta JSON cannot hold is hashed by its repr: meta never reaches the weights, so an
+    # unstable repr can only cost a cache miss, never return stale weights.
+    blob = json.dumps(
+        content, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=repr
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _task_data_hashes(tasks: tuple[str, ...], task_seed: int) -> dict[str, str]:
+    from rewardgym.envs.tasks import make_task
+
+    return {name: task_data_hash(make_task(name, seed=task_seed)) for name in tasks}
+
+
+def config_key(
+    config: TinyConfig, tasks: tuple[str, ...], task_seed: int, seed: int, device: str = "cpu"
+) -> dict:
+    """Everything that decides the warm-started weights (the cache key's content).
+
+    ``config`` holds the tokenizer, model and SFT settings; ``task_data`` the content hash of
+    each task's splits (the data, not just the name); ``libraries`` the versions of the
+    libraries whose numerics or tokenizer training the weights depend on; ``device`` (a device
+    type) and ``threads`` where and how the training runs, which changes its arithmetic.
+    """
     return {
         "version": CACHE_VERSION,
         "architecture": "LlamaForCausalLM",
         "config": config.to_dict(),
         "tasks": list(tasks),
+        "task_data": _task_data_hashes(tasks, task_seed),
         "task_seed": task_seed,
         "seed": seed,
+        "libraries": machine.library_versions(KEY_LIBRARIES),
+        "device": device,
+        "threads": default_threads(),
     }
 
 
@@ -173,6 +223,7 @@ def tiny_cache_dir(
     task_seed: int = 0,
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
+    device: str = "cpu",
 ) -> Path:
     """Where a warm start with these settings lives: ``<root>/tiny/<sha256[:16]>``.
 
@@ -180,7 +231,7 @@ def tiny_cache_dir(
         >>> tiny_cache_dir(TinyConfig(), ("translate",)).parent.name
         'tiny'
     """
-    blob = json.dumps(config_key(config, tasks, task_seed, seed), sort_keys=True)
+    blob = json.dumps(config_key(config, tasks, task_seed, seed, device), sort_keys=True)
     digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
     return cache_root(cache_dir) / "tiny" / digest
 
@@ -302,7 +353,7 @@ def build_tiny(
     result = train_sft(policy, train, config.sft, seed=seed)
     log: dict[str, Any] = {
         "cache_version": CACHE_VERSION,
-        "key": config_key(config, tasks, task_seed, seed),
+        "key": config_key(config, tasks, task_seed, seed, policy.device.type),
         "n_params": policy.n_params,
         "losses": result.losses,
         "steps": result.steps,
@@ -312,6 +363,7 @@ def build_tiny(
         "torch_threads": torch.get_num_threads(),
         "device": str(policy.device),
         "seed": seed,
+        "machine": machine.machine_record(),
     }
     if evaluate:
         eval_start = time.perf_counter()
@@ -354,29 +406,6 @@ def default_threads() -> int:
             raise ConfigError(f"REWARDGYM_THREADS must be an int >= 1, got {env!r}")
         return value
     return torch.get_num_threads() if os.environ.get("OMP_NUM_THREADS") else 1
-
-
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    """Use ``n`` intra-op threads inside the block and restore the caller's setting after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive file lock, so two processes never build the same warm start at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _write_atomically(policy: LMPolicy, log: dict, target: Path) -> None:
@@ -440,9 +469,10 @@ def load_tiny(
         config: full settings; ``overrides`` (TinyConfig or SFTConfig field names) change it.
 
     Returns:
-        An :class:`LMPolicy`; ``policy.info["train_log"]`` holds the loss curve, BLEU reached,
-        wall time and seed of the warm start, and ``policy.info["cached"]`` says whether it was
-        loaded rather than trained.
+        An :class:`LMPolicy`; ``policy.info["train_log"]`` holds the cache key, loss curve,
+        BLEU reached, wall time and seed of the warm start and the machine and library
+        versions it was built with, and ``policy.info["cached"]`` says whether it was loaded
+        rather than trained.
 
     Example:
         >>> policy = load_tiny("translate")
@@ -454,13 +484,14 @@ def load_tiny(
     elif config is None:
         config = TinyConfig.from_overrides(**overrides)
     tasks = _task_names(task)
-    target = tiny_cache_dir(config, tasks, task_seed, seed, cache_dir)
+    train_device = resolve_device(device)
+    target = tiny_cache_dir(config, tasks, task_seed, seed, cache_dir, train_device.type)
     built = False
-    with _locked(target.parent / f"{target.name}.lock"):
+    with exclusive_lock(target.parent / f"{target.name}.lock"):
         if not (target / COMPLETE).exists():
-            with _threads(default_threads()):
+            with machine.torch_threads(default_threads()):
                 policy, log = build_tiny(
-                    config, tasks, task_seed=task_seed, seed=seed, device=resolve_device(device)
+                    config, tasks, task_seed=task_seed, seed=seed, device=train_device
                 )
             _write_atomically(policy, log, target)
             built = True

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import math
 import signal
+import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from rewardgym.agents.callbacks import Callback, CallbackList, TrainContext
 from rewardgym.agents.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
+    load_callbacks_state,
     load_checkpoint,
     read_state,
     save_checkpoint,
@@ -50,6 +52,8 @@ from rewardgym.evaluation.compute import FlopCounter
 from rewardgym.evaluation.gradients import GradNoiseAccumulator
 from rewardgym.evaluation.text_metrics import corpus_bleu, corpus_chrf
 from rewardgym.fileio import write_json_atomic
+from rewardgym.locks import hold_run_dir
+from rewardgym.machine import machine_record, torch_threads
 
 # options that do not change what a run computes, so a resume may change them
 RESUMABLE_CHANGES = frozenset(
@@ -125,8 +129,14 @@ def train(
         >>> result.metrics[-1]["reward/mean"]
     """
     config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
-    run = _setup(config, callbacks or [], resume)
+    with _holding_run_dir(config.out), torch_threads(config.threads):
+        return _train(config, callbacks or [], resume, label)
+
+
+def _train(config: TrainConfig, callbacks: list[Callback], resume: bool, label: str) -> RunResult:
+    run = _setup(config, callbacks, resume)
     run.callbacks.on_train_start(run.ctx)
+    _restore_callbacks(run)
     stopped_early = interrupted = False
     bar = tqdm(
         total=config.updates,
@@ -219,11 +229,18 @@ def _setup(config: TrainConfig, callbacks: list[Callback], resume: bool) -> _Run
     return run
 
 
+def _holding_run_dir(out: str | None):
+    """One writer per run directory: held while the run trains (nothing to hold in memory)."""
+    if out is None:
+        return nullcontext()
+    if Path(out).exists() and not Path(out).is_dir():
+        raise RunDataError(f"--out {out!r} is a file, not a directory; choose another")
+    return hold_run_dir(out, notice=lambda line: print(line, file=sys.stderr, flush=True))
+
+
 def _check_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
     """Refuse to overwrite a run, or to resume one under a config that computes differently."""
     config_path = run_dir / "config.json"
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDataError(f"--out {str(run_dir)!r} is a file, not a directory; choose another")
     if config_path.exists() and not resume:
         raise ConfigError(
             f"run directory {str(run_dir)!r} already holds a run; pass resume=True (--resume) "
@@ -271,6 +288,21 @@ def _restore(run: _Run, checkpoint: Path | None) -> None:
     if run.log is not None:
         run.log.truncate_to(run.update)
         run.records = read_metrics(run.log.path)
+
+
+def _restore_callbacks(run: _Run) -> None:
+    """Give the callbacks the state they had at the checkpoint the run resumed from.
+
+    Called after ``on_train_start``, which measured the monitors' references on the resumed
+    weights: the saved ones, from the run's real start, replace them, so the alerts after the
+    checkpoint are those of the uninterrupted run. A rollback leaves callback state alone: the
+    update counter and metrics.jsonl carry on through it, so the alert counts and histories do.
+    """
+    if run.run_dir is None or run.last_checkpoint < 0:
+        return  # a fresh run: nothing was restored
+    checkpoint = latest_checkpoint(run.run_dir)
+    if checkpoint is not None:
+        run.callbacks.load_state_dict(load_callbacks_state(checkpoint))
 
 
 # -- one update ------------------------------------------------------------------------------
@@ -562,6 +594,7 @@ def _checkpoint(run: _Run) -> None:
         run.optimizer,
         state,
         keep_last=run.config.keep_checkpoints,
+        callbacks_state=run.callbacks.state_dict(),
     )
     run.last_checkpoint = run.update
 
@@ -589,6 +622,8 @@ def _close(run: _Run, final_eval: dict, stopped_early: bool, interrupted: bool) 
             "rollbacks": run.rollbacks,
             "flops": run.flops.snapshot(),
             "wall_s": time.perf_counter() - run.started,
+            "torch_threads": torch.get_num_threads(),
+            "machine": machine_record(),
         }
         with _writing(run.run_dir):
             write_json_atomic(run.run_dir / "run.json", summary, sort_keys=True, default=str)

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from rewardgym.machine import cpu_model
+
 DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -74,18 +76,9 @@ def machine() -> dict[str, Any]:
         >>> machine()["threads"] >= 1
         True
     """
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,

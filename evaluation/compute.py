@@ -1,4 +1,4 @@
-"""Compute accounting in FLOPs (DESIGN.md, "Compute (FLOPs)").
+"""Compute accounting in FLOPs (README, "What the numbers mean").
 
 A token through a forward pass costs 2·N FLOPs (generation, prompt included; reference-model and
 old-policy passes); a token trained (forward + backward) costs 6·N, where N is the model's
@@ -45,7 +45,7 @@ def count_params(model: torch.nn.Module) -> int:
     """Count the model's unique parameters: tied or shared tensors are counted once.
 
     Parameters are deduplicated by identity and by the memory they view, so an input embedding
-    tied to the output projection counts once (DESIGN.md). Buffers are not parameters.
+    tied to the output projection counts once. Buffers are not parameters.
 
     Example:
         >>> emb = torch.nn.Embedding(10, 4); head = torch.nn.Linear(4, 10, bias=False)

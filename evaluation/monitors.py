@@ -1,7 +1,7 @@
 """Collapse early-warning monitors: trainer callbacks that watch for the signs of a failing run.
 
 Each monitor is an :class:`~rewardgym.agents.callbacks.Callback` with a configurable threshold and
-an ``action`` taken when it fires (DESIGN.md, "Monitors (collapse early warning)"):
+an ``action`` taken when it fires (README, "Monitors"):
 
 ============================  ======================  ============================================
 monitor (``name``)            signal, when measured   default alert
@@ -41,6 +41,10 @@ Weight-state monitors (norm drift, attention, spectra, saturation) measure the w
 update ``u`` (after ``u`` optimizer steps) in ``on_before_step``, so their alerts land in update
 ``u``'s record and a rollback needs no deferral. The costly ones run every ``every`` updates.
 
+Every monitor's memory (alert count, histories, reference state from the start of the run)
+comes out of ``state_dict`` and goes back in with ``load_state_dict``; the trainer keeps it in
+each checkpoint, so a resumed run compares against the run's real start, not the resumed weights.
+
 Example:
     >>> from rewardgym.agents.trainer import train
     >>> monitors = make_monitors({"gradient_spike": {"action": "skip"}, "entropy": {}})
@@ -59,7 +63,7 @@ from typing import Any, ClassVar
 import torch
 
 from rewardgym.agents.callbacks import Callback, StepAction, TrainContext
-from rewardgym.errors import ConfigError, UnknownNameError, did_you_mean
+from rewardgym.errors import CheckpointError, ConfigError, UnknownNameError, did_you_mean
 
 __all__ = [
     "ACTIONS",
@@ -98,7 +102,9 @@ class Monitor(Callback):
 
     Subclasses override :meth:`start` and one or more of :meth:`check_step` (before the optimizer
     step), :meth:`check_update` (after the update) and :meth:`check_eval` (after an evaluation),
-    each returning the :class:`Finding` objects of this check (empty when all is well).
+    each returning the :class:`Finding` objects of this check (empty when all is well). A
+    subclass that remembers earlier updates extends :meth:`state_dict` and
+    :meth:`load_state_dict` through ``super()``, so a resumed run carries on where it stopped.
 
     Args:
         action: ``"log"``, ``"skip"``, ``"pause"`` or ``"rollback"`` (see the module docstring);
@@ -155,6 +161,35 @@ class Monitor(Callback):
     def check_eval(self, ctx: TrainContext, metrics: Mapping[str, Any]) -> list[Finding]:
         """Findings from a held-out evaluation."""
         return []
+
+    def state_dict(self) -> dict[str, Any]:
+        """The alert count and a rollback still owed; subclasses add their own memory.
+
+        A pause is not kept: resuming a paused run means carrying on.
+        """
+        return {"n_alerts": self.n_alerts, "rollback_pending": self._rollback_pending}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Take back a :meth:`state_dict`; call it after ``on_train_start`` (the trainer does)."""
+        self.n_alerts = int(state["n_alerts"])
+        self._rollback_pending = bool(state["rollback_pending"])
+
+    def _restored(self, saved: Any, current: torch.Tensor | None, what: str) -> torch.Tensor:
+        """A saved tensor, checked against the one :meth:`start` made and moved to its device."""
+        if not isinstance(saved, torch.Tensor):
+            raise CheckpointError(
+                f"{self.name}: {what} in the checkpoint is a {type(saved).__name__}, not a "
+                "tensor; the checkpoint is not from this monitor"
+            )
+        if current is None:
+            return saved
+        if saved.shape != current.shape:
+            raise CheckpointError(
+                f"{self.name}: {what} of shape {tuple(saved.shape)} in the checkpoint, "
+                f"{tuple(current.shape)} in this run; resume with the model and monitor options "
+                "of the run that saved the checkpoint"
+            )
+        return saved.to(current.device)
 
     def due(self, ctx: TrainContext) -> bool:
         """True once per update (PPO calls ``on_before_step`` per epoch) on every n-th update."""
@@ -249,6 +284,13 @@ class GradientSpikeMonitor(Monitor):
     def start(self, ctx: TrainContext) -> None:
         self._history.clear()
 
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "history": list(self._history)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._history = deque((float(v) for v in state["history"]), maxlen=self.window)
+
     def check_step(self, ctx: TrainContext, stats: Mapping[str, Any]) -> list[Finding]:
         if not self.due(ctx) or self.key not in stats:
             return []
@@ -318,6 +360,13 @@ class EntropyMonitor(Monitor):
 
     def start(self, ctx: TrainContext) -> None:
         self._checked_before_step = False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "checked_before_step": self._checked_before_step}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._checked_before_step = bool(state["checked_before_step"])
 
     def check_step(self, ctx: TrainContext, stats: Mapping[str, Any]) -> list[Finding]:
         key = next((k for k in self.step_keys if k in stats), None)
@@ -431,6 +480,21 @@ class NormDriftMonitor(_WeightMonitor):
         self._start = self._norms()
         self._recent = deque([(ctx.update, self._start)])
 
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "start": self._start,
+            "recent_updates": [update for update, _ in self._recent],
+            "recent_norms": [norms for _, norms in self._recent],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        current = self._start
+        self._start = self._restored(state["start"], current, "start norms")
+        norms = [self._restored(n, current, "recent norms") for n in state["recent_norms"]]
+        self._recent = deque(zip((int(u) for u in state["recent_updates"]), norms, strict=True))
+
     def _norms(self) -> torch.Tensor:
         with torch.no_grad():
             return torch.stack([torch.linalg.vector_norm(p.detach()) for p in self._params]).float()
@@ -513,6 +577,13 @@ class SpectralSpreadMonitor(_WeightMonitor):
         self._select(ctx.model)
         with torch.no_grad():
             self._start = self._ratios()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "start": self._start}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._start = self._restored(state["start"], self._start, "start ratios")
 
     def _ratios(self) -> torch.Tensor:
         return torch.stack([top_singular_ratio(p.detach(), self.top_k) for p in self._params])
@@ -614,6 +685,21 @@ class SaturationMonitor(_WeightMonitor):
             ]
             self._watched = self._shares() >= self.min_share
 
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "tols": list(self._tols), "watched": self._watched}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._watched = self._restored(state["watched"], self._watched, "watched mask")
+        tols = [float(t) for t in state["tols"]]
+        if self._params and len(tols) != len(self._params):
+            raise CheckpointError(
+                f"{self.name}: the checkpoint has tolerances for {len(tols)} tensors but this "
+                f"run watches {len(self._params)}; resume with the model and monitor options of "
+                "the run that saved the checkpoint"
+            )
+        self._tols = tols
+
     def _shares(self) -> torch.Tensor:
         return torch.stack(
             [
@@ -707,6 +793,20 @@ class AttentionReversalMonitor(Monitor):
         )
         self._counted = valid & (centred.abs() >= self.min_margin * rms.sqrt()) & (centred != 0)
         self._signs = centred > 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "probe": self._probe,
+            "signs": self._signs,
+            "counted": self._counted,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._probe = self._restored(state["probe"], self._probe, "probe batch")
+        self._signs = self._restored(state["signs"], self._signs, "attention signs")
+        self._counted = self._restored(state["counted"], self._counted, "counted mask")
 
     def check_step(self, ctx: TrainContext, stats: Mapping[str, Any]) -> list[Finding]:
         if not self.due(ctx):
@@ -819,6 +919,14 @@ class RewardHackingMonitor(Monitor):
 
     def start(self, ctx: TrainContext) -> None:
         self._history.clear()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "history": [list(pair) for pair in self._history]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        pairs = ((float(proxy), float(gold)) for proxy, gold in state["history"])
+        self._history = deque(pairs, maxlen=self.window)
 
     def check_eval(self, ctx: TrainContext, metrics: Mapping[str, Any]) -> list[Finding]:
         present = [k for k in (self.proxy_key, self.gold_key) if k in metrics]
@@ -939,7 +1047,7 @@ def _list_entry(entry: Any) -> tuple[Any, Any]:
 
 
 def default_monitors(action: str = "log", **overrides: Mapping[str, Any] | bool) -> list[Monitor]:
-    """All seven monitors with the default thresholds of DESIGN.md.
+    """All seven monitors with their default thresholds (README, "Monitors").
 
     Args:
         action: the action of every monitor, unless its override says otherwise.

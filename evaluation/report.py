@@ -896,7 +896,15 @@ def _commands(study: StudyFiles) -> list[str]:
 def _environment_table(env: dict[str, Any]) -> Table:
     rows = [
         [k, str(env.get(k))]
-        for k in ("python", "platform", "processor", "cpu_count", "torch_threads", "device")
+        for k in (
+            "python",
+            "platform",
+            "cpu_model",
+            "processor",
+            "cpu_count",
+            "torch_threads",
+            "device",
+        )
         if k in env
     ]
     for pkg, version in (env.get("versions") or {}).items():

@@ -14,9 +14,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from rewardgym.errors import RunDataError
+from rewardgym.errors import RunDataError, RunLockedError
 from rewardgym.evaluation.stats import prob_beats, summarise
 from rewardgym.evaluation.study_config import (
     STUDY_FORMAT_VERSION,
@@ -36,6 +36,8 @@ from rewardgym.evaluation.study_config import (
     load_study_config,
 )
 from rewardgym.fileio import write_json_atomic, write_text_atomic
+from rewardgym.locks import describe_owner, exclusive_lock, hold_run_dir, run_owner
+from rewardgym.machine import machine_record, torch_threads
 
 # headline metrics: name -> is higher better (None: neither, reported without "beats")
 HEADLINE = {
@@ -103,8 +105,7 @@ def run_study(
     log(f"study {config.name!r}: {len(units)} runs, {len(units) - len(pending)} already done")
     interrupted = False
     if pending:
-        run_all = _run_ray if config.executor == "ray" else _run_local
-        interrupted = run_all(config, study_dir, pending, len(units), log)
+        interrupted = _run_units(config, study_dir, pending, len(units), log)
     results = collect_results(config, study_dir, wall_s=time.perf_counter() - started)
     write_json_atomic(study_dir / "results.json", results)
     if interrupted:
@@ -154,9 +155,13 @@ def _evaluate_before(config: StudyConfig, task: str, study_dir: Path, log) -> No
         return
     from rewardgym.agents.policy import load_policy
 
-    log(f"evaluating the starting policy on {task!r} (before training)")
-    policy = load_policy(config.model, task=task)
-    _evaluate(policy, config, task, path.parent, reward=None)
+    # another process on the same study waits here, then finds the result written
+    with exclusive_lock(path.parent / ".lock"), torch_threads(config.threads):
+        if path.exists():
+            return
+        log(f"evaluating the starting policy on {task!r} (before training)")
+        policy = load_policy(config.model, task=task)
+        _evaluate(policy, config, task, path.parent, reward=None)
 
 
 def _evaluate(policy, config: StudyConfig, task: str, out_dir: Path, reward: Any):
@@ -183,12 +188,30 @@ def _evaluate(policy, config: StudyConfig, task: str, out_dir: Path, reward: Any
 
 
 def execute_unit(config_dict: dict, study_dir: str, unit: RunUnit, label: str = "") -> dict:
-    """Train one run (resuming if it started before), evaluate it, write its record."""
+    """Train one run (resuming if it started before), evaluate it, write its record.
+
+    The run directory is held for the whole unit, so another process on the same study skips
+    it: the result is ``{"held_by": owner}`` then, ``{"interrupted": True}`` after Ctrl-C, and
+    the record with ``"by"`` set when another process finished the run first.
+    """
+    config = load_study_config(config_dict)
+    study = Path(study_dir)
+    try:
+        with hold_run_dir(run_dir(study, unit), notice=_notice), torch_threads(config.threads):
+            if record_path(study, unit).exists():  # another process finished it meanwhile
+                return {
+                    **json.loads(record_path(study, unit).read_text(encoding="utf-8")),
+                    "by": "another process",
+                }
+            return _train_and_record(config, study, unit, label)
+    except RunLockedError:
+        return {"held_by": run_owner(run_dir(study, unit)) or {}, "key": unit.key}
+
+
+def _train_and_record(config: StudyConfig, study: Path, unit: RunUnit, label: str) -> dict:
     from rewardgym.agents.trainer import train
     from rewardgym.evaluation.evaluate import EvalResult, compare
 
-    config = load_study_config(config_dict)
-    study = Path(study_dir)
     out = run_dir(study, unit)
     started = time.perf_counter()
     train_config = config.train_config(
@@ -205,6 +228,10 @@ def execute_unit(config_dict: dict, study_dir: str, unit: RunUnit, label: str = 
     record["wall_s"] = time.perf_counter() - started
     write_json_atomic(record_path(study, unit), record)
     return record
+
+
+def _notice(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def study_monitors(config: StudyConfig) -> list:
@@ -263,52 +290,92 @@ def summarise_run(unit: RunUnit, metrics: list[dict], before, after, change: dic
 
 
 # -- executors ---------------------------------------------------------------------------------
+#
+# Each executor runs a batch of units and yields their results as they finish. Units held by
+# another process on the same study come back ``held_by``; they are tried again once released
+# (finished by that process, or left to be resumed here if it died).
+
+HELD_POLL_S = 1.0
 
 
-def _run_local(
+def _run_units(
     config: StudyConfig, study_dir: Path, pending: list[RunUnit], total: int, log
 ) -> bool:
-    done = total - len(pending)
-    started = time.perf_counter()
-    if config.workers > 1:
-        return _run_pool(config, study_dir, pending, total, log)
-    for i, unit in enumerate(pending):
-        label = f"[{done + 1}/{total}] {unit.key}"
-        record = execute_unit(config.to_dict(), str(study_dir.resolve()), unit, label=label)
-        if record.get("interrupted"):
-            return True
-        done += 1
-        _log_progress(log, record, done, total, i + 1, len(pending), started)
+    """Run every pending unit on the configured executor; True when Ctrl-C interrupted it."""
+    by_key = {u.key: u for u in pending}
+    done, started, n = total - len(pending), time.perf_counter(), 0
+    queue = list(pending)
+    with _executor(config) as run_batch:
+        while queue:
+            held = []
+            for record in run_batch(config, study_dir, queue, (done, total)):
+                if record.get("interrupted"):
+                    return True
+                if "held_by" in record:
+                    held.append(by_key[record["key"]])
+                    continue
+                done, n = done + 1, n + 1
+                _log_progress(log, record, done, total, n, len(pending), started)
+            queue = held
+            if queue:
+                try:
+                    _wait_for_release(study_dir, queue, log)
+                except KeyboardInterrupt:
+                    return True
     return False
 
 
-def _run_pool(
-    config: StudyConfig, study_dir: Path, pending: list[RunUnit], total: int, log
-) -> bool:
+@contextlib.contextmanager
+def _executor(config: StudyConfig):
+    """The function that runs a batch of units: in this process, in a pool, or on Ray."""
+    if config.executor == "ray":
+        with _ray_session(config) as ray:
+            yield functools.partial(_ray_batch, ray)
+    elif config.workers > 1:
+        yield _pool_batch
+    else:
+        yield _local_batch
+
+
+def _wait_for_release(study_dir: Path, units: list[RunUnit], log) -> None:
+    owners = {u.key: run_owner(run_dir(study_dir, u)) for u in units}
+    busy = {k: o for k, o in owners.items() if o is not None}
+    if not busy:
+        return
+    key, owner = next(iter(busy.items()))
+    log(
+        f"{len(busy)} run(s) are being trained by another process ({key}: "
+        f"{describe_owner(owner)}); waiting for them"
+    )
+    while all(run_owner(run_dir(study_dir, u)) is not None for u in units):
+        time.sleep(HELD_POLL_S)
+
+
+def _local_batch(config: StudyConfig, study_dir: Path, units: list[RunUnit], progress):
+    """In this process, one unit after another, each with a progress bar."""
+    done, total = progress
+    for i, unit in enumerate(units):
+        label = f"[{done + i + 1}/{total}] {unit.key}"
+        yield execute_unit(config.to_dict(), str(study_dir.resolve()), unit, label=label)
+
+
+def _pool_batch(config: StudyConfig, study_dir: Path, units: list[RunUnit], progress):
+    """``workers`` spawned processes; each unit sets its own thread count."""
     import concurrent.futures as cf
     import multiprocessing
 
-    done, started = total - len(pending), time.perf_counter()
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
-    threads = max(1, (os.cpu_count() or 1) // config.workers)
-    with cf.ProcessPoolExecutor(
-        config.workers, mp_context=context, initializer=_limit_threads, initargs=(threads,)
-    ) as pool:
-        futures = [pool.submit(execute_unit, config.to_dict(), str(study_dir), u) for u in pending]
-        for n, future in enumerate(cf.as_completed(futures), start=1):
-            record = future.result()
-            done += 1
-            _log_progress(log, record, done, total, n, len(pending), started)
-    return False
+    with cf.ProcessPoolExecutor(config.workers, mp_context=context) as pool:
+        futures = [
+            pool.submit(execute_unit, config.to_dict(), str(study_dir.resolve()), u) for u in units
+        ]
+        for future in cf.as_completed(futures):
+            yield future.result()
 
 
-def _limit_threads(n: int) -> None:
-    import torch
-
-    torch.set_num_threads(n)
-
-
-def _run_ray(config: StudyConfig, study_dir: Path, pending: list[RunUnit], total: int, log) -> bool:
+@contextlib.contextmanager
+def _ray_session(config: StudyConfig):
+    """Ray, started here (without a dashboard) unless the caller already connected."""
     try:
         import ray
     except ImportError as exc:
@@ -327,20 +394,19 @@ def _run_ray(config: StudyConfig, study_dir: Path, pending: list[RunUnit], total
             configure_logging=False,
         )
     try:
-        remote = ray.remote(num_cpus=config.ray_num_cpus, num_gpus=config.ray_num_gpus)(
-            execute_unit
-        )
-        refs = [remote.remote(config.to_dict(), str(study_dir.resolve()), u) for u in pending]
-        done, started, n = total - len(pending), time.perf_counter(), 0
-        while refs:
-            ready, refs = ray.wait(refs, num_returns=1)
-            record = ray.get(ready[0])
-            done, n = done + 1, n + 1
-            _log_progress(log, record, done, total, n, len(pending), started)
+        yield ray
     finally:
         if started_here:
             ray.shutdown()
-    return False
+
+
+def _ray_batch(ray, config: StudyConfig, study_dir: Path, units: list[RunUnit], progress):
+    """One Ray task per unit, results in the order they finish."""
+    remote = ray.remote(num_cpus=config.ray_num_cpus, num_gpus=config.ray_num_gpus)(execute_unit)
+    refs = [remote.remote(config.to_dict(), str(study_dir.resolve()), u) for u in units]
+    while refs:
+        ready, refs = ray.wait(refs, num_returns=1)
+        yield ray.get(ready[0])
 
 
 def _log_progress(
@@ -349,8 +415,9 @@ def _log_progress(
     elapsed = time.perf_counter() - started
     left = elapsed / n * (n_pending - n)
     bleu = record.get("final_bleu")
+    by = f" by {record['by']}" if "by" in record else ""
     log(
-        f"[{done}/{total}] {record['key']} done in {record.get('wall_s', 0):.0f} s: "
+        f"[{done}/{total}] {record['key']} done{by} in {record.get('wall_s', 0):.0f} s: "
         f"BLEU {bleu if bleu is None else round(bleu, 1)}, "
         f"train reward {record.get('train_reward_last', float('nan')):.3f}; "
         f"about {left / 60:.1f} min left"
@@ -392,7 +459,7 @@ def collect_results(config: StudyConfig, study_dir: Path, wall_s: float | None =
         "summary": summary,
         "p_beats_baseline": beats,
         "before": _before_summary(config, study_dir),
-        "environment": environment(),
+        "environment": {**environment(), "torch_threads": config.threads},  # what runs used
         "wall_s": wall_s,
         "config": config.to_dict(),
     }
@@ -430,38 +497,8 @@ def _before_summary(config: StudyConfig, study_dir: Path) -> dict:
 
 
 def environment() -> dict[str, Any]:
-    """Library versions and hardware, for the report's reproducibility section."""
-    from importlib import metadata
+    """Library versions and hardware, CPU model included, for the report's environment section.
 
-    versions = {}
-    for name in (
-        "rewardgym",
-        "torch",
-        "transformers",
-        "gymnasium",
-        "stable-baselines3",
-        "sacrebleu",
-        "tokenizers",
-        "numpy",
-        "ray",
-    ):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    try:
-        import torch
-
-        device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-        threads = torch.get_num_threads()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        device, threads = "cpu", None
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": threads,
-        "device": device,
-        "versions": versions,
-    }
+    The same record warm starts and runs log: :func:`rewardgym.machine.machine_record`.
+    """
+    return machine_record()

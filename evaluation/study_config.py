@@ -25,7 +25,7 @@ from rewardgym.errors import ConfigError, RunDataError, UnknownNameError
 STUDY_FORMAT_VERSION = 1
 EXECUTORS = ("local", "ray")
 # TrainConfig fields a study sets per run; the study's `train:` section may not set them
-PER_RUN_FIELDS = ("task", "model", "reward", "seed", "out", "progress")
+PER_RUN_FIELDS = ("task", "model", "reward", "seed", "out", "progress", "threads")
 
 
 @dataclass
@@ -65,6 +65,7 @@ class StudyConfig:
     train: dict[str, Any] = field(default_factory=dict)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     monitors: Any = "all"
+    threads: int = 1
     executor: str = "local"
     workers: int = 1
     ray_address: str | None = None
@@ -90,13 +91,15 @@ class StudyConfig:
             )
         if not self.tasks:
             raise ConfigError("tasks must name at least one task")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ConfigError(f"workers must be an int >= 1, got {self.workers!r}")
+        for name in ("workers", "threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
         clash = sorted(set(self.train) & set(PER_RUN_FIELDS))
         if clash:
             raise ConfigError(
                 f"train: {clash} are set per run by the study; use the study's top-level "
-                "'tasks', 'model', 'schemes' and 'seeds' instead"
+                "'tasks', 'model', 'schemes', 'seeds' and 'threads' instead"
             )
         # validate the shared training options once, up front, not in the middle of the study
         self.train_config(self.tasks[0], next(iter(self.schemes.values())), self.seeds[0], None)
@@ -113,6 +116,7 @@ class StudyConfig:
             "seed": seed,
             "out": out,
             "progress": progress,
+            "threads": self.threads,
         }
         return TrainConfig.from_dict(data, source=f"study {self.name!r} train section")
 

@@ -7,19 +7,23 @@ known point of a checkpoint write, or make that write fail as a full disk would.
 
 Usage:
     python tests/fault_hooks.py [--slow S] [--block-at TEXT --marker FILE] [--fail-at TEXT]
-        -- train --task arithmetic ...
+        [--monitors JSON] -- train --task arithmetic ...
 
 - ``--slow S``: every commit sleeps S seconds (widens the window a kill can land in).
 - ``--block-at TEXT --marker FILE``: the first commit whose temporary folder path contains TEXT
   touches FILE and then sleeps for ten minutes (the test kills the process meanwhile).
 - ``--fail-at TEXT``: the first commit whose temporary folder path contains TEXT raises
   ``OSError(ENOSPC)``, as a full disk would.
+- ``--monitors JSON``: ``train --monitors all`` gets these monitors (a ``{name: options}``
+  mapping, as ``make_monitors`` takes it) instead of the defaults, so a test can choose
+  thresholds that fire.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +31,7 @@ from pathlib import Path
 
 from rewardgym.agents import checkpoint
 from rewardgym.cli import main as cli_main
+from rewardgym.evaluation import monitors
 
 
 def make_hook(
@@ -64,8 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block-at")
     parser.add_argument("--marker")
     parser.add_argument("--fail-at")
+    parser.add_argument("--monitors", type=json.loads)
     opts = parser.parse_args(argv[:split])
     checkpoint._before_commit = make_hook(opts.slow, opts.block_at, opts.marker, opts.fail_at)
+    if opts.monitors is not None:
+        # the command line builds its monitors with default_monitors when it runs
+        monitors.default_monitors = lambda *args, **kwargs: monitors.make_monitors(opts.monitors)
     return cli_main(argv[split + 1 :])
 
 

@@ -1,4 +1,4 @@
-"""Bad input, one test per row of the README's "Bad input" table (DESIGN.md, "Reliability rules").
+"""Bad input, one test per row of the README's "Bad input" table.
 
 Every row checks the typed error, that its message names the bad value and the fix, and, where
 the input reaches the command line, that ``rewardgym`` exits with status 2 and one ``error:`` line
@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -29,6 +30,7 @@ from rewardgym.errors import (
     RewardError,
     RewardGymError,
     RunDataError,
+    RunLockedError,
     TaskDataError,
     UnknownNameError,
 )
@@ -336,6 +338,28 @@ def test_study_directory_from_a_newer_format_version(tmp_path, capsys) -> None:
     assert "format_version: 99" in (study / "study.yaml").read_text()
 
 
+def test_a_run_another_process_is_writing(random_model_dir, tmp_path, capsys) -> None:
+    out, ready = tmp_path / "held", tmp_path / "ready"
+    code = (
+        "import pathlib, time\n"
+        "from rewardgym.locks import hold_run_dir\n"
+        f"with hold_run_dir({str(out)!r}):\n"
+        f"    pathlib.Path({str(ready)!r}).touch()\n"
+        "    time.sleep(600)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        while not ready.exists():
+            assert holder.poll() is None, "the holding process ended early"
+            time.sleep(0.05)
+        message = _cli_error(capsys, _train_argv(random_model_dir, out, "--updates", "1"))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert message.startswith(f"run directory {str(out)!r} is being written by pid {holder.pid}")
+    assert "wait for it to finish" in message and not (out / "config.json").exists()
+
+
 def test_newer_format_version_error_names_the_file(tmp_path) -> None:
     study, config = _newer_study_dir(tmp_path)
     with pytest.raises(RunDataError, match="study.yaml"):
@@ -344,7 +368,7 @@ def test_newer_format_version_error_names_the_file(tmp_path) -> None:
 
 def test_every_error_is_a_value_error_subclass() -> None:
     for cls in (ConfigError, TaskDataError, RewardError, ModelLoadError, RunDataError,
-                EnvInputError, UnknownNameError):  # fmt: skip
+                RunLockedError, EnvInputError, UnknownNameError):  # fmt: skip
         assert issubclass(cls, RewardGymError) and issubclass(cls, ValueError)
 
 

@@ -9,6 +9,7 @@ import random
 import subprocess
 import sys
 import textwrap
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from rewardgym.agents.checkpoint import (
     checkpoint_step,
     latest_checkpoint,
     list_checkpoints,
+    load_callbacks_state,
     load_checkpoint,
     read_state,
     restore_rng_state,
@@ -295,3 +297,55 @@ def test_bad_arguments(tmp_path: Path) -> None:
 def test_published_folder_is_not_private(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path, 1, TiedLM(), state={})
     assert os.stat(path).st_mode & 0o755 == 0o755
+
+
+# -- callback (monitor) state --------------------------------------------------------------
+
+
+def test_callbacks_state_round_trips_in_its_own_file(tmp_path: Path) -> None:
+    model, opt = _trained()
+    callbacks = {
+        "gradient_spike:0": {"n_alerts": 2, "rollback_pending": False, "history": [1.0, 1.5]},
+        "norm_drift:0": {"start": torch.rand(3), "recent_updates": [4], "recent_norms": []},
+        "attention_reversal:0": {"signs": torch.rand(2, 3) > 0.5, "pairs": [(0.1, 20.0)]},
+    }
+    path = save_checkpoint(tmp_path, 5, model, opt, state={"update": 5}, callbacks_state=callbacks)
+    assert (path / "callbacks.pt").is_file()
+    torch.load(path / "callbacks.pt", weights_only=True)  # loads with weights_only
+    loaded = load_callbacks_state(path)
+    torch.testing.assert_close(loaded, callbacks, rtol=0, atol=0)
+    assert load_checkpoint(path, TiedLM()) == {"update": 5}
+
+
+def test_checkpoint_without_callbacks_state_still_loads(tmp_path: Path) -> None:
+    """Checkpoints written before callback state was saved have no callbacks.pt."""
+    model, opt = _trained()
+    path = save_checkpoint(tmp_path, 3, model, opt, state={"update": 3})
+    assert not (path / "callbacks.pt").exists()
+    assert load_callbacks_state(path) == {}
+    fresh = TiedLM()
+    assert load_checkpoint(path, fresh, torch.optim.AdamW(fresh.parameters())) == {"update": 3}
+
+
+def test_callbacks_state_that_weights_only_refuses_is_not_written(tmp_path: Path) -> None:
+    with pytest.raises(
+        CheckpointError, match=r"callbacks_state\['gradient_spike:0'\]\['history'\] is a deque"
+    ):
+        save_checkpoint(
+            tmp_path, 1, TiedLM(), callbacks_state={"gradient_spike:0": {"history": deque([1.0])}}
+        )
+    with pytest.raises(CheckpointError, match=r"\['value'\] is a float64"):
+        save_checkpoint(tmp_path, 1, TiedLM(), callbacks_state={"a:0": {"value": np.float64(1)}})
+    assert list_checkpoints(tmp_path) == []
+
+
+def test_pickled_callbacks_state_is_refused_unexecuted(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path, 1, TiedLM(), state={}, callbacks_state={})
+    marker = tmp_path / "marker"
+    torch.save({"gradient_spike:0": Evil(marker)}, path / "callbacks.pt")
+    with pytest.raises(CheckpointError, match=r"cannot be loaded safely .* it was not executed"):
+        load_callbacks_state(path)
+    assert not marker.exists()
+    torch.save([1.0], path / "callbacks.pt")
+    with pytest.raises(CheckpointError, match=r"holds a list, not a mapping of callback states"):
+        load_callbacks_state(path)

@@ -1,9 +1,10 @@
 """Faults that really happen: ``kill -9`` mid-run and mid-checkpoint, a study killed mid-way,
-a full disk, and numerical faults injected mid-run (DESIGN.md, "Reliability rules").
+a full disk, and numerical faults injected mid-run (README, "Guarantees").
 
 Kill tests run the ``rewardgym`` command in a subprocess (through ``tests/fault_hooks.py`` where a
-checkpoint hook is needed), ``SIGKILL`` it, resume it, and compare against an uninterrupted run
-with the same seed: every update index is logged exactly once and the final weights are equal.
+checkpoint hook or chosen monitors are needed), ``SIGKILL`` it, resume it, and compare against an
+uninterrupted run with the same seed: every update index is logged exactly once, every update's
+monitor alerts are the same and the final weights are equal.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from safetensors.torch import load_file
 from rewardgym.agents import TrainConfig, train
 from rewardgym.agents import checkpoint as ckpt
 from rewardgym.agents.callbacks import Callback
-from rewardgym.agents.checkpoint import latest_checkpoint, list_checkpoints
+from rewardgym.agents.checkpoint import checkpoint_step, latest_checkpoint, list_checkpoints
 from rewardgym.agents.runlog import read_metrics
 from rewardgym.errors import CheckpointError
 from rewardgym.evaluation.monitors import GradientSpikeMonitor
@@ -33,6 +34,17 @@ from rewardgym.rewards import register_reward
 HOOKS = str(Path(__file__).with_name("fault_hooks.py"))
 UPDATES = 12
 TIMING = ("time/", "generation_s")
+# Thresholds the random model crosses within a few updates, so the alerts after a resume depend
+# on the histories and start references that a checkpoint must carry over.
+FIRING_MONITORS = {
+    "gradient_spike": {"factor": 1.0, "min_history": 1},
+    "norm_drift": {"max_drift": 1e-6, "max_window_drift": 1e-6, "window": 3},
+    "spectral_spread": {"factor": 1.0, "every": 1},
+    "saturation": {"min_share": 0.0, "max_share": 0.05, "every": 1},
+    "attention_reversal": {"max_flip_share": 0.0, "every": 1},
+}
+# alerts that need memory of the updates before the resume: they differ when a resume forgets it
+STATEFUL_ALERTS = {"gradient_spike", "norm_drift"}
 
 
 def _train_args(model_dir: str, out: Path, *extra: str) -> list[str]:
@@ -40,7 +52,7 @@ def _train_args(model_dir: str, out: Path, *extra: str) -> list[str]:
         "train",
         "--model", model_dir,
         "--task", "arithmetic",
-        "--reward", "speed_only",
+        "--reward", "length",
         "--algo", "grpo",
         "--updates", str(UPDATES),
         "--seed", "3",
@@ -61,6 +73,12 @@ def _cli(args: list[str], hooks: list[str] | None = None) -> list[str]:
     if hooks is None:
         return [sys.executable, "-m", "rewardgym.cli", *args]
     return [sys.executable, HOOKS, *hooks, "--", *args]
+
+
+def _monitored(model_dir: str, out: Path, *extra: str, hooks: tuple[str, ...] = ()) -> list[str]:
+    """The kill tests' train command, with monitors that fire."""
+    monitors = ["--monitors", json.dumps(FIRING_MONITORS)]
+    return _cli(_train_args(model_dir, out, *extra), [*monitors, *hooks])
 
 
 def _run(cmd: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
@@ -103,6 +121,20 @@ def _untimed(metrics: list[dict]) -> list[dict]:
     return [{k: v for k, v in m.items() if not k.startswith(TIMING)} for m in metrics]
 
 
+def _alerts(run_dir: Path) -> list[list[dict]]:
+    """Every update's alerts, in update order."""
+    return [r.get("alerts", []) for r in read_metrics(run_dir / "metrics.jsonl")]
+
+
+def _assert_same_alerts(resumed: Path, reference: Path, resumed_at: int) -> None:
+    expected = _alerts(reference)
+    after_resume = {a["monitor"] for alerts in expected[resumed_at:] for a in alerts}
+    assert STATEFUL_ALERTS <= after_resume, f"nothing to compare: {after_resume}"
+    got = _alerts(resumed)
+    for update, (mine, theirs) in enumerate(zip(got, expected, strict=True)):
+        assert mine == theirs, f"update {update} (resumed at {resumed_at})"
+
+
 def _assert_same_run(resumed: Path, reference: Path) -> None:
     records = read_metrics(resumed / "metrics.jsonl")
     assert [r["update"] for r in records] == list(range(UPDATES))  # each index exactly once
@@ -121,7 +153,7 @@ def _assert_same_run(resumed: Path, reference: Path) -> None:
 def reference_run(random_model_dir, tmp_path_factory) -> Path:
     """An uninterrupted run, in a subprocess like the killed ones (same threads, same numerics)."""
     out = tmp_path_factory.mktemp("faults") / "reference"
-    _run(_cli(_train_args(random_model_dir, out)))
+    _run(_monitored(random_model_dir, out))
     return out
 
 
@@ -131,14 +163,16 @@ def test_kill9_mid_training_then_resume_equals_uninterrupted(
 ) -> None:
     out = tmp_path / "killed"
     proc = subprocess.Popen(
-        _cli(_train_args(random_model_dir, out)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        _monitored(random_model_dir, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
     _wait_for(proc, lambda: _n_lines(out / "metrics.jsonl") >= 3)
     _kill9(proc)
     assert not (out / "run.json").exists()
     assert latest_checkpoint(out) is not None
-    _run(_cli(_train_args(random_model_dir, out, "--resume")))
+    resumed_at = checkpoint_step(latest_checkpoint(out))
+    _run(_monitored(random_model_dir, out, "--resume"))
+    _assert_same_alerts(out, reference_run, resumed_at)
     _assert_same_run(out, reference_run)
 
 
@@ -150,7 +184,7 @@ def test_kill9_during_a_checkpoint_write_keeps_the_previous_one(
     marker = tmp_path / "in-commit"
     hooks = ["--block-at", ".step-000004.", "--marker", str(marker)]
     proc = subprocess.Popen(
-        _cli(_train_args(random_model_dir, out), hooks), stdout=subprocess.PIPE,
+        _monitored(random_model_dir, out, hooks=hooks), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     _wait_for(proc, marker.exists)
@@ -163,8 +197,9 @@ def test_kill9_during_a_checkpoint_write_keeps_the_previous_one(
     assert previous.name == "step-000003"
     state = json.loads((previous / "state.json").read_text())
     assert state["state"]["update"] == 3
-    _run(_cli(_train_args(random_model_dir, out, "--resume")))
+    _run(_monitored(random_model_dir, out, "--resume"))
     assert not [p for p in (out / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+    _assert_same_alerts(out, reference_run, resumed_at=3)
     _assert_same_run(out, reference_run)
 
 
@@ -177,9 +212,9 @@ def _study_config(model_dir: str) -> dict:
         "tasks": ["arithmetic"],
         "model": model_dir,
         "seeds": [0, 1, 2],
-        "baseline": "task_only",
-        "schemes": {"task_only": "task_only"},
-        "monitors": "none",
+        "baseline": "length",
+        "schemes": {"length": "length"},  # rewards that differ within a group: real gradients
+        "monitors": FIRING_MONITORS,
         "train": {
             "updates": 3,
             "prompts_per_update": 4,
@@ -228,17 +263,24 @@ def test_killed_study_resumes_to_the_uninterrupted_result(random_model_dir, tmp_
     )
     _wait_for(proc, marker.exists)
     _kill9(proc)
-    assert [p.name for p in (out / "records").iterdir()] == ["task_only__arithmetic__0.json"]
+    assert [p.name for p in (out / "records").iterdir()] == ["length__arithmetic__0.json"]
     assert not (out / "results.json").exists()
 
     lines: list[str] = []
     resumed = run_study(str(config_path), out=out, log=lines.append)
     assert "3 runs, 1 already done" in lines[0]
-    seed1 = out / "runs" / "task_only" / "arithmetic" / "1"
+    seed1 = out / "runs" / "length" / "arithmetic" / "1"
     assert [r["update"] for r in read_metrics(seed1 / "metrics.jsonl")] == [0, 1, 2]
 
-    clean = run_study(_study_config(random_model_dir), out=tmp_path / "clean", log=lambda s: None)
+    # the same file: YAML sorts the monitors by name, and their order is the alerts' order
+    clean = run_study(str(config_path), out=tmp_path / "clean", log=lambda s: None)
     assert resumed.results["complete"] and len(resumed.results["runs"]) == 3
+    # seed 1 resumed from its update-1 checkpoint: its later alerts need the monitors' memory
+    clean_seed1 = next(r for r in clean.results["runs"] if r["seed"] == 1)
+    assert STATEFUL_ALERTS <= {a["monitor"] for a in clean_seed1["alerts"] if a["update"] >= 1}
+    for got, expected in zip(resumed.results["runs"], clean.results["runs"], strict=True):
+        assert got["monitor_alerts"] == expected["monitor_alerts"], got["key"]
+        assert got["alerts"] == expected["alerts"], got["key"]
     assert _comparable(resumed.results["runs"]) == _comparable(clean.results["runs"])
     assert resumed.results["summary"] == clean.results["summary"]
     assert resumed.results["p_beats_baseline"] == clean.results["p_beats_baseline"]

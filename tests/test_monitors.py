@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import io
 import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,12 +14,13 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from rewardgym.agents.callbacks import CallbackList, TrainContext
-from rewardgym.errors import ConfigError, UnknownNameError
+from rewardgym.errors import CheckpointError, ConfigError, UnknownNameError
 from rewardgym.evaluation.monitors import (
     MONITORS,
     AttentionReversalMonitor,
     EntropyMonitor,
     GradientSpikeMonitor,
+    Monitor,
     NormDriftMonitor,
     RewardHackingMonitor,
     SaturationMonitor,
@@ -431,6 +435,138 @@ def test_monitors_combine_in_a_callback_list(ctx: TrainContext) -> None:
     assert {a["monitor"] for a in ctx.alerts} == {"gradient_spike", "norm_drift"}
 
 
+# -- state across a resume ----------------------------------------------------------------
+
+# Thresholds every check crosses, so each alert's value and threshold show the state behind it.
+FIRING: dict[str, Callable[[], Monitor]] = {
+    "gradient_spike": lambda: GradientSpikeMonitor(factor=1.0, window=4, min_history=1),
+    "entropy": lambda: EntropyMonitor(max_bits=2.0, floor_bits=1.0),
+    "norm_drift": lambda: NormDriftMonitor(max_drift=0.0, max_window_drift=0.0, window=2),
+    "spectral_spread": lambda: SpectralSpreadMonitor(factor=1.0, every=1),
+    "saturation": lambda: SaturationMonitor(min_share=0.0, max_share=0.01, every=1),
+    "attention_reversal": lambda: AttentionReversalMonitor(max_flip_share=0.0, every=1),
+    "reward_hacking": lambda: RewardHackingMonitor(window=3, proxy_margin=0.0, gold_margin=0.0),
+}
+
+
+def _perturb(model: torch.nn.Module, update: int) -> None:
+    """The same change to any copy of the weights at a given update: growth, noise, one row."""
+    gen = torch.Generator().manual_seed(update)
+    with torch.no_grad():
+        matrices = [p for p in model.parameters() if p.ndim == 2]
+        for p in matrices:
+            p.mul_(1.03).add_(0.05 * p.std() * torch.randn(p.shape, generator=gen))
+        matrices[1][0].mul_(1.3)  # spreads that matrix's singular values
+
+
+def _started(monitor: Monitor, model: torch.nn.Module, update: int) -> TrainContext:
+    ctx = TrainContext(model=model, config=None, run_dir=None, update=update)
+    monitor.on_train_start(ctx)
+    return ctx
+
+
+def _updates(monitor: Monitor, ctx: TrainContext, updates: range) -> list[list[dict]]:
+    """Drive the monitor through ``updates`` as the trainer does; each update's alerts."""
+    found = []
+    for update in updates:
+        _perturb(ctx.model, update)
+        draws = torch.rand(4, generator=torch.Generator().manual_seed(1000 + update)).tolist()
+        ctx.update, ctx.alerts = update, []
+        stats = {"grad_norm": 1.0 + draws[0], "entropy_bits": 3.0 * draws[1], "loss": 0.0}
+        monitor.on_before_step(ctx, stats)
+        if update % 2:  # proxy up, BLEU down: reward hacking once the window is full
+            evaluation = {"eval/reward": 0.1 * update + 0.05 * draws[2], "eval/bleu": 30.0 - update}
+            monitor.on_eval_end(ctx, evaluation)
+        monitor.on_update_end(ctx, {})
+        found.append(ctx.alerts)
+    return found
+
+
+def _saved_and_loaded(state: dict) -> dict:
+    """What a checkpoint gives back: through torch.save and torch.load(weights_only=True)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+@pytest.mark.parametrize("name", list(FIRING))
+def test_a_restored_monitor_carries_on_as_the_uninterrupted_one(name: str) -> None:
+    uninterrupted = FIRING[name]()
+    ctx = _started(uninterrupted, _llama(), update=0)
+    _updates(uninterrupted, ctx, range(6))
+    state = _saved_and_loaded(uninterrupted.state_dict())
+
+    # the resumed run starts on the weights of update 6, then gets the saved state back
+    restored = FIRING[name]()
+    restored_ctx = _started(restored, copy.deepcopy(ctx.model), update=6)
+    restored.load_state_dict(state)
+    forgetful = FIRING[name]()
+    forgetful_ctx = _started(forgetful, copy.deepcopy(ctx.model), update=6)
+
+    expected = _updates(uninterrupted, ctx, range(6, 12))
+    assert any(expected), "no alert to compare"
+    assert _updates(restored, restored_ctx, range(6, 12)) == expected
+    assert restored.n_alerts == uninterrupted.n_alerts
+    torch.testing.assert_close(restored.state_dict(), uninterrupted.state_dict(), rtol=0, atol=0)
+    if name != "entropy":  # its findings need no memory of earlier updates
+        assert _updates(forgetful, forgetful_ctx, range(6, 12)) != expected
+
+
+def test_monitor_state_holds_only_what_weights_only_loading_accepts() -> None:
+    for name, make in FIRING.items():
+        monitor = make()
+        _updates(monitor, _started(monitor, _llama(), update=0), range(3))
+        state = monitor.state_dict()
+        torch.testing.assert_close(_saved_and_loaded(state), state, rtol=0, atol=0, msg=name)
+
+
+def test_a_monitor_rejects_state_from_another_model() -> None:
+    saved = NormDriftMonitor()
+    _started(saved, _llama(), update=0)
+    other = LlamaForCausalLM(
+        LlamaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=4)
+    )
+    monitor = NormDriftMonitor()
+    _started(monitor, other, update=0)
+    with pytest.raises(CheckpointError, match=r"norm_drift: start norms of shape \(\d+,\) in"):
+        monitor.load_state_dict(saved.state_dict())
+
+
+def test_callback_list_state_is_keyed_by_name_and_rank(ctx: TrainContext) -> None:
+    callbacks = CallbackList(
+        [GradientSpikeMonitor(), GradientSpikeMonitor(factor=2.0), NormDriftMonitor()]
+    )
+    callbacks.on_train_start(ctx)
+    assert list(callbacks.state_dict()) == ["gradient_spike:0", "gradient_spike:1", "norm_drift:0"]
+
+
+def test_resume_with_other_monitors_restores_the_matching_ones_and_warns(
+    ctx: TrainContext,
+) -> None:
+    saved = CallbackList([GradientSpikeMonitor(min_history=1), NormDriftMonitor()])
+    saved.on_train_start(ctx)
+    _updates(saved, ctx, range(4))
+    resumed = CallbackList([NormDriftMonitor(), EntropyMonitor()])
+    resumed.on_train_start(ctx)
+    with pytest.warns(UserWarning) as caught:
+        resumed.load_state_dict(_saved_and_loaded(saved.state_dict()))
+    (warning,) = caught
+    assert "no saved state for ['entropy:0']" in str(warning.message)
+    assert "saved state for ['gradient_spike:0'] has no callback" in str(warning.message)
+    norm_drift = resumed.callbacks[0]
+    assert norm_drift.n_alerts == saved.callbacks[1].n_alerts > 0
+
+
+def test_malformed_monitor_state_is_a_checkpoint_error(ctx: TrainContext) -> None:
+    callbacks = CallbackList([GradientSpikeMonitor()])
+    callbacks.on_train_start(ctx)
+    with pytest.raises(
+        CheckpointError, match=r"state for callback 'gradient_spike:0' does not fit it \(KeyError"
+    ):
+        callbacks.load_state_dict({"gradient_spike:0": {"n_alerts": 1}})
+
+
 # -- through the real trainer --------------------------------------------------------------
 
 
@@ -455,11 +591,13 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return policy.save(tmp_path_factory.mktemp("monitor_model") / "model")
 
 
-def _train(model_dir: Path, out: Path, lr: float, monitors, updates: int = 4) -> list[dict]:
+def _train(
+    model_dir: Path, out: Path, lr: float, monitors, updates: int = 4, resume: bool = False, **kw
+) -> list[dict]:
     from rewardgym.agents.config import TrainConfig
     from rewardgym.agents.trainer import train
 
-    config = TrainConfig(
+    settings = dict(
         model=str(model_dir),
         task="arithmetic",
         reward="chrf",
@@ -475,7 +613,7 @@ def _train(model_dir: Path, out: Path, lr: float, monitors, updates: int = 4) ->
         tensorboard=False,
         progress=False,
     )
-    train(config, callbacks=monitors)
+    train(TrainConfig(**{**settings, **kw}), callbacks=monitors, resume=resume)
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
@@ -513,3 +651,21 @@ def test_healthy_short_run_stays_quiet(model_dir: Path, tmp_path: Path) -> None:
     assert len(records) == 4
     assert [a for r in records for a in r.get("alerts", [])] == []
     assert all(m.n_alerts == 0 for m in monitors)
+
+
+def test_a_resumed_run_raises_the_alerts_of_the_uninterrupted_one(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """The trainer checkpoints the monitors' state and gives it back on resume."""
+
+    def firing() -> list[Monitor]:
+        return [make() for make in FIRING.values()]
+
+    whole = _train(model_dir, tmp_path / "whole", 3e-3, firing(), updates=6, checkpoint_every=1)
+    _train(model_dir, tmp_path / "split", 3e-3, firing(), updates=3, checkpoint_every=1)
+    split = _train(
+        model_dir, tmp_path / "split", 3e-3, firing(), updates=6, resume=True, checkpoint_every=1
+    )
+    alerts = [r.get("alerts", []) for r in whole]
+    assert {"gradient_spike", "norm_drift"} <= {a["monitor"] for r in alerts[3:] for a in r}
+    assert [r.get("alerts", []) for r in split] == alerts

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
+from markupsafe import escape as html_escape
 
 from rewardgym.errors import RunDataError
 from rewardgym.evaluation.evaluate import EvalResult, compare
@@ -32,6 +33,7 @@ from rewardgym.evaluation.study import (
 )
 from rewardgym.evaluation.study_config import expand_units, load_study_config
 from rewardgym.evaluation.text_metrics import corpus_bleu, corpus_chrf, write_hyps_refs
+from rewardgym.machine import cpu_model
 
 EVIL = "<script>alert(1)</script> a|b `code` *x*"
 REFS = [
@@ -307,6 +309,8 @@ def test_reproduce_section_config_environment_and_definitions(study, report) -> 
     assert "baseline: task_only" in md  # the config, as YAML
     assert "sacrebleu" in _md_rows(md, "item")[0][0] or "| sacrebleu |" in md
     assert "study wall time (this invocation): 12.5 s" in md
+    cpu = cpu_model()
+    assert f"| cpu_model | {md_escape(cpu)} |" in md and str(html_escape(cpu)) in html
     for term in ("BLEU improvement (%)", "Gradient variance", "Forgetting (%)", "Statistics"):
         assert term in html
     assert "ν = σ² / ‖ḡ‖²" in md

@@ -1,6 +1,7 @@
-"""Security rules (DESIGN.md): nothing we load is unpickled, YAML is safe-loaded, remote code is
-never trusted implicitly, reports escape model output under a strict CSP, local Ray starts no
-dashboard. Payload tests prove the payload never ran (its marker file does not appear)."""
+"""Security rules (README, "Security notes"): nothing we load is unpickled, YAML is
+safe-loaded, remote code is never trusted implicitly, reports escape model output under a strict
+CSP, local Ray starts no dashboard. Payload tests prove the payload never ran (its marker file
+does not appear)."""
 
 from __future__ import annotations
 
@@ -172,7 +173,7 @@ def test_local_ray_starts_without_its_dashboard(random_model_dir, tmp_path, monk
     )  # fmt: skip
     units = study.expand_units(cfg)
     with pytest.raises(Stop):
-        study._run_ray(cfg, tmp_path, units, len(units), lambda line: None)
+        study._run_units(cfg, tmp_path, units, len(units), lambda line: None)
     assert calls == [
         {"address": None, "include_dashboard": False, "log_to_driver": False,
          "configure_logging": False}

@@ -16,17 +16,6 @@ from rewardgym.evaluation.study_config import (
     sweep_schemes,
 )
 
-COMPARED = (
-    "final_bleu",
-    "final_chrf",
-    "nu_median",
-    "train_reward_last",
-    "compute_waste_pct",
-    "completion_length",
-    "monitor_alerts",
-    "grad_variance_change_pct",
-)
-
 
 def _study(model_dir: str, **kw) -> dict:
     cfg = {
@@ -54,10 +43,6 @@ def _study(model_dir: str, **kw) -> dict:
     }
     cfg.update(kw)
     return cfg
-
-
-def _figures(results: dict) -> dict:
-    return {r["key"]: {k: r.get(k) for k in COMPARED} for r in results["runs"]}
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +79,7 @@ def test_rerun_skips_finished_runs(local_study, random_model_dir) -> None:
     lines = []
     again = run_study(_study(random_model_dir), out=local_study.study_dir, log=lines.append)
     assert "4 runs, 4 already done" in lines[0]
-    assert _figures(again.results) == _figures(local_study.results)
+    assert _every_figure(again.results) == _every_figure(local_study.results)
 
 
 def test_interrupted_study_resumes_to_the_same_results(
@@ -109,15 +94,58 @@ def test_interrupted_study_resumes_to_the_same_results(
     train(partial, callbacks=study_monitors(cfg))
     assert not record_path(out, unit).exists()
     resumed = run_study(_study(random_model_dir), out=out, log=lambda line: None)
-    assert _figures(resumed.results) == _figures(local_study.results)
+    assert _every_figure(resumed.results) == _every_figure(local_study.results)
 
 
-def test_ray_executor_gives_the_same_results(local_study, random_model_dir, tmp_path) -> None:
-    pytest.importorskip("ray")
+@pytest.mark.parametrize("executor", ["pool", "ray"])
+def test_every_executor_gives_identical_figures(
+    local_study, random_model_dir, tmp_path, executor: str
+) -> None:
+    """In this process (torch's own thread count), in a pool of 2 and on Ray (1 thread a
+    worker), every run sets the study's thread count, so every figure is the same."""
+    if executor == "ray":
+        pytest.importorskip("ray")
+    options = {"executor": "ray"} if executor == "ray" else {"workers": 2}
     result = run_study(
-        _study(random_model_dir), out=tmp_path / "ray", executor="ray", log=lambda line: None
+        _study(random_model_dir, **options), out=tmp_path / executor, log=lambda line: None
     )
-    assert _figures(result.results) == _figures(local_study.results)
+    assert _every_figure(result.results) == _every_figure(local_study.results)
+    for study in (local_study, result):
+        for record in study.results["runs"]:
+            run = json.loads((study.study_dir / record["run_dir"] / "run.json").read_text())
+            assert run["torch_threads"] == 1 == study.results["config"]["threads"]
+
+
+def _every_figure(results: dict) -> dict:
+    """Everything results.json says about the runs and schemes except wall times."""
+    runs = {r["key"]: {k: v for k, v in r.items() if k != "wall_s"} for r in results["runs"]}
+    return {"runs": runs, "summary": results["summary"], "beats": results["p_beats_baseline"]}
+
+
+def test_two_studies_on_one_directory_share_its_runs(random_model_dir, tmp_path) -> None:
+    """A user who starts the same study twice: each process takes the runs nobody holds, waits
+    for the rest, and every run's metrics.jsonl holds each update once."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(_study(random_model_dir, seeds=[0, 1, 2])))
+    out = tmp_path / "shared"
+    argv = [sys.executable, "-m", "rewardgym.cli", "study", str(config), "--out", str(out)]
+    procs = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    results = json.loads((out / "results.json").read_text())
+    assert results["complete"] and len(results["runs"]) == 6
+    updates = _study(random_model_dir)["train"]["updates"]
+    for record in results["runs"]:
+        metrics = (out / record["run_dir"] / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(line)["update"] for line in metrics] == list(range(updates))
 
 
 def test_sweep_expansion() -> None:
@@ -184,10 +212,3 @@ def test_report_of_a_real_study(local_study) -> None:
     md = paths["report.md"].read_text()
     assert "speed_only" in md and "task_only" in md
     assert paths["report.html"].read_text().count("data:image/png;base64,") >= 5
-
-
-def test_process_pool_gives_the_same_results(local_study, random_model_dir, tmp_path) -> None:
-    result = run_study(
-        _study(random_model_dir, workers=2), out=tmp_path / "pool", log=lambda line: None
-    )
-    assert _figures(result.results) == _figures(local_study.results)

@@ -8,21 +8,26 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import assert_greedy_matches_hf
 
+from rewardgym import machine
 from rewardgym.agents.policy import load_policy
 from rewardgym.agents.tiny import (
     CACHE_VERSION,
     COMPLETE,
+    KEY_LIBRARIES,
     TinyConfig,
     evaluate_bleu,
     load_tiny,
+    task_data_hash,
     tiny_cache_dir,
     train_tokenizer,
 )
+from rewardgym.envs.tasks import Example, Task, base, load_task_jsonl, register_task
 from rewardgym.errors import ConfigError
 
 SMALL = {
@@ -80,6 +85,113 @@ def test_cache_key_covers_config_tasks_and_seeds(tmp_path) -> None:
         tiny_cache_dir(TinyConfig(), ("translate",), seed=1, cache_dir=tmp_path),
     }
     assert base not in others and len(others) == 5
+
+
+def _write_jsonl(path: Path, pairs: list[tuple[str, str]]) -> Path:
+    """One example per line; the last two go to validation and test, the rest to train."""
+    splits = ["train"] * (len(pairs) - 2) + ["validation", "test"]
+    lines = [
+        json.dumps({"prompt": p, "reference": r, "split": s})
+        for (p, r), s in zip(pairs, splits, strict=True)
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _register_jsonl(name: str, path: Path) -> None:
+    register_task(name, override=True)(lambda seed=0: load_task_jsonl(path, name=name, seed=seed))
+
+
+def _state_dicts_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_reregistered_task_with_new_data_gets_a_fresh_warm_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    monkeypatch.setattr(base, "_CACHE", dict(base._CACHE))
+    words = [f"w{i}" for i in range(24)]
+    old = _write_jsonl(tmp_path / "old.jsonl", [(f"echo: {w} =>", w) for w in words])
+    new = _write_jsonl(tmp_path / "new.jsonl", [(f"echo: {w} =>", w[::-1]) for w in words])
+    cache = tmp_path / "cache"
+
+    _register_jsonl("qa_cache_test", old)
+    first = load_tiny("qa_cache_test", cache_dir=cache, device="cpu", **SMALL)
+    _register_jsonl("qa_cache_test", new)  # same name, different references
+    second = load_tiny("qa_cache_test", cache_dir=cache, device="cpu", **SMALL)
+    again = load_tiny("qa_cache_test", cache_dir=cache, device="cpu", **SMALL)
+
+    assert first.info["cached"] is False and second.info["cached"] is False
+    assert second.info["cache_dir"] != first.info["cache_dir"]
+    old_key, new_key = first.info["train_log"]["key"], second.info["train_log"]["key"]
+    assert old_key["tasks"] == new_key["tasks"] == ["qa_cache_test"]
+    assert old_key["task_data"] != new_key["task_data"]
+    assert new_key["task_data"]["qa_cache_test"] == task_data_hash(load_task_jsonl(new))
+    assert again.info["cached"] is True and again.info["cache_dir"] == second.info["cache_dir"]
+
+
+def test_task_data_hash_covers_prompts_references_meta_and_order() -> None:
+    examples = [Example("a =>", "b", {"k": 1}), Example("c =>", "d"), Example("e =>", "f")]
+
+    def task(train: list[Example]) -> Task:
+        return Task.from_examples("t", {"train": train, "validation": examples, "test": examples})
+
+    base_hash = task_data_hash(task(examples))
+    variants = [
+        examples[::-1],
+        [Example("a =>", "B", {"k": 1}), *examples[1:]],
+        [Example("A =>", "b", {"k": 1}), *examples[1:]],
+        [Example("a =>", "b", {"k": 2}), *examples[1:]],
+    ]
+    hashes = {task_data_hash(task(v)) for v in variants}
+    assert task_data_hash(task(list(examples))) == base_hash
+    assert base_hash not in hashes and len(hashes) == len(variants)
+
+
+def test_same_key_on_the_same_machine_gives_identical_weights(tmp_path) -> None:
+    first = load_tiny("translate", cache_dir=tmp_path / "a", device="cpu", **SMALL)
+    second = load_tiny("translate", cache_dir=tmp_path / "b", device="cpu", **SMALL)
+    assert first.info["cached"] is False and second.info["cached"] is False
+    assert Path(first.info["cache_dir"]).name == Path(second.info["cache_dir"]).name
+    assert first.tokenizer.get_vocab() == second.tokenizer.get_vocab()
+    assert _state_dicts_equal(first.model, second.model)
+
+
+def test_key_follows_library_versions_and_log_records_the_machine(
+    small_cache, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    _, policy = small_cache
+    log = policy.info["train_log"]
+    installed = machine.library_versions(KEY_LIBRARIES)
+    assert log["key"]["libraries"] == installed and all(installed.values())
+    assert log["machine"]["cpu_model"] == machine.cpu_model() and log["machine"]["cpu_model"]
+    for name in KEY_LIBRARIES:
+        assert log["machine"]["versions"][name] == installed[name]
+
+    config = TinyConfig.from_overrides(**SMALL)
+    before = tiny_cache_dir(config, ("translate",), cache_dir=tmp_path)
+    real = machine.library_versions
+    seen = set()
+    for name in KEY_LIBRARIES:
+
+        def other_version(names, bumped=name):
+            return {k: (f"{v}.other" if k == bumped else v) for k, v in real(names).items()}
+
+        monkeypatch.setattr(machine, "library_versions", other_version)
+        seen.add(tiny_cache_dir(config, ("translate",), cache_dir=tmp_path))
+    assert before not in seen and len(seen) == len(KEY_LIBRARIES)
+
+
+def test_cpu_model_falls_back_without_proc_cpuinfo(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_proc(*args, **kwargs):
+        raise FileNotFoundError("/proc/cpuinfo")
+
+    monkeypatch.setattr(machine, "open", no_proc, raising=False)
+    monkeypatch.setattr(machine.platform, "processor", lambda: "")
+    monkeypatch.setattr(machine.platform, "machine", lambda: "riscv64")
+    assert machine.cpu_model() == "riscv64"
 
 
 def test_cache_env_var(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
