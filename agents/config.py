@@ -42,6 +42,9 @@ class TrainConfig:
     task_seed: int = _field(0, "seed of the generated task data")
     task_kwargs: dict = _field({}, "options of the task, e.g. {n_train: 64} (make_task keywords)")
     model: str = _field("tiny", "'tiny', 'smollm2-135m' or a local Hugging Face model directory")
+    model_options: dict = _field(
+        {}, "options of the model: for tiny, warm-start settings such as {loop_share: 0.5}"
+    )
     reward: Any = _field(
         "balanced", "reward spec: a name, 'module:function' or {'composite': {...}}"
     )

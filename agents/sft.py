@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,11 +23,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from rewardgym.envs.tasks.base import ANSWER_MARKER, NOTE_MARKER
 from rewardgym.errors import ConfigError
 
-__all__ = ["ReplayLoss", "SFTConfig", "SFTResult", "completion_nll", "replay_loss", "train_sft"]
+__all__ = [
+    "ReplayLoss",
+    "SFTConfig",
+    "SFTResult",
+    "completion_nll",
+    "demonstrations",
+    "replay_loss",
+    "train_sft",
+]
 
 Pair = tuple[list[int], list[int]]
+# What a flawed demonstration says before its answer, as an instruct model opens with a stock
+# phrase: words that carry nothing, so dropping them costs no quality.
+STOCK_PREAMBLE = "sure, here is my answer"
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,12 @@ class SFTConfig:
             1 turns bucketing off).
         autocast_bf16: run forward passes under bfloat16 autocast.
         log_every: record the mean loss every this many steps.
+        loop_share: share of demonstrations that end in a repetition loop (the answer's last
+            word said 1-3 more times), a flaw the supervised model copies and a task reward
+            can repair.
+        note_share: share of demonstrations that open with a stock phrase (``note: sure, here
+            is my answer``) and give the answer after ``answer:``; the gold metric reads only
+            the answer, so these are tokens a speed term can save at no cost in quality.
 
     Example:
         >>> SFTConfig(steps=200, lr=2e-3).warmup_steps
@@ -63,6 +82,8 @@ class SFTConfig:
     bucket_batches: int = 16
     autocast_bf16: bool = False
     log_every: int = 25
+    loop_share: float = 0.0
+    note_share: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "bucket_batches", "log_every"):
@@ -75,7 +96,7 @@ class SFTConfig:
             )
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 1):
             raise ConfigError(f"SFTConfig.lr must be in (0, 1), got {self.lr!r}")
-        for name in ("min_lr_ratio", "beta2"):
+        for name in ("min_lr_ratio", "beta2", "loop_share", "note_share"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value <= 1):
                 raise ConfigError(f"SFTConfig.{name} must be in [0, 1], got {value!r}")
@@ -106,6 +127,28 @@ class ReplayLoss:
 
     loss: torch.Tensor
     n_positions: int
+
+
+def demonstrations(examples: Sequence[Any], config: SFTConfig, seed: int) -> list[Any]:
+    """The examples with the flaws ``config`` asks for written into their references (seeded).
+
+    Example:
+        >>> demos = demonstrations(train, SFTConfig(note_share=1.0), seed=0)
+        >>> demos[0].reference.startswith(NOTE_MARKER)
+        True
+    """
+    if not (config.loop_share or config.note_share):
+        return list(examples)
+    rng = np.random.default_rng([seed, 1])  # its own stream: batch order stays as it was
+    out = []
+    for ex in examples:
+        text = ex.reference
+        if rng.random() < config.loop_share and text.split():
+            text = " ".join([text, *[text.split()[-1]] * int(rng.integers(1, 4))])
+        if rng.random() < config.note_share:
+            text = f"{NOTE_MARKER} {STOCK_PREAMBLE} {ANSWER_MARKER} {text}"
+        out.append(dataclasses.replace(ex, reference=text))
+    return out
 
 
 def encode_pairs(policy: Any, examples: Sequence[Any]) -> list[Pair]:

@@ -30,8 +30,10 @@ import torch
 
 from rewardgym import machine
 from rewardgym.agents.policy import LMPolicy, resolve_device
-from rewardgym.agents.sft import SFTConfig, train_sft
+from rewardgym.agents.sft import SFTConfig, demonstrations, train_sft
+from rewardgym.envs.tasks import extract_answer
 from rewardgym.errors import ConfigError
+from rewardgym.evaluation.text_metrics import corpus_bleu
 from rewardgym.locks import exclusive_lock
 
 if TYPE_CHECKING:
@@ -51,7 +53,7 @@ __all__ = [
 ]
 
 # Bump when the build recipe changes in a way the config hash does not see.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 # The libraries whose numerics or tokenizer training decide the weights; part of the cache key.
 KEY_LIBRARIES = ("torch", "transformers", "tokenizers")
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>"}
@@ -299,21 +301,18 @@ def _train_texts(examples: Sequence[Any]) -> list[str]:
 def evaluate_bleu(
     policy: LMPolicy, examples: Sequence[Any], max_new_tokens: int = 64, batch_size: int = 128
 ) -> float:
-    """sacrebleu corpus BLEU of greedy completions against the references.
+    """Corpus BLEU of the answers of greedy completions against the references.
 
     Example:
         >>> evaluate_bleu(policy, make_task("translate").split("test"))
         63.2
     """
-    import sacrebleu
-
     hyps: list[str] = []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         gen = policy.generate([ex.prompt for ex in chunk], max_new_tokens, greedy=True)
-        hyps.extend(gen.completions)
-    refs = [ex.reference for ex in examples]
-    return float(sacrebleu.corpus_bleu(hyps, [refs]).score)
+        hyps.extend(extract_answer(c) for c in gen.completions)
+    return corpus_bleu(hyps, [ex.reference for ex in examples])
 
 
 def build_tiny(
@@ -349,8 +348,9 @@ def build_tiny(
     policy = LMPolicy(
         model, tokenizer, name="tiny", device=device, add_bos=True, completion_prefix=" "
     )
-    _check_lengths(policy, train, config.max_positions)
-    result = train_sft(policy, train, config.sft, seed=seed)
+    demos = demonstrations(train, config.sft, seed)  # the flaws the config asks for, if any
+    _check_lengths(policy, demos, config.max_positions)
+    result = train_sft(policy, demos, config.sft, seed=seed)
     log: dict[str, Any] = {
         "cache_version": CACHE_VERSION,
         "key": config_key(config, tasks, task_seed, seed, policy.device.type),

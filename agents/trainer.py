@@ -46,6 +46,7 @@ from rewardgym.agents.runlog import MetricsLog, read_metrics
 from rewardgym.agents.sft import replay_loss
 from rewardgym.envs.scoring import score_completions
 from rewardgym.envs.spaces import Action
+from rewardgym.envs.tasks import extract_answer
 from rewardgym.envs.vector_env import TextTaskVectorEnv
 from rewardgym.errors import ConfigError, RunDataError
 from rewardgym.evaluation.compute import FlopCounter
@@ -183,7 +184,13 @@ def _setup(config: TrainConfig, callbacks: list[Callback], resume: bool) -> _Run
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)
     keep_freed_memory()
-    policy = load_policy(config.model, task=config.task, device=config.device, dtype=config.dtype)
+    policy = load_policy(
+        config.model,
+        task=config.task,
+        device=config.device,
+        dtype=config.dtype,
+        **config.model_options,
+    )
     reference = policy.frozen_copy() if config.kl_coef > 0 else None
     optimizer = torch.optim.AdamW(
         [p for p in policy.model.parameters() if p.requires_grad],
@@ -248,10 +255,11 @@ def _check_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
         )
     if resume and config_path.exists():
         saved = json.loads(config_path.read_text(encoding="utf-8"))
+        defaults = TrainConfig().to_dict()  # options newer than the saved run had these
         changed = sorted(
             k
             for k, v in config.to_dict().items()
-            if k not in RESUMABLE_CHANGES and saved.get(k) != v
+            if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != v
         )
         if changed:
             raise ConfigError(
@@ -564,10 +572,10 @@ def _evaluate_during_training(run: _Run, prefix: str = "eval/") -> dict[str, flo
         for t, n, f in zip(gen.completions, gen.n_tokens, gen.finished)
     ]
     output = score_completions(run.env.reward, examples, prompts, actions)
-    refs = [ex.reference for ex in examples]
+    refs, answers = [ex.reference for ex in examples], [extract_answer(c) for c in gen.completions]
     result = {
-        f"{prefix}bleu": corpus_bleu(gen.completions, refs),
-        f"{prefix}chrf": corpus_chrf(gen.completions, refs),
+        f"{prefix}bleu": corpus_bleu(answers, refs),
+        f"{prefix}chrf": corpus_chrf(answers, refs),
         f"{prefix}reward": float(output.total.mean()),
         f"{prefix}completion_length": float(np.mean(gen.n_tokens)),
     }

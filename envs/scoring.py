@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from rewardgym.envs.spaces import Action
-from rewardgym.envs.tasks import Example, Task, make_task
+from rewardgym.envs.tasks import Example, Task, extract_answer, make_task
 from rewardgym.rewards import Reward, RewardOutput, make_reward
 from rewardgym.rewards.base import estimate_tokens
 
@@ -40,8 +40,10 @@ def score_completions(
 ) -> RewardOutput:
     """Score a batch of parsed actions with one reward call.
 
-    Fields no agent passed (token counts, finished flags, latency) are left out, so the reward's
-    own defaults apply; when only some agents passed a field, the others get those defaults.
+    Rewards see each completion's answer (the text after its last ``answer:``, else all of it)
+    and the token count of the whole completion, working included. Fields no agent passed
+    (token counts, finished flags, latency) are left out, so the reward's own defaults apply;
+    when only some agents passed a field, the others get those defaults.
     """
     texts = [a.text for a in actions]
     kwargs: dict[str, Any] = {
@@ -59,7 +61,7 @@ def score_completions(
             kwargs[key] = [d if v is None else v for v, d in zip(values, defaults)]
     if turns is not None:
         kwargs["turns"] = list(turns)
-    return reward.score(list(prompts), [a.text for a in actions], **kwargs)
+    return reward.score(list(prompts), [extract_answer(t) for t in texts], **kwargs)
 
 
 def component_info(output: RewardOutput, index: int) -> dict[str, float]:

@@ -40,17 +40,19 @@ DEFINITIONS: tuple[Definition, ...] = (
         "prompts. Robustness ratio R = mean over (n,s) of B(n,s) / B_clean. Robustness change "
         "(%) = (R_after / R_before − 1) × 100: negative means training made the agent more "
         "brittle. Noise is seeded and deterministic; severity is the fraction of characters "
-        "(or words) touched. R is undefined when B_clean < 1 BLEU point: the ratio would "
-        "measure noise in near-empty output.",
+        "(or words) touched. R is undefined when B_clean < 10 BLEU points: the ratio would "
+        "measure noise in near-empty output (a collapsed agent's).",
     ),
     Definition(
         "Gradient variance",
         "Each update's batch is split into K ≥ 4 equal micro-batches with gradients g_1..g_K. "
         "ḡ = mean g_k; σ² = Σ‖g_k − ḡ‖² / (K − 1); normalised variance ν = σ² / ‖ḡ‖² "
         "(scale-free, so schemes with different reward scales compare fairly), computed from "
-        "running sums during gradient accumulation. A run reports the median ν over updates; "
-        "gradient variance change (%) of a scheme = (ν_scheme / ν_baseline − 1) × 100 against "
-        "the study's baseline scheme, seed by seed on the same task.",
+        "running sums during gradient accumulation. A run reports the median ν over the "
+        "updates with a gradient (ḡ ≠ 0); it is undefined when fewer than half of the updates "
+        "had one (a collapsed agent whose samples all score the same). Gradient variance "
+        "change (%) of a scheme = (ν_scheme / ν_baseline − 1) × 100 against the study's "
+        "baseline scheme, seed by seed on the same task.",
     ),
     Definition(
         "Compute (FLOPs)",

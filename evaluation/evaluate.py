@@ -39,7 +39,7 @@ import numpy as np
 
 from rewardgym.envs.scoring import resolve_reward, score_completions
 from rewardgym.envs.spaces import Action
-from rewardgym.envs.tasks import SPLITS, Example, Task, make_task
+from rewardgym.envs.tasks import SPLITS, Example, Task, extract_answer, make_task
 from rewardgym.errors import CheckpointError, ConfigError, RunDataError, UnknownNameError
 from rewardgym.evaluation.robustness import (
     DEFAULT_SEVERITIES,
@@ -227,6 +227,11 @@ class _Answers:
     finished: list[bool] = field(default_factory=list)
     latency_s: list[float] = field(default_factory=list)
     entropy_bits: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def answers(self) -> list[str]:
+        """What quality metrics read: each completion's answer part (after ``answer:``)."""
+        return [extract_answer(c) for c in self.completions]
 
 
 @dataclass(frozen=True)
@@ -444,7 +449,7 @@ def evaluate(
     result = _clean_result(task_obj, split, examples, answers, decoding, reward, n_samples)
 
     def answer(prompts: list[str], condition: int) -> list[str]:
-        return _answer(policy, prompts, decoding, stream=condition).completions
+        return _answer(policy, prompts, decoding, stream=condition).answers
 
     sweep = noise_sweep(answer, examples, kinds, levels, noise_seed)
     _add_sweep(result, sweep, kinds, levels, [ex.reference for ex in examples])
@@ -465,7 +470,7 @@ def evaluate(
     if out_dir is not None:
         out = Path(out_dir)
         refs = [ex.reference for ex in examples]
-        result.files = _write_texts(out, split, answers.completions, refs, sweep.hyps)
+        result.files = _write_texts(out, split, answers.answers, refs, sweep.hyps)
         if ret_texts is not None and result.retention is not None:
             stem = f"retention.{result.retention['task']}.{result.retention['split']}"
             hyp_path, ref_path = write_hyps_refs(out, *ret_texts, stem=stem)
@@ -486,7 +491,7 @@ def _clean_result(
     n_samples: int,
 ) -> EvalResult:
     notes: list[str] = []
-    hyps, refs = answers.completions, [ex.reference for ex in examples]
+    hyps, refs = answers.answers, [ex.reference for ex in examples]
     return EvalResult(
         task=task.name,
         split=split,
@@ -501,7 +506,7 @@ def _clean_result(
         latency_s_per_sample=_mean(answers.latency_s),
         entropy_bits=_entropy(answers, decoding.greedy, notes),
         reward=_reward_summary(reward, examples, answers, notes),
-        samples=_samples(examples, hyps, n_samples),
+        samples=_samples(examples, answers.completions, n_samples),
         notes=notes,
     )
 
@@ -538,7 +543,7 @@ def _add_retention(
     decoding: _Decoding,
 ) -> tuple[list[str], list[str]]:
     task, examples, split = retention
-    hyps = _answer(policy, [ex.prompt for ex in examples], decoding, _RETENTION_STREAM).completions
+    hyps = _answer(policy, [ex.prompt for ex in examples], decoding, _RETENTION_STREAM).answers
     refs = [ex.reference for ex in examples]
     result.retention = {
         "task": task.name,
@@ -684,7 +689,11 @@ def _load_run_policy(run_dir: Path, config: Any, device: str | None) -> tuple[An
             "train it first, or resume it with `rewardgym train --resume` to write one"
         )
     policy = load_policy(
-        config.model, task=config.task, device=device or config.device, dtype=config.dtype
+        config.model,
+        task=config.task,
+        device=device or config.device,
+        dtype=config.dtype,
+        **config.model_options,
     )
     load_checkpoint(checkpoint, policy.model, restore_rng=False)
     policy.model.eval()

@@ -856,6 +856,13 @@ def build_content(study: StudyFiles) -> ReportContent:
         f"evaluation split: {study.split}",
         f"runs: {len(study.runs)}",
     ]
+    config = res.get("config") or {}
+    if config.get("model"):
+        options = config.get("model_options") or {}
+        shown = ", ".join(f"{k}={v}" for k, v in options.items())
+        facts.append(f"starting policy: {config['model']}" + (f" ({shown})" if shown else ""))
+    if config.get("description"):
+        facts.append(f"design: {config['description']}")
     caveats = []
     if not res.get("complete", True):
         caveats.append(

@@ -180,15 +180,15 @@ def _finite(value: float | None, name: str) -> float | None:
 
 
 # Below this clean BLEU the ratio B(n, s) / B_clean measures noise in near-empty output, not
-# robustness (a BLEU of 0.01 turns a noisy BLEU of 0.3 into "3000 % more robust").
-MIN_CLEAN_BLEU = 1.0
+# robustness (a collapsed agent's ratio of two near-zero BLEUs swings by tens of percent).
+MIN_CLEAN_BLEU = 10.0
 
 
 def robustness_ratio(
     clean_bleu: float | None, noisy_bleu: Mapping[str, Mapping[str, float]]
 ) -> float | None:
     """``R = mean over (n, s) of B(n, s) / B_clean``; None without a sweep or when B_clean is
-    below ``MIN_CLEAN_BLEU`` (1 BLEU point: the ratio would be dominated by noise).
+    below ``MIN_CLEAN_BLEU`` (10 BLEU points: the ratio would be dominated by noise).
 
     Example:
         >>> robustness_ratio(0.0, {"char_drop": {"0.1": 5.0}}) is None

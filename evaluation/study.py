@@ -160,7 +160,7 @@ def _evaluate_before(config: StudyConfig, task: str, study_dir: Path, log) -> No
         if path.exists():
             return
         log(f"evaluating the starting policy on {task!r} (before training)")
-        policy = load_policy(config.model, task=task)
+        policy = load_policy(config.model, task=task, **config.model_options)
         _evaluate(policy, config, task, path.parent, reward=None)
 
 
@@ -247,7 +247,9 @@ def study_monitors(config: StudyConfig) -> list:
 
 def summarise_run(unit: RunUnit, metrics: list[dict], before, after, change: dict) -> dict:
     """The numbers one run contributes to the report, each traceable to a run file."""
-    nus = [m["grad/nu"] for m in metrics if m.get("grad/nu") is not None]
+    nus = [m["grad/nu"] for m in metrics if "grad/nu" in m and m.get("grad/mean_sq_norm") != 0]
+    if len(nus) < len(metrics) / 2:  # a collapsed run: most updates had no gradient at all
+        nus = []
     last = metrics[-1] if metrics else {}
     tail = metrics[-max(1, len(metrics) // 5) :]
     bleu_gain = (after.bleu - before.bleu) if after.bleu is not None else None

@@ -25,7 +25,7 @@ from rewardgym.errors import ConfigError, RunDataError, UnknownNameError
 STUDY_FORMAT_VERSION = 1
 EXECUTORS = ("local", "ray")
 # TrainConfig fields a study sets per run; the study's `train:` section may not set them
-PER_RUN_FIELDS = ("task", "model", "reward", "seed", "out", "progress", "threads")
+PER_RUN_FIELDS = ("task", "model", "model_options", "reward", "seed", "out", "progress", "threads")
 
 
 @dataclass
@@ -58,8 +58,10 @@ class StudyConfig:
     name: str
     schemes: dict[str, Any]
     baseline: str
+    description: str = ""
     tasks: list[str] = field(default_factory=lambda: ["translate"])
     model: str = "tiny"
+    model_options: dict[str, Any] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     sweep: SweepConfig | None = None
     train: dict[str, Any] = field(default_factory=dict)
@@ -112,6 +114,7 @@ class StudyConfig:
             **self.train,
             "task": task,
             "model": self.model,
+            "model_options": self.model_options,
             "reward": reward,
             "seed": seed,
             "out": out,
@@ -162,7 +165,7 @@ def sweep_schemes(sweep: SweepConfig) -> dict[str, dict]:
 
     Example:
         >>> sweep_schemes(SweepConfig("balanced", "speed", [0.0, 0.5]))["balanced@speed=0.5"]
-        {'composite': {'completion': 0.25, 'semantic': 0.6, 'speed': 0.5}}
+        {'composite': {'completion': 0.25, 'fidelity': 0.6, 'speed': 0.5}}
     """
     from rewardgym.rewards import reward_spec
 

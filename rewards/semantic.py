@@ -192,3 +192,35 @@ class Semantic:
 
     def __repr__(self) -> str:
         return f"Semantic(model_dir={self.model_dir!r})"
+
+
+@register_reward("fidelity")
+def fidelity(prompts: list, completions: list, **kwargs: Any) -> list[float]:
+    """fidelity = semantic where the example's meta says language "en", else chrF / 100
+
+    Range [0, 1]. MiniLM is an English sentence encoder: it measures meaning only on English
+    text (the summarize task's summaries). On anything else (translate's synthetic language,
+    arithmetic's numbers, a user task whose examples carry no ``meta["language"] = "en"``) its
+    cosine sits near a constant whatever the answer says, so those samples score chrF.
+
+    Example:
+        >>> fidelity(["p"], ["a cat"], references=["a cat"], meta=[{}])
+        [1.0]
+    """
+    metas = kwargs.get("meta") or [None] * len(completions)
+    english = [i for i, m in enumerate(metas) if (m or {}).get("language") == "en"]
+    scores = chrf(prompts, completions, **kwargs)
+    if english:
+        pick = {
+            k: [v[i] for i in english] for k, v in kwargs.items() if _per_sample(v, completions)
+        }
+        semantic = Semantic()(
+            [prompts[i] for i in english], [completions[i] for i in english], **pick
+        )
+        for i, value in zip(english, semantic, strict=True):
+            scores[i] = value
+    return scores
+
+
+def _per_sample(value: Any, completions: list) -> bool:
+    return isinstance(value, list) and len(value) == len(completions)

@@ -31,7 +31,7 @@ def test_balanced_reference_beats_every_exploit(task: str) -> None:
 
 def test_table_lists_every_policy_and_component() -> None:
     text = format_audit(audit_reward("translate", "balanced", n_examples=20))
-    for name in [*CANNED_POLICIES, "completion", "semantic", "speed"]:
+    for name in [*CANNED_POLICIES, "completion", "fidelity", "speed"]:
         assert name in text
     assert text.splitlines()[0] == "reward 'balanced' on task 'translate' (20 examples)"
 

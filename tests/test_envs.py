@@ -79,6 +79,17 @@ def test_pickle_round_trip(env_id: str) -> None:
     assert _equal(first[:4], second[:4])
 
 
+def test_rewards_read_the_answer_after_the_working() -> None:
+    env = gym.make("rewardgym/Translate-v0", reward={"composite": {"bleu": 0.5, "speed": 0.5}})
+    _, info = env.reset(seed=0)
+    reference = env.unwrapped.examples[info["index"]].reference
+    _, _, _, _, info = env.step({"text": f"note: a b c answer: {reference}", "n_tokens": 20})
+    assert info["reward/bleu"] == pytest.approx(1.0)
+    env.reset(seed=0)
+    _, _, _, _, short = env.step({"text": reference, "n_tokens": 10})
+    assert short["reward/speed"] > info["reward/speed"]  # the working still costs tokens
+
+
 def test_step_scores_with_the_reward_and_reports_components() -> None:
     env = gym.make("rewardgym/Translate-v0", reward={"composite": {"bleu": 0.5, "length": 0.5}})
     _, info = env.reset(seed=0)

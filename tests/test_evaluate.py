@@ -117,6 +117,23 @@ def sacrebleu_cli(refs: Path, hyps: Path) -> float:
 # -- exact numbers with fake policies ----------------------------------------------------------
 
 
+def test_metrics_read_the_answer_and_token_counts_read_everything(tmp_path: Path) -> None:
+    task = toy_task()
+    oracle = oracle_for(task)
+    wordy = FakePolicy(lambda p: f"note: sure, here is my answer answer: {oracle.answer(p)}")
+    plain, noted = (
+        evaluate(p, task, noise=["word_drop"], severities=[0.1], reward="task_only", out_dir=d)
+        for p, d in ((oracle, tmp_path / "plain"), (wordy, tmp_path / "noted"))
+    )
+    assert noted.bleu == plain.bleu == pytest.approx(100.0)
+    assert noted.exact_match == plain.exact_match == 1.0 and noted.noise == plain.noise
+    assert noted.reward["total"] == plain.reward["total"]
+    assert noted.completion_tokens == plain.completion_tokens + 7  # note: sure, ... answer:
+    hyps = (tmp_path / "noted" / "test.hyps.txt").read_text()
+    assert hyps == (tmp_path / "plain" / "test.hyps.txt").read_text()  # sacrebleu reproduces
+    assert noted.samples[0]["completion"].startswith("note: sure")  # the report shows it all
+
+
 def test_oracle_scores_bleu_100_and_robustness_1() -> None:
     task = toy_task()
     result = evaluate(oracle_for(task), task, n_examples=None)
@@ -248,7 +265,7 @@ def test_zero_bleu_gives_none_and_valid_json(tmp_path: Path) -> None:
     assert result.entropy_bits is None  # no tokens at all
     assert result.notes == [
         "entropy is None: no tokens were generated",
-        "robustness R is None: clean BLEU 0.00 is below 1, so B(n, s) / B_clean is undefined "
+        "robustness R is None: clean BLEU 0.00 is below 10, so B(n, s) / B_clean is undefined "
         "(or meaningless)",
     ]
 

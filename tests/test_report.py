@@ -115,6 +115,8 @@ def _metrics(scheme_index: int, seed: int, alerts: bool) -> list[dict]:
 def _config(sweep: bool) -> dict:
     cfg = {
         "name": "synthetic",
+        "description": "Made-up runs <b>with</b> a stated design.",
+        "model_options": {"loop_share": 0.5},
         "tasks": ["translate"],
         "seeds": [0, 1],
         "baseline": "task_only",
@@ -382,3 +384,9 @@ def test_newer_results_format_is_refused(tmp_path) -> None:
 def test_report_summary_names_both_files_and_the_plot_count(report) -> None:
     line = report_summary(report)
     assert line == f"report: {report['report.md']}, {report['report.html']} (6 plots)"
+
+
+def test_report_states_the_starting_policy_and_the_design(report) -> None:
+    md, html = _text(report, "report.md"), _text(report, "report.html")
+    assert "- starting policy: tiny (loop_share=0.5)" in md
+    assert "- design: Made-up runs" in md and "with</b>" not in html  # escaped in HTML

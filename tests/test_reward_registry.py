@@ -258,7 +258,7 @@ def test_describe_rewards_lists_every_reward():
     assert lines[0].split() == ["name", "kind", "formula"]
     assert len(lines) == len(list_rewards()) + 1
     assert any(line.split()[:2] == ["speed_only", "composite"] for line in lines)
-    assert "0.25·completion + 0.6·semantic + 0.15·speed" in table
+    assert "0.25·completion + 0.6·fidelity + 0.15·speed" in table
 
 
 # --- "module:function" specs ------------------------------------------------------------------
@@ -378,7 +378,7 @@ def test_composite_overrides_and_params():
             "balanced",
             {"sped": 0.1},
             "composite reward 'balanced' has no component 'sped'. Did you mean 'speed'? "
-            "Its components: completion, semantic, speed",
+            "Its components: completion, fidelity, speed",
         ),
         (42, {}, "reward spec 42 (int) is not valid"),
     ],

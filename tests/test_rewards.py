@@ -249,10 +249,26 @@ def test_reference_beats_every_exploit(preset):
 
 def test_balanced_reports_every_component():
     out = make_reward("balanced").score(PROMPTS, COMPLETIONS, **KWARGS)
-    assert list(out.components) == ["completion", "semantic", "speed"]
+    assert list(out.components) == ["completion", "fidelity", "speed"]
     expected = (
         0.25 * out.components["completion"]
-        + 0.6 * out.components["semantic"]
+        + 0.6 * out.components["fidelity"]
         + 0.15 * out.components["speed"]
     )
     np.testing.assert_allclose(out.total, expected)
+
+
+def test_fidelity_is_semantic_on_english_and_chrf_elsewhere():
+    from rewardgym.rewards.semantic import fidelity
+
+    prompts = ["p"] * 4
+    completions = ["a dog runs", "keli fekubu", "the cat sleeps", "7"]
+    references = ["a dog is running", "keli fekubu-ni", "a cat is asleep", "7"]
+    meta = [{"language": "en"}, {}, {"language": "en"}, None]
+    scores = fidelity(prompts, completions, references=references, meta=meta)
+    english = Semantic()(prompts[::2], completions[::2], references=references[::2])
+    others = chrf(prompts[1::2], completions[1::2], references=references[1::2])
+    assert scores == [english[0], others[0], english[1], others[1]]
+    assert fidelity(prompts[:1], completions[:1], references=references[:1]) == chrf(
+        prompts[:1], completions[:1], references=references[:1]
+    )  # no meta: not known to be English

@@ -152,7 +152,7 @@ def test_sweep_expansion() -> None:
     schemes = sweep_schemes(SweepConfig("balanced", "speed", [0.0, 0.5, 1]))
     assert list(schemes) == ["balanced@speed=0", "balanced@speed=0.5", "balanced@speed=1"]
     assert schemes["balanced@speed=0.5"] == {
-        "composite": {"completion": 0.25, "semantic": 0.6, "speed": 0.5}
+        "composite": {"completion": 0.25, "fidelity": 0.6, "speed": 0.5}
     }
     cfg = load_study_config(
         {

@@ -273,6 +273,29 @@ def test_arithmetic_answers_are_correct() -> None:
     assert ops == set(arithmetic.OPERATIONS)
 
 
+@pytest.mark.parametrize(
+    ("completion", "answer"),
+    [
+        ("note: sure, here is my answer answer: keli fekubu", "keli fekubu"),
+        ("keli fekubu", "keli fekubu"),
+        ("  answer: 7 ", "7"),
+        ("answer: 3 answer: 4", "4"),  # the last one counts: a revised answer
+        ("note: no answer yet", "note: no answer yet"),
+        ("", ""),
+    ],
+)
+def test_quality_metrics_read_the_answer_after_its_marker(completion: str, answer: str) -> None:
+    from rewardgym.envs.tasks import extract_answer
+
+    assert extract_answer(completion) == answer
+
+
+def test_only_the_english_task_says_its_references_are_english() -> None:
+    for name, english in (("summarize", True), ("translate", False), ("arithmetic", False)):
+        example = make_task(name).split("train")[0]
+        assert (example.meta.get("language") == "en") is english, name
+
+
 def test_docstring_examples_run(monkeypatch) -> None:
     monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))  # a doctest registers "echo"
     for module in (base, translate, summarize, arithmetic):

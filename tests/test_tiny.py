@@ -296,3 +296,25 @@ def test_warm_start_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REWARDGYM_THREADS", "zero")
     with pytest.raises(ConfigError, match=r"REWARDGYM_THREADS must be an int >= 1, got 'zero'"):
         default_threads()
+
+
+def test_flawed_demonstrations_are_seeded_and_keep_the_answer_readable() -> None:
+    from rewardgym.agents.sft import STOCK_PREAMBLE, SFTConfig, demonstrations
+    from rewardgym.envs.tasks import extract_answer, make_task
+
+    train = make_task("translate", seed=0).split("train")[:2000]
+    assert demonstrations(train, SFTConfig(), seed=0) == train  # no flaws asked for: untouched
+    config = SFTConfig(loop_share=0.6, note_share=0.8)
+    demos = demonstrations(train, config, seed=0)
+    assert demos == demonstrations(train, config, seed=0) != demonstrations(train, config, seed=1)
+    noted = [d for d in demos if d.reference.startswith(f"note: {STOCK_PREAMBLE} answer: ")]
+    looped = 0
+    for demo, ex in zip(demos, train, strict=True):
+        answer = extract_answer(demo.reference)
+        assert answer.startswith(ex.reference) and demo.prompt == ex.prompt
+        extra = answer[len(ex.reference) :].split()
+        assert extra == [ex.reference.split()[-1]] * len(extra) and len(extra) <= 3
+        looped += bool(extra)
+    # shares within 4 standard errors of the asked ones
+    for count, share in ((len(noted), 0.8), (looped, 0.6)):
+        assert abs(count / len(train) - share) < 4 * (share * (1 - share) / len(train)) ** 0.5

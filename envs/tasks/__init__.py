@@ -12,9 +12,12 @@ Example:
 
 from rewardgym.envs.tasks import arithmetic, summarize, translate
 from rewardgym.envs.tasks.base import (
+    ANSWER_MARKER,
+    NOTE_MARKER,
     SPLITS,
     Example,
     Task,
+    extract_answer,
     list_tasks,
     load_task_jsonl,
     make_task,
@@ -22,10 +25,13 @@ from rewardgym.envs.tasks.base import (
 )
 
 __all__ = [
+    "ANSWER_MARKER",
+    "NOTE_MARKER",
     "SPLITS",
     "Example",
     "Task",
     "arithmetic",
+    "extract_answer",
     "list_tasks",
     "load_task_jsonl",
     "make_task",

@@ -31,6 +31,23 @@ MAX_SIZES = {"n_train": 100_000, "n_validation": 20_000, "n_test": 20_000}
 MAX_REPORTED_PROBLEMS = 20
 
 TaskFactory = Callable[..., "Task"]
+# A completion may hold working before its answer ("note: ... answer: ..."); quality metrics read
+# only the answer, while token counts and compute count everything.
+NOTE_MARKER, ANSWER_MARKER = "note:", "answer:"
+
+
+def extract_answer(completion: str) -> str:
+    """The part of a completion that quality metrics read: the text after the last
+    ``answer:``, or the whole completion when it has none.
+
+    Example:
+        >>> extract_answer("note: two dogs answer: zilu fekubu-ni")
+        'zilu fekubu-ni'
+        >>> extract_answer("zilu fekubu-ni")
+        'zilu fekubu-ni'
+    """
+    head, marker, answer = completion.rpartition(ANSWER_MARKER)
+    return answer.strip() if marker else completion.strip()
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,7 @@ def sample_example(rng: random.Random) -> Example:
     """One summarize example: ``summarize: <paragraph> =>`` with the summary as reference."""
     kind = "person" if rng.random() < 0.7 else "company"
     paragraph, summary, facts = (_person if kind == "person" else _company)(rng)
-    meta = {"input": paragraph, "kind": kind, "facts": facts}
+    meta = {"input": paragraph, "kind": kind, "facts": facts, "language": "en"}
     return Example(f"summarize: {paragraph} =>", summary, meta)
 
 
