@@ -165,12 +165,14 @@ def _evaluate_before(config: StudyConfig, task: str, study_dir: Path, log) -> No
 
 
 def _evaluate(policy, config: StudyConfig, task: str, out_dir: Path, reward: Any):
+    from rewardgym.envs.scoring import resolve_task
     from rewardgym.evaluation.evaluate import evaluate
 
     ev = config.evaluation
+    shared = config.train_config(task, None, 0, None)  # the task data the runs train on
     return evaluate(
         policy,
-        task,
+        resolve_task(task, shared.task_seed, shared.task_kwargs),
         split=ev.split,
         noise=ev.noise,
         severities=ev.severities,
