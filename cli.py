@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import yaml
 
-from rewardgym.agents.config import yaml_problem
+from rewardgym.agents.config import safe_yaml, yaml_problem
 from rewardgym.errors import ConfigError, RewardGymError
 
 
@@ -78,7 +78,7 @@ def _overrides(pairs: list[str]) -> dict:
         if not sep or not key:
             raise ConfigError(f"--set takes KEY=VALUE, got {pair!r} (e.g. --set lr=1e-3)")
         try:
-            out[key.strip()] = yaml.safe_load(value)
+            out[key.strip()] = safe_yaml(value)
         except yaml.YAMLError as exc:
             raise ConfigError(
                 f"--set {pair!r}: the value is not a YAML value ({yaml_problem(exc)}); quote "

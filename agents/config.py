@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,42 @@ class TrainConfig:
         return {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}
 
 
+class _SafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no tags that build objects) reading floats as YAML 1.2 does.
+
+    PyYAML follows YAML 1.1, where ``1e-3`` and ``3e-5`` (no dot) are strings; every other tool
+    and the YAML 1.2 spec read them as numbers, and so do we.
+    """
+
+
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def safe_yaml(text: str) -> Any:
+    """Parse YAML text with the safe loader, YAML 1.2 floats included.
+
+    Example:
+        >>> safe_yaml("lr: 3e-5")
+        {'lr': 3e-05}
+    """
+    loader = _SafeLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """A YAML file's top-level mapping, with clear errors for unreadable or malformed files."""
     path = Path(path)
@@ -180,7 +217,7 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {str(path)!r} is not UTF-8 text: {exc.reason}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = safe_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"config file {str(path)!r} is not valid YAML: {yaml_problem(exc)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from rewardgym.agents.config import TrainConfig
 from rewardgym.errors import ConfigError, UnknownNameError
@@ -79,3 +80,26 @@ def test_missing_and_non_utf8_files(tmp_path) -> None:
     path.write_bytes(b"task: caf\xe9\n")
     with pytest.raises(ConfigError, match="is not UTF-8 text"):
         TrainConfig.from_yaml(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("3e-5", 3e-5), ("1e-3", 1e-3), ("1.0e-4", 1e-4), ("2E+2", 200.0)]
+)
+def test_yaml_reads_exponent_floats_as_yaml_1_2_does(tmp_path, text: str, value: float) -> None:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(f"lr: {text}\n")
+    assert TrainConfig.from_yaml(path).lr == value
+
+
+def test_safe_yaml_keeps_ints_strings_and_refuses_object_tags() -> None:
+    from rewardgym.agents.config import safe_yaml
+
+    assert safe_yaml("a: -1e-2\nn: 3\ns: '1e-3'") == {"a": -0.01, "n": 3, "s": "1e-3"}
+    with pytest.raises(yaml.constructor.ConstructorError):
+        safe_yaml("x: !!python/object/apply:os.system ['true']")
+
+
+def test_command_line_set_takes_an_exponent_float() -> None:
+    from rewardgym.cli import _overrides
+
+    assert _overrides(["lr=1e-3", "updates=2"]) == {"lr": 1e-3, "updates": 2}
