@@ -13,6 +13,8 @@ from rewardgym.errors import ConfigError, EnvInputError
 
 # Printable ASCII without the vertical tab and form feed, which no tokenizer or terminal wants.
 PRINTABLE = "".join(sorted(set(string.printable) - {"\x0b", "\x0c"}))
+# Gymnasium's convention: a finished episode takes no more steps until the next reset.
+EPISODE_ENDED = "the episode has ended (terminated or truncated); call reset() before step()"
 
 
 def text_charset(task_charset: str) -> str:

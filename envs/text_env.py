@@ -15,7 +15,14 @@ import numpy as np
 
 from rewardgym.envs.noise import NOISE_TYPES, noisy_example
 from rewardgym.envs.scoring import component_info, resolve_reward, resolve_task, score_completions
-from rewardgym.envs.spaces import parse_action, positive_int, sanitize, text_charset, text_space
+from rewardgym.envs.spaces import (
+    EPISODE_ENDED,
+    parse_action,
+    positive_int,
+    sanitize,
+    text_charset,
+    text_space,
+)
 from rewardgym.envs.tasks import Example, Task
 from rewardgym.errors import ConfigError, EnvInputError, UnknownNameError
 
@@ -87,6 +94,7 @@ class TextTaskEnv(gym.Env[str, Any]):
         self._turn = 0
         self._last_total = 0.0
         self._transcript = ""
+        self._ended = False
 
     # -- Gymnasium API ---------------------------------------------------------------------
 
@@ -107,6 +115,7 @@ class TextTaskEnv(gym.Env[str, Any]):
         self._example = self._noisy(self.examples[self._index])
         self._turn = 0
         self._last_total = 0.0
+        self._ended = False
         self._transcript = sanitize(self._example.prompt, self._charset)
         return self._transcript, {"index": self._index, "turn": 0}
 
@@ -114,6 +123,8 @@ class TextTaskEnv(gym.Env[str, Any]):
         """Score one completion; end the episode unless the agent may still revise."""
         if self._example is None:
             raise EnvInputError("call reset() before step()")
+        if self._ended:
+            raise EnvInputError(EPISODE_ENDED)
         parsed = parse_action(action, self.max_completion_chars)
         self._turn += 1
         output = score_completions(
@@ -122,6 +133,7 @@ class TextTaskEnv(gym.Env[str, Any]):
         total = float(output.total[0])
         reward, self._last_total = total - self._last_total, total
         terminated = parsed.stop or self._turn >= self.max_turns
+        self._ended = terminated
         if not terminated:
             self._transcript += FEEDBACK_TEMPLATE.format(
                 turn=self._turn, completion=sanitize(parsed.text, self._charset), score=total

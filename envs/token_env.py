@@ -16,7 +16,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rewardgym.envs.scoring import component_info, resolve_reward, resolve_task, score_completions
-from rewardgym.envs.spaces import Action, positive_int
+from rewardgym.envs.spaces import EPISODE_ENDED, Action, positive_int
 from rewardgym.envs.tasks import Example, Task
 from rewardgym.errors import ConfigError, EnvInputError
 
@@ -148,6 +148,7 @@ class TokenTaskEnv(gym.Env[dict, int]):
         self._index = -1
         self._prompt_ids: list[int] = []
         self._new_ids: list[int] = []
+        self._ended = False
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -165,12 +166,15 @@ class TokenTaskEnv(gym.Env[dict, int]):
         self._example = self.examples[self._index]
         self._prompt_ids = self.tokenizer.encode(self._example.prompt)[-self.max_prompt_tokens :]
         self._new_ids = []
+        self._ended = False
         return self._observation(), {"index": self._index}
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict]:
         """Append one token; at end-of-sequence or the limit, score the completion."""
         if self._example is None:
             raise EnvInputError("call reset() before step()")
+        if self._ended:
+            raise EnvInputError(EPISODE_ENDED)
         token = _token(action, self.action_space.n)
         self._new_ids.append(token)
         finished = token == self.eos_token_id
@@ -179,6 +183,7 @@ class TokenTaskEnv(gym.Env[dict, int]):
         if finished or truncated:
             total, info = self._score(finished)
             reward += total
+            self._ended = True
         return self._observation(), reward, finished, truncated, info
 
     def render(self) -> str | None:

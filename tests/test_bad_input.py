@@ -302,6 +302,15 @@ def test_bad_env_action(action, match) -> None:
         vec.step(["4", action])
 
 
+def test_a_step_after_the_episode_ended() -> None:
+    env = gym.make("rewardgym/Arithmetic-v0", reward="task_only")
+    env.reset(seed=0)
+    assert env.step("4")[2]  # terminated
+    with pytest.raises(EnvInputError, match=r"^the episode has ended \(terminated or truncated\); "
+                       r"call reset\(\) before step\(\)$"):  # fmt: skip
+        env.step("4")
+
+
 # -- models and run data -----------------------------------------------------------------------
 
 

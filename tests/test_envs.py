@@ -70,6 +70,19 @@ def test_same_seed_same_rollout(env_id: str) -> None:
 
 
 @pytest.mark.parametrize("env_id", env_ids())
+def test_a_finished_episode_takes_no_more_steps(env_id: str) -> None:
+    env = _make(env_id).unwrapped
+    env.reset(seed=0)
+    end = env.eos_token_id if "-Token-" in env_id else "an answer"
+    _, _, terminated, truncated, _ = env.step(end)
+    assert terminated or truncated
+    with pytest.raises(EnvInputError, match=r"episode has ended .*call reset\(\) before step"):
+        env.step(end)
+    env.reset(seed=1)
+    env.step(end)  # a new episode steps again
+
+
+@pytest.mark.parametrize("env_id", env_ids())
 def test_pickle_round_trip(env_id: str) -> None:
     env = _make(env_id).unwrapped
     env.reset(seed=3)
@@ -204,6 +217,7 @@ def test_token_env_truncates_at_the_limit_and_charges_step_cost() -> None:
     assert rewards == [pytest.approx(-0.01)] * 2
     _, _, terminated, truncated, info = env.step(ord("a"))
     assert truncated and not terminated and info["finished"] is False
+    env.reset(seed=1)
     with pytest.raises(EnvInputError, match="outside the vocabulary"):
         env.step(10_000)
 
