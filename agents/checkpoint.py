@@ -1,4 +1,4 @@
-"""Atomic, pickle-free checkpoints (README, "Guarantees" and "Security notes").
+"""Atomic, pickle-free checkpoints (docs/guarantees.md, docs/security.md).
 
 A checkpoint is a folder ``RUN_DIR/checkpoints/step-NNNNNN/`` holding
 

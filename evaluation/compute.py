@@ -1,4 +1,4 @@
-"""Compute accounting in FLOPs (README, "What the numbers mean").
+"""Compute accounting in FLOPs (docs/definitions.md).
 
 A token through a forward pass costs 2·N FLOPs (generation, prompt included; reference-model and
 old-policy passes); a token trained (forward + backward) costs 6·N, where N is the model's

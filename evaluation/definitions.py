@@ -1,4 +1,4 @@
-"""What every number in a study report means (README, "What the numbers mean"), as data.
+"""What every number in a study report means (docs/definitions.md), as data.
 
 Both report formats render these same entries, so the Markdown and HTML reports can never
 disagree about a definition. ``SOURCES`` says, per headline metric, which run file and field a

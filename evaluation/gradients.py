@@ -1,7 +1,7 @@
 """Gradient noise: the variance of micro-batch gradients within one update.
 
-Each update's batch is split into K equal micro-batches with gradients g_1..g_K (README, "What
-the numbers mean"):
+Each update's batch is split into K equal micro-batches with gradients g_1..g_K
+(docs/definitions.md):
 
     ḡ  = mean_k g_k
     σ² = Σ_k ‖g_k − ḡ‖² / (K − 1)        (unbiased: E[σ²] = trace of the micro-batch covariance)

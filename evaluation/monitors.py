@@ -1,7 +1,7 @@
 """Collapse early-warning monitors: trainer callbacks that watch for the signs of a failing run.
 
 Each monitor is an :class:`~rewardgym.agents.callbacks.Callback` with a configurable threshold and
-an ``action`` taken when it fires (README, "Monitors"):
+an ``action`` taken when it fires (docs/usage.md, "Monitors"):
 
 ============================  ======================  ============================================
 monitor (``name``)            signal, when measured   default alert
@@ -1047,7 +1047,7 @@ def _list_entry(entry: Any) -> tuple[Any, Any]:
 
 
 def default_monitors(action: str = "log", **overrides: Mapping[str, Any] | bool) -> list[Monitor]:
-    """All seven monitors with their default thresholds (README, "Monitors").
+    """All seven monitors with their default thresholds (docs/usage.md, "Monitors").
 
     Args:
         action: the action of every monitor, unless its override says otherwise.

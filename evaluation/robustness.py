@@ -1,4 +1,4 @@
-"""Noise robustness and the change formulas of a report (README, "What the numbers mean").
+"""Noise robustness and the change formulas of a report (docs/definitions.md).
 
 - **Noise sweep**: for each noise type ``n`` and severity ``s``, every prompt of the split is
   noised with :func:`rewardgym.envs.noise.noisy_example` (example ``i`` with seed

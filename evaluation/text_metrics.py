@@ -1,4 +1,4 @@
-"""Text metrics as thin, exact wrappers over sacrebleu (README, "What the numbers mean").
+"""Text metrics as thin, exact wrappers over sacrebleu (docs/definitions.md).
 
 Every corpus figure equals what the sacrebleu command line prints for the files that
 ``write_hyps_refs`` writes: ``sacrebleu test.refs.txt -i test.hyps.txt -m bleu chrf``. To make

@@ -1,4 +1,4 @@
-"""Bad input, one test per row of the README's "Bad input" table.
+"""Bad input, one test per row of docs/bad-input.md.
 
 Every row checks the typed error, that its message names the bad value and the fix, and, where
 the input reaches the command line, that ``rewardgym`` exits with status 2 and one ``error:`` line

@@ -1,5 +1,5 @@
 """Faults that really happen: ``kill -9`` mid-run and mid-checkpoint, a study killed mid-way,
-a full disk, and numerical faults injected mid-run (README, "Guarantees").
+a full disk, and numerical faults injected mid-run (docs/guarantees.md).
 
 Kill tests run the ``rewardgym`` command in a subprocess (through ``tests/fault_hooks.py`` where a
 checkpoint hook or chosen monitors are needed), ``SIGKILL`` it, resume it, and compare against an

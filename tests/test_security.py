@@ -1,4 +1,4 @@
-"""Security rules (README, "Security notes"): nothing we load is unpickled, YAML is
+"""Security rules (docs/security.md): nothing we load is unpickled, YAML is
 safe-loaded, remote code is never trusted implicitly, reports escape model output under a strict
 CSP, local Ray starts no dashboard. Payload tests prove the payload never ran (its marker file
 does not appear)."""
