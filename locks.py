@@ -137,13 +137,11 @@ def _take(handle: TextIO, path: Path) -> dict[str, Any] | None:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         owner = _read_owner(handle) or {}
-        handle.close()
         raise RunLockedError(
             f"run directory {str(path)!r} is being written by {describe_owner(owner)}; wait for "
             "it to finish (or stop it), or choose another --out"
         ) from None
     except OSError as exc:
-        handle.close()
         hint = "; the file system may not support locks" if exc.errno == errno.ENOLCK else ""
         raise RunDataError(f"cannot lock run directory {str(path)!r}: {exc}{hint}") from exc
     return _read_owner(handle)

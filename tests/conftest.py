@@ -114,3 +114,26 @@ def assert_greedy_matches_hf(policy, gen, max_new_tokens: int) -> None:
     )[:, ids.shape[1] :]
     for row, tokens in enumerate(gen.token_ids):
         assert reference[row, : len(tokens)].tolist() == tokens
+
+
+def hold_run_in_subprocess(run_dir, ready):
+    """A separate process that holds ``run_dir``'s lock until killed; returns once it holds it."""
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import pathlib, time\n"
+        "from rewardgym.locks import hold_run_dir\n"
+        f"with hold_run_dir({str(run_dir)!r}):\n"
+        f"    pathlib.Path({str(ready)!r}).touch()\n"
+        "    time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("the holding process did not take the lock")
+        time.sleep(0.05)
+    return proc

@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import hold_run_in_subprocess
 
 import rewardgym  # noqa: F401  (registers the environments)
 from rewardgym.agents.config import TrainConfig
@@ -349,18 +349,8 @@ def test_study_directory_from_a_newer_format_version(tmp_path, capsys) -> None:
 
 def test_a_run_another_process_is_writing(random_model_dir, tmp_path, capsys) -> None:
     out, ready = tmp_path / "held", tmp_path / "ready"
-    code = (
-        "import pathlib, time\n"
-        "from rewardgym.locks import hold_run_dir\n"
-        f"with hold_run_dir({str(out)!r}):\n"
-        f"    pathlib.Path({str(ready)!r}).touch()\n"
-        "    time.sleep(600)\n"
-    )
-    holder = subprocess.Popen([sys.executable, "-c", code])
+    holder = hold_run_in_subprocess(out, ready)
     try:
-        while not ready.exists():
-            assert holder.poll() is None, "the holding process ended early"
-            time.sleep(0.05)
         message = _cli_error(capsys, _train_argv(random_model_dir, out, "--updates", "1"))
     finally:
         holder.kill()

@@ -7,13 +7,10 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from conftest import hold_run_in_subprocess
 
 from rewardgym.errors import RunLockedError
 from rewardgym.locks import RUN_LOCK, describe_owner, hold_run_dir, run_owner
@@ -47,33 +44,12 @@ def test_a_run_that_wrote_nothing_leaves_no_folder(tmp_path: Path) -> None:
     assert existing.is_dir()  # a folder the user made stays
 
 
-def _holder(run: Path, ready: Path) -> subprocess.Popen:
-    code = textwrap.dedent(
-        f"""
-        import pathlib, time
-        from rewardgym.locks import hold_run_dir
-        with hold_run_dir({str(run)!r}):
-            pathlib.Path({str(ready)!r}).write_text("held")
-            time.sleep(600)
-        """
-    )
-    return subprocess.Popen([sys.executable, "-c", code])
-
-
-def _wait_for(path: Path, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while not path.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "holder did not start"
-        time.sleep(0.05)
-
-
 def test_a_held_run_refuses_another_process_and_the_lock_dies_with_its_owner(
     tmp_path: Path,
 ) -> None:
     run, ready = tmp_path / "run", tmp_path / "ready"
-    proc = _holder(run, ready)
+    proc = hold_run_in_subprocess(run, ready)
     try:
-        _wait_for(ready, proc)
         owner = run_owner(run)
         assert owner is not None and owner["pid"] == proc.pid
         with pytest.raises(RunLockedError, match=rf"being written by pid {proc.pid} on "):
