@@ -25,6 +25,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports pyproject.toml
 
 audit: $(STAMP)
 	$(VENV)/bin/rewardgym audit --all

@@ -11,8 +11,8 @@ Example:
 
 from __future__ import annotations
 
+from rewardgym import envs as _envs  # registers the built-in tasks and their Gymnasium ids
 from rewardgym._lazy import lazy_getattr
-from rewardgym.envs import registration as _registration
 
 __version__ = "0.1.0"
 
@@ -31,7 +31,9 @@ _EXPORTS = {
     "list_rewards": "rewardgym.rewards",
     "RewardError": "rewardgym.errors",
     "RewardGymError": "rewardgym.errors",
-    "load_policy": "rewardgym.agents.policy",
+    "load_policy": "rewardgym.agents.registry",
+    "register_model": "rewardgym.agents.registry",
+    "list_models": "rewardgym.agents.registry",
     "LMPolicy": "rewardgym.agents.policy",
     "train": "rewardgym.agents.trainer",
     "TrainConfig": "rewardgym.agents.config",
@@ -46,7 +48,7 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 # Importing rewardgym makes gymnasium.make("rewardgym/<Task>-v0") work; this loads no model code.
-_registration.register_envs()
+del _envs
 
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -1,4 +1,5 @@
-"""Lazy attribute loading for package ``__init__`` modules (PEP 562).
+"""Importing on demand: lazy attributes for package ``__init__`` modules (PEP 562), and a
+user's own modules named in specs (``myrewards:fn``).
 
 Packages list their public names and the module defining each; a name is imported on first
 access, so importing a package does not pull in torch or transformers until they are needed.
@@ -7,6 +8,8 @@ access, so importing a package does not pull in torch or transformers until they
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -25,3 +28,22 @@ def lazy_getattr(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
         return getattr(importlib.import_module(module), name)
 
     return __getattr__
+
+
+def import_user_module(name: str) -> Any:
+    """Import module ``name`` with the current directory first on ``sys.path``, as
+    ``python -m`` does, so a user's ``myrewards.py`` beside them is found without PYTHONPATH.
+
+    Example:
+        >>> import_user_module("json").__name__
+        'json'
+    """
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(name)
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import yaml
 
 from rewardgym.agents.config import safe_yaml, yaml_problem
+from rewardgym.agents.memory import keep_freed_memory
 from rewardgym.errors import ConfigError, RewardGymError
+from rewardgym.rewards import parse_reward_spec
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -34,7 +38,9 @@ def _list(args: argparse.Namespace) -> int:
 
         items = env_ids()
     else:
-        items = ["tiny", "smollm2-135m", "<a local Hugging Face model directory>"]
+        from rewardgym.agents.registry import list_models
+
+        items = [*list_models(), "<a local Hugging Face model directory>"]
     print("\n".join(items))
     return 0
 
@@ -51,7 +57,8 @@ def _audit(args: argparse.Namespace) -> int:
     results = []
     for task in tasks:
         for reward in rewards:
-            result = audit_reward(task, reward, n_examples=args.n, seed=args.seed)
+            spec = parse_reward_spec(reward) if isinstance(reward, str) else reward
+            result = audit_reward(task, spec, n_examples=args.n, seed=args.seed)
             results.append(result)
             if not args.json:
                 print(format_audit(result), end="\n\n")
@@ -59,16 +66,6 @@ def _audit(args: argparse.Namespace) -> int:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     exploited = any(r.exploits for r in results)
     return 1 if args.strict and exploited else 0
-
-
-def _reward_spec(text: str):
-    """A reward spec from the command line: JSON for composites, else a name or module:function."""
-    if text.lstrip().startswith("{"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--reward {text!r} is not valid JSON: {exc}") from exc
-    return text
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -87,25 +84,55 @@ def _overrides(pairs: list[str]) -> dict:
     return out
 
 
-def _train(args: argparse.Namespace) -> int:
-    from rewardgym.agents import TrainConfig, train
-
+def _given_options(args: argparse.Namespace) -> dict:
+    """The TrainConfig options the command line sets: flags and ``--set``, each at most once."""
     flags = {
-        "task": args.task,
+        "task": _task_spec(args.task) if args.task else None,
         "model": args.model,
-        "reward": _reward_spec(args.reward) if args.reward else None,
+        "reward": parse_reward_spec(args.reward) if args.reward else None,
         "algo": args.algo,
         "updates": args.updates,
         "seed": args.seed,
         "out": args.out,
-        **_overrides(args.set),
     }
+    flags = {k: v for k, v in flags.items() if v is not None}
+    overrides = _overrides(args.set)
+    both = sorted(set(flags) & set(overrides))
+    if both:
+        pairs = ", ".join(f"--{k} and --set {k}=..." for k in both)
+        raise ConfigError(f"{pairs} both set {', '.join(both)}; give each option once")
+    return {**flags, **overrides}
+
+
+def _task_spec(task: str) -> str:
+    """A task file is recorded by its absolute path, so the run can be evaluated from anywhere."""
+    from rewardgym.envs.tasks import is_task_file
+
+    return str(Path(task).resolve()) if is_task_file(task) else task
+
+
+def _train_config(args: argparse.Namespace):
+    """The run's TrainConfig: a --config file, else the saved config of a run to --resume, else
+    the defaults; the options given on the command line win over either."""
+    from rewardgym.agents import TrainConfig
+
+    given = _given_options(args)
     if args.config:
-        config = TrainConfig.from_yaml(args.config, **flags)
-    else:
-        config = TrainConfig.from_dict(
-            {k: v for k, v in flags.items() if v is not None}, source="command line"
+        return TrainConfig.from_yaml(args.config, **given)
+    saved = Path(given.get("out", "")) / "config.json" if args.resume else None
+    if saved is not None and saved.is_file():
+        return TrainConfig.from_dict(
+            {**json.loads(saved.read_text(encoding="utf-8")), **given}, source=str(saved)
         )
+    return TrainConfig.from_dict(given, source="command line")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from rewardgym.agents import train
+
+    if args.resume and not args.out and not args.config:
+        raise ConfigError("--resume needs --out RUN_DIR: the run directory to continue")
+    config = _train_config(args)
     callbacks = []
     if args.monitors == "all":
         from rewardgym.evaluation.monitors import default_monitors
@@ -121,11 +148,93 @@ def _train(args: argparse.Namespace) -> int:
     return 130 if result.interrupted else 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from rewardgym.evaluation.evaluate import format_summary, run_from_args
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the options of ``rewardgym evaluate RUN_DIR`` to ``parser``.
 
-    result = run_from_args(args)
-    print(format_summary(result))
+    Example:
+        >>> parser = add_evaluate_arguments(argparse.ArgumentParser())
+        >>> parser.parse_args(["runs/a", "--noise", "none"]).noise
+        ['none']
+    """
+    from rewardgym.envs.noise import NOISE_TYPES
+    from rewardgym.envs.tasks import SPLITS
+    from rewardgym.evaluation.robustness import DEFAULT_SEVERITIES
+
+    parser.add_argument("run_dir", help="the --out folder of a `rewardgym train` run")
+    parser.add_argument("--split", default="test", choices=SPLITS, help="split to evaluate")
+    parser.add_argument(
+        "--noise",
+        nargs="+",
+        default=list(NOISE_TYPES),
+        metavar="TYPE",
+        help=f"noise types of the robustness sweep ({', '.join(NOISE_TYPES)}; 'none': no sweep)",
+    )
+    parser.add_argument(
+        "--severity",
+        nargs="+",
+        type=float,
+        default=list(DEFAULT_SEVERITIES),
+        metavar="S",
+        help="noise severities, each in (0, 1]",
+    )
+    parser.add_argument("--n-examples", type=int, default=None, help="first N examples only")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=None, help="token limit (default: the run's)"
+    )
+    parser.add_argument(
+        "--sample", action="store_true", help="sample (seeded by --seed) instead of greedy decoding"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.add_argument("--batch-size", type=int, default=64, help="prompts per generate call")
+    parser.add_argument(
+        "--retention-task", default=None, help="also measure BLEU on this task (for forgetting)"
+    )
+    parser.add_argument("--device", default=None, help="torch device (default: the run's)")
+    parser.add_argument("--out", default=None, help="output folder (default: RUN_DIR/eval)")
+    parser.add_argument(
+        "--reward",
+        default=None,
+        help="score answers with this reward spec instead of the run's (name, module:function "
+        "or JSON composite)",
+    )
+    return parser
+
+
+def evaluate_from_args(args: argparse.Namespace):
+    """Run :func:`~rewardgym.evaluation.evaluate.evaluate_run` with parsed
+    :func:`add_evaluate_arguments` options.
+
+    Example:
+        >>> parser = add_evaluate_arguments(argparse.ArgumentParser())
+        >>> evaluate_from_args(parser.parse_args(["runs/a", "--noise", "none"])).robustness is None
+        True
+    """
+    from rewardgym.evaluation.evaluate import evaluate_run
+
+    noise = [] if [n.lower() for n in args.noise] == ["none"] else args.noise
+    return evaluate_run(
+        args.run_dir,
+        split=args.split,
+        noise=noise,
+        severities=args.severity,
+        n_examples=args.n_examples,
+        max_new_tokens=args.max_new_tokens,
+        greedy=not args.sample,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        retention_task=args.retention_task,
+        device=args.device,
+        out_dir=args.out,
+        reward=parse_reward_spec(args.reward) if args.reward else None,
+    )
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from rewardgym.evaluation.evaluate import EVAL_DIR, format_summary
+
+    result = evaluate_from_args(args)
+    out = Path(args.out) if args.out else Path(args.run_dir) / EVAL_DIR
+    print(format_summary(result, out / f"{args.split}.json"))
     return 0
 
 
@@ -133,7 +242,12 @@ def _study(args: argparse.Namespace) -> int:
     from rewardgym.evaluation.study import run_study
     from rewardgym.evaluation.study_config import load_study_config
 
-    config = load_study_config(args.config, seeds=args.seeds, executor=args.executor)
+    name = args.config or DEFAULT_STUDY
+    config = load_study_config(name, seeds=args.seeds, executor=args.executor)
+    if args.config is None and not args.yes:
+        print(study_plan(config, args.out))
+        print(f"\nrun it with `rewardgym study {DEFAULT_STUDY}` (or --yes), or name another study")
+        return 0
     result = run_study(config, out=args.out)
     print(f"results: {result.results_path}")
     if result.interrupted:
@@ -145,6 +259,28 @@ def _study(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_STUDY = "speed_vs_balanced"
+
+
+def study_plan(config, out: str | None) -> str:
+    """What ``rewardgym study`` would run: the grid, the budget and where results go."""
+    from rewardgym.evaluation.study_config import expand_units
+
+    units = expand_units(config)
+    train = config.train
+    return "\n".join(
+        [
+            f"study {config.name}: {len(units)} runs = schemes {list(config.schemes)} x "
+            f"tasks {config.tasks} x seeds {config.seeds}",
+            f"model {config.model}; {train.get('algo', 'grpo')}, "
+            f"{train.get('updates', 'default')} updates per run",
+            f"evaluation: {config.evaluation.n_examples} {config.evaluation.split} examples, "
+            f"noise {config.evaluation.noise} at {config.evaluation.severities}",
+            f"results: {out or f'studies/{config.name}'}",
+        ]
+    )
+
+
 def _report(args: argparse.Namespace) -> int:
     from rewardgym.evaluation.report import report_summary, write_report
 
@@ -152,12 +288,53 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+# `train --help` lists every TrainConfig option in these groups (any new option lands in "other").
+TRAIN_OPTION_GROUPS = {
+    "task and model": ("task", "task_seed", "task_kwargs", "model", "model_options"),
+    "reward and algorithm": (
+        "reward", "algo", "updates", "seed", "prompts_per_update", "group_size",
+        "micro_batches", "kl_coef", "entropy_coef", "baseline_momentum", "ppo_epochs",
+        "clip_eps", "replay_share", "replay_confidence_weighting",
+    ),
+    "optimiser": ("lr", "lr_schedule", "warmup_updates", "weight_decay", "max_grad_norm"),
+    "sampling": ("max_new_tokens", "temperature", "top_p", "token_budget"),
+    "evaluation and checkpoints": (
+        "eval_every", "eval_examples", "checkpoint_every", "keep_checkpoints", "max_faults",
+    ),
+    "output and machine": ("out", "dtype", "device", "threads", "tensorboard", "progress"),
+}  # fmt: skip
+
+
+def train_options_help() -> str:
+    """Every TrainConfig option with its default and help text, grouped, for ``train --help``."""
+    import dataclasses
+
+    from rewardgym.agents.config import TrainConfig
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    defaults = TrainConfig().to_dict()
+    grouped = [name for names in TRAIN_OPTION_GROUPS.values() for name in names]
+    groups = {**TRAIN_OPTION_GROUPS, "other": tuple(n for n in fields if n not in grouped)}
+    lines = ["every option (flags above, or --set NAME=VALUE, or a --config YAML file):"]
+    for title, names in groups.items():
+        if not names:
+            continue
+        lines.append(f"\n{title}:")
+        for name in names:
+            default = json.dumps(defaults[name])
+            lines.append(f"  {name} (default {default}): {fields[name].metadata['help']}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rewardgym`` command (one subparser per subcommand)."""
+    from rewardgym import __version__
+
     parser = argparse.ArgumentParser(
         prog="rewardgym",
         description="An agent-training gym for reward-shaping studies.",
     )
+    parser.add_argument("--version", action="version", version=f"rewardgym {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="list tasks, rewards, env ids or models")
@@ -176,7 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="translate", help="task name (default: translate)")
     p.add_argument("--reward", default="speed_only", help="reward spec (default: speed_only)")
     p.add_argument("--all", action="store_true", help="every built-in task × preset reward")
-    p.add_argument("--n", type=int, default=200, help="validation examples to score (default 200)")
+    p.add_argument(
+        "--n-examples",
+        "--n",
+        dest="n",
+        type=int,
+        default=200,
+        help="validation examples to score (default 200)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random-words policy")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--strict", action="store_true", help="exit 1 when any exploit wins")
@@ -189,17 +373,25 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train an agent on a task under a reward",
         description="Train a policy; every option can also come from --config FILE "
-        "(YAML) or --set KEY=VALUE. Flags win over the file.",
+        "(YAML) or --set KEY=VALUE. Flags win over the file; a flag and --set for the same "
+        "option is an error. --resume continues a run from its saved config.json.",
+        epilog=train_options_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", help="YAML file of TrainConfig options")
-    p.add_argument("--task", help=help_texts["task"])
+    p.add_argument("--task", help=help_texts["task"] + ", or a .jsonl task file")
     p.add_argument("--model", help=help_texts["model"])
     p.add_argument("--reward", help=help_texts["reward"] + " (JSON for composites)")
     p.add_argument("--algo", help=help_texts["algo"])
     p.add_argument("--updates", type=int, help=help_texts["updates"])
     p.add_argument("--seed", type=int, help=help_texts["seed"])
     p.add_argument("--out", help=help_texts["out"])
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue --out's run from its latest checkpoint and saved config.json (options "
+        "given again must agree, except updates, out, device, progress and checkpointing)",
+    )
     p.add_argument(
         "--monitors",
         choices=["all", "none"],
@@ -215,10 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_train)
 
-    from rewardgym.evaluation.evaluate import add_arguments
-
     p = sub.add_parser("evaluate", help="evaluate a trained run (BLEU, chrF, noise robustness)")
-    add_arguments(p)
+    add_evaluate_arguments(p)
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser(
@@ -231,9 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "config",
         nargs="?",
-        default="speed_vs_balanced",
-        help="a study YAML file or a shipped study's name (default: speed_vs_balanced)",
+        default=None,
+        help="a study YAML file or a shipped study's name; with none, print what the default "
+        f"study ({DEFAULT_STUDY}) would run (--yes runs it)",
     )
+    p.add_argument("--yes", action="store_true", help="run the default study without asking")
     p.add_argument("--out", help="study directory (default: studies/<name>)")
     p.add_argument("--executor", choices=["local", "ray"], help="override the config's executor")
     p.add_argument("--seeds", type=int, nargs="+", help="override the config's seeds")
@@ -249,10 +441,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; user errors print one clear line and exit with status 2."""
+    # Third-party progress bars (Hugging Face model loading) stay off unless the user sets
+    # HF_HUB_DISABLE_PROGRESS_BARS=0; rewardgym's own bars follow --set progress=...
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        # The command owns its process: keep freed memory for reuse (agents/memory.py), as
+        # training does; REWARDGYM_KEEP_FREED_MEMORY=0 opts out.
+        keep_freed_memory()
         return func(args)
     except RewardGymError as exc:
         print(f"rewardgym {args.command}: error: {exc}", file=sys.stderr)

@@ -15,7 +15,9 @@ _EXPORTS = {
     "TrainConfig": "rewardgym.agents.config",
     "Generation": "rewardgym.agents.policy",
     "LMPolicy": "rewardgym.agents.policy",
-    "load_policy": "rewardgym.agents.policy",
+    "load_policy": "rewardgym.agents.registry",
+    "register_model": "rewardgym.agents.registry",
+    "list_models": "rewardgym.agents.registry",
     "RunResult": "rewardgym.agents.trainer",
     "train": "rewardgym.agents.trainer",
 }

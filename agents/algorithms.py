@@ -97,6 +97,26 @@ def clipped_surrogate(
     return -torch.minimum(unclipped, clipped) * mask
 
 
+@torch.no_grad()
+def ratio_stats(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, mask: torch.Tensor, clip_eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean |ρ − 1|, share of tokens with ρ outside [1 − ε, 1 + ε])`` over real tokens.
+
+    On fresh samples scored the way they were sampled, ρ is 1 up to rounding: both near 0.
+
+    Example:
+        >>> lp = torch.log(torch.tensor([[0.5, 0.25]]))
+        >>> [round(float(x), 3) for x in ratio_stats(lp, lp, torch.ones(1, 2), 0.2)]
+        [0.0, 0.0]
+    """
+    ratio = torch.exp(logprobs - old_logprobs)
+    real = mask.sum().clamp(min=1)
+    deviation = ((ratio - 1).abs() * mask).sum() / real
+    clipped = (((ratio < 1 - clip_eps) | (ratio > 1 + clip_eps)).float() * mask).sum() / real
+    return deviation, clipped
+
+
 def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-token KL(π‖π_ref) estimate k3 = e^{r} − r − 1 with r = log π_ref − log π (≥ 0)."""
     r = ref_logprobs - logprobs

@@ -50,6 +50,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from rewardgym.errors import CheckpointError, ConfigError
+from rewardgym.fileio import fsync_dir, fsync_file, replace_dir
 
 __all__ = [
     "FORMAT_VERSION",
@@ -161,25 +162,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 # -- file-system helpers ----------------------------------------------------------------------
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    # Directories cannot be opened for fsync on some platforms (Windows); there is nothing to do.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _is_tmp(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith(".tmp")
 
@@ -287,11 +269,11 @@ def _write_files(
         torch.save(callbacks_state, tmp / CALLBACKS)
         names.append(CALLBACKS)
     for name in names:
-        _fsync_file(tmp / name)
+        fsync_file(tmp / name)
     # The marker goes last: its presence proves every other file was written and synced.
     (tmp / COMPLETE).write_text(f"{final.name}\n", encoding="utf-8")
-    _fsync_file(tmp / COMPLETE)
-    _fsync_dir(tmp)
+    fsync_file(tmp / COMPLETE)
+    fsync_dir(tmp)
 
 
 def _remove_stale_tmp(root: Path) -> None:
@@ -303,17 +285,7 @@ def _remove_stale_tmp(root: Path) -> None:
 def _commit(tmp: Path, final: Path) -> None:
     if _before_commit is not None:
         _before_commit(tmp)
-    if final.exists():
-        # Re-saving a step (after a rollback): move the old folder aside first, because a
-        # rename onto a non-empty directory fails; a crash in between loses only that step.
-        aside = final.with_name(f".{final.name}.old.tmp")
-        shutil.rmtree(aside, ignore_errors=True)
-        os.replace(final, aside)
-        os.replace(tmp, final)
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    replace_dir(tmp, final)  # re-saving a step after a rollback replaces the old folder
 
 
 def _prune(root: Path, keep_last: int, newest: Path) -> None:
@@ -322,7 +294,7 @@ def _prune(root: Path, keep_last: int, newest: Path) -> None:
     for path in complete:
         if path not in keep:
             shutil.rmtree(path, ignore_errors=True)
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
 def save_checkpoint(

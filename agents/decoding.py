@@ -56,7 +56,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, rotate_half
 
-from rewardgym.evaluation.compute import count_params
+from rewardgym.agents.padding import pad_ids
+from rewardgym.evaluation.meters.compute import count_params
 
 __all__ = [
     "FastPathOptions",
@@ -260,12 +261,8 @@ class StaticCacheDecoder:
             self._forward(prefix, positions, 0, causal)
 
         width = self.prompt_width - self.prefix_len
-        ids = torch.full((len(self.distinct), width), self.pad_id, dtype=torch.long)
-        real = torch.zeros((len(self.distinct), width), dtype=torch.bool)
-        for row, prompt in enumerate(self.distinct):
-            rest = prompt[self.prefix_len :]
-            ids[row, width - len(rest) :] = torch.tensor(rest)
-            real[row, width - len(rest) :] = True
+        rests = [prompt[self.prefix_len :] for prompt in self.distinct]
+        ids, real = pad_ids(rests, self.pad_id, side="left", width=width)
         ids, real = ids.to(self.device), real.to(self.device)
         positions = self.prefix_len + (real.long().cumsum(-1) - 1).clamp(min=0)
         self.mask[:, self.prefix_len : self.prompt_width] = real

@@ -17,14 +17,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from rewardgym.agents.cache import cache_root
 from rewardgym.agents.policy import LMPolicy, read_policy_options
 from rewardgym.errors import ModelLoadError
+from rewardgym.fileio import atomic_dir
 
 __all__ = ["SMOLLM2_GGUF", "SMOLLM2_INSTALL", "load_local", "load_smollm2", "smollm2_dir"]
 
@@ -75,8 +76,6 @@ def _gguf_signature(gguf: Path) -> dict[str, Any]:
 
 
 def _smollm2_cache(cache_dir: str | os.PathLike | None) -> Path:
-    from rewardgym.agents.tiny import cache_root
-
     return cache_root(cache_dir) / "smollm2-135m"
 
 
@@ -98,23 +97,18 @@ def _write_cache(model: Any, tokenizer: Any, path: Path, signature: dict[str, An
     """
     from safetensors.torch import save_model
 
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        config = model.config.to_dict()
-        config.pop("quantization_config", None)
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
-        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(path, ignore_errors=True)
-        os.replace(tmp, path)
-        (path / "COMPLETE").write_text(json.dumps(signature))
+        with atomic_dir(path) as tmp:
+            config = model.config.to_dict()
+            config.pop("quantization_config", None)
+            (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
+            save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            tokenizer.save_pretrained(tmp)
+            (tmp / "COMPLETE").write_text(json.dumps(signature))
     except (OSError, ValueError, RuntimeError) as exc:  # caching is an optimisation only
         import warnings
 
         warnings.warn(f"could not cache SmolLM2 at {path}: {exc}", stacklevel=3)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_smollm2(

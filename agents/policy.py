@@ -42,25 +42,22 @@ from rewardgym.agents.decoding import (
     StaticCacheDecoder,
     supports,
 )
-from rewardgym.agents.memory import keep_freed_memory
+from rewardgym.agents.padding import pad_ids
 from rewardgym.agents.scoring import completion_logits
 from rewardgym.errors import ConfigError, ModelLoadError, UnknownNameError
-from rewardgym.evaluation.compute import count_params
+from rewardgym.evaluation.meters.compute import count_params
 
 __all__ = [
     "DTYPES",
-    "MODEL_NAMES",
     "Generation",
     "LMPolicy",
     "SequenceLogprobs",
-    "load_policy",
     "resolve_device",
     "resolve_dtype",
 ]
 
 BITS_PER_NAT = 1.0 / math.log(2.0)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-MODEL_NAMES = ("tiny", "smollm2-135m")
 POLICY_OPTIONS = "rewardgym_policy.json"
 
 
@@ -395,14 +392,8 @@ class LMPolicy:
 
     # ------------------------------------------------------------- generation
     def _left_pad(self, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for row, seq in enumerate(seqs):
-            if seq:
-                ids[row, width - len(seq) :] = torch.as_tensor(list(seq), dtype=torch.long)
-                mask[row, width - len(seq) :] = 1
-        return ids.to(self.device), mask.to(self.device)
+        ids, real = pad_ids(seqs, self.pad_id, side="left")
+        return ids.to(self.device), real.long().to(self.device)
 
     def _forward(
         self,
@@ -481,9 +472,6 @@ class LMPolicy:
                 f"prompt {empty[0]} encodes to no tokens and this model adds no bos token; "
                 "pass a non-empty prompt"
             )
-        # Each step allocates vocabulary-sized buffers (logits, log-probs, probabilities): kept
-        # for reuse, not faulted in afresh (agents/memory.py).
-        keep_freed_memory()
         with torch.inference_mode():
             tokens, logps, ents, done, positions = self._decode(
                 prompt_ids, max_new_tokens, temperature, top_p, greedy, seed, token_budget
@@ -622,16 +610,11 @@ class LMPolicy:
         if any(len(p) == 0 for p in prompt_ids):
             raise ConfigError("every prompt needs at least one token (a bos token will do)")
         batch = len(prompt_ids)
-        width_p = max(len(p) for p in prompt_ids)
-        width_c = max((len(c) for c in completion_ids), default=0)
-        ids = torch.full((batch, width_p + width_c), self.pad_id, dtype=torch.long)
-        attn = torch.zeros_like(ids)
-        for row, (p, c) in enumerate(zip(prompt_ids, completion_ids, strict=True)):
-            ids[row, width_p - len(p) : width_p] = torch.as_tensor(list(p), dtype=torch.long)
-            attn[row, width_p - len(p) : width_p + len(c)] = 1
-            if len(c):
-                ids[row, width_p : width_p + len(c)] = torch.as_tensor(list(c), dtype=torch.long)
-        ids, attn = ids.to(self.device), attn.to(self.device)
+        prompt, prompt_real = pad_ids(prompt_ids, self.pad_id, side="left")
+        completion, completion_real = pad_ids(completion_ids, self.pad_id, side="right")
+        width_p, width_c = prompt.shape[1], completion.shape[1]
+        ids = torch.cat([prompt, completion], dim=1).to(self.device)
+        attn = torch.cat([prompt_real, completion_real], dim=1).long().to(self.device)
         comp_mask = attn[:, width_p:].float()
         real = [len(p) + len(c) for p, c in zip(prompt_ids, completion_ids, strict=True)]
         n_pos = batch * (width_p + width_c)
@@ -725,59 +708,3 @@ def read_policy_options(directory: str | os.PathLike) -> dict[str, Any]:
                 )
             options[key] = data[key]
     return options
-
-
-def load_policy(
-    spec: str | os.PathLike = "tiny",
-    *,
-    task: str | Sequence[str] = "translate",
-    device: str | torch.device | None = None,
-    dtype: str | torch.dtype = "float32",
-    seed: int = 0,
-    cache_dir: str | os.PathLike | None = None,
-    **kwargs: Any,
-) -> LMPolicy:
-    """Load a policy: ``"tiny"``, ``"smollm2-135m"`` or a local Hugging Face model directory.
-
-    Args:
-        spec: model name or directory.
-        task: for ``"tiny"``, the task (or tuple of tasks) its warm start trains on.
-        device: ``"cpu"``, ``"cuda"``...; None picks CUDA when available.
-        dtype: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``.
-        seed: seed of the tiny model's tokenizer, initialisation and warm start.
-        cache_dir: where built models are cached (default ``$REWARDGYM_CACHE`` or
-            ``~/.cache/rewardgym``).
-        **kwargs: for ``"tiny"``, overrides of :class:`rewardgym.agents.tiny.TinyConfig`.
-
-    Raises:
-        UnknownNameError: ``spec`` is neither a known name nor an existing directory.
-        ModelLoadError: the model's package or weight files are missing.
-
-    Example:
-        >>> policy = load_policy("tiny", task="translate")
-        >>> policy.n_params < 5_000_000
-        True
-    """
-    resolve_dtype(dtype)  # fail before any slow work
-    name = os.fspath(spec) if isinstance(spec, os.PathLike) else spec
-    if not isinstance(name, str):
-        raise UnknownNameError(
-            "model", name, MODEL_NAMES, hint="or a local Hugging Face model directory"
-        )
-    if name == "tiny":
-        from rewardgym.agents.tiny import load_tiny
-
-        return load_tiny(
-            task=task, seed=seed, device=device, dtype=dtype, cache_dir=cache_dir, **kwargs
-        )
-    if kwargs:
-        raise ConfigError(f"options {sorted(kwargs)} only apply to the 'tiny' model, not {name!r}")
-    from rewardgym.agents import models
-
-    if name == "smollm2-135m":
-        return models.load_smollm2(device=device, dtype=dtype, cache_dir=cache_dir)
-    if Path(name).expanduser().is_dir():
-        return models.load_local(Path(name).expanduser(), device=device, dtype=dtype)
-    raise UnknownNameError(
-        "model", name, MODEL_NAMES, hint="or a local Hugging Face model directory"
-    )

@@ -13,7 +13,7 @@ import numpy as np
 
 from rewardgym.envs.tasks import Example
 from rewardgym.envs.vector_env import TextTaskVectorEnv
-from rewardgym.evaluation.compute import FlopCounter
+from rewardgym.evaluation.meters.compute import FlopCounter
 
 
 @dataclass

@@ -23,8 +23,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +41,7 @@ from transformers import AutoModel, GPT2Config, LlamaConfig, PretrainedConfig
 
 from rewardgym.agents.callbacks import TrainContext
 from rewardgym.errors import CheckpointError, ConfigError, UnknownNameError
+from rewardgym.fileio import atomic_dir
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"a2c": A2C, "ppo": PPO}
 ARCHITECTURES = ("gpt2", "llama")
@@ -314,16 +313,11 @@ def save_sb3_policy(
     tensors = _unique_tensors(model.policy.state_dict())
     target.parent.mkdir(parents=True, exist_ok=True)
     _check_replaceable(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-        _fsync(tmp / WEIGHTS_FILE)
         config["weights_sha256"] = _sha256(tmp / WEIGHTS_FILE)
-        _write_synced(tmp / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True) + "\n")
-        _write_synced(tmp / COMPLETE_FILE, "")
-        _replace_dir(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        (tmp / COMPLETE_FILE).write_text("")
     return target
 
 
@@ -469,33 +463,6 @@ def _check_replaceable(target: Path) -> None:
         f"refusing to overwrite {target}: it is not an SB3 policy checkpoint directory; "
         "pick a new path or remove it"
     )
-
-
-def _replace_dir(tmp: Path, target: Path) -> None:
-    """Rename ``tmp`` to ``target``; an old ``target`` is moved aside first, then removed."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-        os.replace(target, old / "checkpoint")
-    os.replace(tmp, target)
-    _fsync(target.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_synced(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sha256(path: Path) -> str:

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from rewardgym.agents.decoding import attend, distinct_rows, project_qkv
+from rewardgym.agents.padding import pad_ids
 
 __all__ = ["PositionCounts", "completion_logits"]
 
@@ -131,24 +132,13 @@ class _Streams:
 
 
 def _left_padded(seqs: list[list[int]], pad_id: int, device: torch.device) -> dict:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    real = torch.zeros((len(seqs), width), dtype=torch.bool)
-    for row, seq in enumerate(seqs):
-        ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-        real[row, width - len(seq) :] = True
+    ids, real = pad_ids(seqs, pad_id, side="left")
     positions = (real.long().cumsum(-1) - 1).clamp(min=0)
     return {"ids": ids.to(device), "real": real.to(device), "positions": positions.to(device)}
 
 
 def _right_padded(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> dict:
-    width = max(1, max(len(s) for s in seqs))
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    real = torch.zeros((len(seqs), width), dtype=torch.bool)
-    for row, seq in enumerate(seqs):
-        if len(seq):
-            ids[row, : len(seq)] = torch.tensor(list(seq), dtype=torch.long)
-            real[row, : len(seq)] = True
+    ids, real = pad_ids(seqs, pad_id, width=max(1, max(len(s) for s in seqs)))
     return {"ids": ids.to(device), "real": real.to(device)}
 
 

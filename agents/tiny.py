@@ -19,9 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,11 +28,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rewardgym import machine
+from rewardgym.agents.cache import cache_root
 from rewardgym.agents.policy import LMPolicy, resolve_device
 from rewardgym.agents.sft import SFTConfig, demonstrations, train_sft
 from rewardgym.envs.tasks import extract_answer
 from rewardgym.errors import ConfigError
-from rewardgym.evaluation.text_metrics import corpus_bleu
+from rewardgym.evaluation.meters.text_metrics import corpus_bleu
+from rewardgym.fileio import atomic_dir
 from rewardgym.locks import exclusive_lock
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ __all__ = [
     "KEY_LIBRARIES",
     "TinyConfig",
     "build_tiny",
-    "cache_root",
     "evaluate_bleu",
     "load_tiny",
     "task_data_hash",
@@ -143,19 +143,6 @@ class TinyConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
         return asdict(self)
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cache directory: ``cache_dir``, else ``$REWARDGYM_CACHE``, else ``~/.cache/rewardgym``.
-
-    Example:
-        >>> cache_root("/tmp/cache")
-        PosixPath('/tmp/cache')
-    """
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get("REWARDGYM_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "rewardgym"
 
 
 def _task_names(task: str | Sequence[str]) -> tuple[str, ...]:
@@ -299,9 +286,14 @@ def _train_texts(examples: Sequence[Any]) -> list[str]:
 
 
 def evaluate_bleu(
-    policy: LMPolicy, examples: Sequence[Any], max_new_tokens: int = 64, batch_size: int = 128
+    policy: LMPolicy,
+    examples: Sequence[Any],
+    max_new_tokens: int = 64,
+    batch_size: int = 128,
+    *,
+    answer: Callable[[str], str] = extract_answer,
 ) -> float:
-    """Corpus BLEU of the answers of greedy completions against the references.
+    """Corpus BLEU of the answers (``answer`` of each greedy completion) against the references.
 
     Example:
         >>> evaluate_bleu(policy, make_task("translate").split("test"))
@@ -311,7 +303,7 @@ def evaluate_bleu(
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         gen = policy.generate([ex.prompt for ex in chunk], max_new_tokens, greedy=True)
-        hyps.extend(extract_answer(c) for c in gen.completions)
+        hyps.extend(answer(c) for c in gen.completions)
     return corpus_bleu(hyps, [ex.reference for ex in examples])
 
 
@@ -369,7 +361,10 @@ def build_tiny(
         eval_start = time.perf_counter()
         # Test BLEU of the first task is the figure the warm start promises (>= 50 on translate).
         log["bleu"] = {
-            name: round(evaluate_bleu(policy, t.split("test"), config.eval_max_new_tokens), 3)
+            name: round(
+                evaluate_bleu(policy, t.split("test"), config.eval_max_new_tokens, answer=t.answer),
+                3,
+            )
             for name, t in zip(tasks, task_objs, strict=True)
         }
         log["eval_s"] = round(time.perf_counter() - eval_start, 3)
@@ -409,20 +404,11 @@ def default_threads() -> int:
 
 
 def _write_atomically(policy: LMPolicy, log: dict, target: Path) -> None:
-    """Save into a temp dir beside ``target``, fsync, rename; ``COMPLETE`` is written last."""
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    policy.save(tmp)
-    (tmp / "train_log.json").write_text(json.dumps(log, indent=2))
-    for item in tmp.iterdir():
-        with open(item, "rb") as handle:
-            os.fsync(handle.fileno())
-    shutil.rmtree(target, ignore_errors=True)  # an incomplete leftover (no COMPLETE marker)
-    os.replace(tmp, target)
-    marker = target / COMPLETE
-    marker.write_text(json.dumps({"version": CACHE_VERSION}))
-    with open(marker, "rb") as handle:
-        os.fsync(handle.fileno())
+    """Save into a temporary folder beside ``target``, then rename; ``COMPLETE`` goes last."""
+    with atomic_dir(target) as tmp:
+        policy.save(tmp)
+        (tmp / "train_log.json").write_text(json.dumps(log, indent=2))
+        (tmp / COMPLETE).write_text(json.dumps({"version": CACHE_VERSION}))
 
 
 def _load_cached(

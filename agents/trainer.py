@@ -27,6 +27,7 @@ from rewardgym.agents.algorithms import (
     clipped_surrogate,
     compute_advantages,
     kl_k3,
+    ratio_stats,
     sequence_sum,
 )
 from rewardgym.agents.callbacks import Callback, CallbackList, TrainContext
@@ -40,18 +41,19 @@ from rewardgym.agents.checkpoint import (
 )
 from rewardgym.agents.config import TrainConfig
 from rewardgym.agents.memory import keep_freed_memory
-from rewardgym.agents.policy import LMPolicy, load_policy
+from rewardgym.agents.padding import pad_values
+from rewardgym.agents.policy import LMPolicy
+from rewardgym.agents.registry import load_policy
 from rewardgym.agents.rollout import Rollout, collect_rollout
 from rewardgym.agents.runlog import MetricsLog, read_metrics
 from rewardgym.agents.sft import replay_loss
 from rewardgym.envs.scoring import score_completions
 from rewardgym.envs.spaces import Action
-from rewardgym.envs.tasks import extract_answer
 from rewardgym.envs.vector_env import TextTaskVectorEnv
 from rewardgym.errors import ConfigError, RunDataError
-from rewardgym.evaluation.compute import FlopCounter
-from rewardgym.evaluation.gradients import GradNoiseAccumulator
-from rewardgym.evaluation.text_metrics import corpus_bleu, corpus_chrf
+from rewardgym.evaluation.meters.compute import FlopCounter
+from rewardgym.evaluation.meters.gradients import GradNoiseAccumulator
+from rewardgym.evaluation.meters.text_metrics import corpus_bleu, corpus_chrf, corpus_quality
 from rewardgym.fileio import write_json_atomic
 from rewardgym.locks import hold_run_dir
 from rewardgym.machine import machine_record, torch_threads
@@ -336,10 +338,15 @@ def _one_update(run: _Run) -> dict[str, Any]:
     advantages = compute_advantages(config.algo, rollout.rewards, config.group_size, run.baseline)
     record: dict[str, Any] = {"update": run.update, "lr": lr, **rollout.metrics()}
     record["zero_advantage/share"] = float(np.mean(advantages == 0.0))
+    clip_fractions = []
     for epoch in range(config.ppo_epochs if config.algo == "ppo" else 1):
         stats = _optimise(run, rollout, advantages, measure_noise=epoch == 0, seen=record)
+        clip_fractions.append(stats.pop("ppo/clip_fraction"))
+        ratio_dev = stats.pop("ppo/ratio_dev")
         if epoch == 0:
             record.update(stats)
+            record["ppo/ratio_first_epoch"] = ratio_dev
+    record["ppo/clip_fraction"] = float(np.mean(clip_fractions))
     record["time/update_s"] = time.perf_counter() - start
     return record
 
@@ -356,7 +363,13 @@ def _optimise(
     chunks = np.array_split(np.arange(len(advantages)), k)
     noise = _grad_noise(run) if measure_noise else None
     run.optimizer.zero_grad(set_to_none=True)
-    totals = {"loss": 0.0, "kl": 0.0, "replay_loss": 0.0}
+    totals = {
+        "loss": 0.0,
+        "kl": 0.0,
+        "replay_loss": 0.0,
+        "ppo/ratio_dev": 0.0,
+        "ppo/clip_fraction": 0.0,
+    }
     train_flops = 0.0
     for chunk in chunks:
         parts, chunk_flops = _micro_batch_loss(run, rollout, advantages, chunk)
@@ -404,22 +417,26 @@ def _micro_batch_loss(
     config, gen = run.config, rollout.generation
     prompt_ids = [gen.prompt_ids[i] for i in chunk]
     completion_ids = [gen.token_ids[i] for i in chunk]
+    # Scored under the distribution the rollout sampled from (temperature and nucleus), so the
+    # first epoch's ratio is 1 and the clip only acts on later epochs.
     out = run.policy.sequence_logprobs(
         prompt_ids,
         completion_ids,
         temperature=config.temperature,
+        top_p=config.top_p,
         with_entropy=config.entropy_coef > 0,
     )
     mask = out.mask
-    old = _pad([gen.logprobs[i] for i in chunk], mask.shape[1], mask.device)
+    old = pad_values([gen.logprobs[i] for i in chunk], mask.shape[1], mask.device)
     adv = torch.as_tensor(advantages[chunk], dtype=out.logprobs.dtype, device=mask.device)
     per_token = clipped_surrogate(out.logprobs, old, adv, mask, config.clip_eps)
+    ratio_dev, clip_fraction = ratio_stats(out.logprobs, old, mask, config.clip_eps)
     loss = sequence_sum(per_token, config.max_new_tokens).mean()
     kl = torch.zeros((), device=mask.device)
     if run.reference is not None:
         with torch.no_grad():
             ref = run.reference.sequence_logprobs(
-                prompt_ids, completion_ids, temperature=config.temperature
+                prompt_ids, completion_ids, temperature=config.temperature, top_p=config.top_p
             )
         kl = sequence_sum(kl_k3(out.logprobs, ref.logprobs, mask), config.max_new_tokens).mean()
         loss = loss + config.kl_coef * kl
@@ -440,7 +457,13 @@ def _micro_batch_loss(
         run.flops.add_train("replay", replay.n_positions)
         replay = replay.loss
     flops = _count_train_flops(run, out, advantages[chunk])
-    parts = {"loss": loss, "kl": kl, "replay_loss": replay}
+    parts = {
+        "loss": loss,
+        "kl": kl,
+        "replay_loss": replay,
+        "ppo/ratio_dev": ratio_dev,
+        "ppo/clip_fraction": clip_fraction,
+    }
     return parts, flops
 
 
@@ -453,13 +476,6 @@ def _count_train_flops(run: _Run, out, chunk_advantages: np.ndarray) -> float:
     if zero:
         run.flops.add_wasted("zero_advantage", run.flops.flops_for(zero, "train"))
     return run.flops.flops_for(out.n_positions, "train")
-
-
-def _pad(arrays: list[np.ndarray], width: int, device: torch.device) -> torch.Tensor:
-    out = torch.zeros((len(arrays), width), dtype=torch.float32, device=device)
-    for row, values in enumerate(arrays):
-        out[row, : len(values)] = torch.as_tensor(values, dtype=torch.float32)
-    return out
 
 
 def _grad_norm(run: _Run) -> float:
@@ -563,7 +579,8 @@ def _finish_update(run: _Run, record: dict[str, Any]) -> None:
 
 
 def _evaluate_during_training(run: _Run, prefix: str = "eval/") -> dict[str, float]:
-    """Greedy answers on the first validation examples: BLEU, chrF and the training reward."""
+    """Greedy answers on the first validation examples: the task's primary metric
+    (``quality``), BLEU, chrF and the training reward."""
     examples = list(run.env.task.split("validation"))[: run.config.eval_examples]
     prompts = [ex.prompt for ex in examples]
     gen = run.policy.generate(prompts, max_new_tokens=run.config.max_new_tokens, greedy=True)
@@ -571,9 +588,10 @@ def _evaluate_during_training(run: _Run, prefix: str = "eval/") -> dict[str, flo
         Action(text=t, n_tokens=n, finished=bool(f))
         for t, n, f in zip(gen.completions, gen.n_tokens, gen.finished)
     ]
-    output = score_completions(run.env.reward, examples, prompts, actions)
-    refs, answers = [ex.reference for ex in examples], [extract_answer(c) for c in gen.completions]
+    output = score_completions(run.env.reward, run.env.task, examples, prompts, actions)
+    refs, answers = [ex.reference for ex in examples], run.env.task.answers(gen.completions)
     result = {
+        f"{prefix}quality": corpus_quality(run.env.task.primary_metric, answers, refs),
         f"{prefix}bleu": corpus_bleu(answers, refs),
         f"{prefix}chrf": corpus_chrf(answers, refs),
         f"{prefix}reward": float(output.total.mean()),

@@ -29,7 +29,9 @@ import torch
 
 from benchmarks.roofline import figure, measure_peaks, median_time, token_limit
 from rewardgym.agents.decoding import PackedWeights
-from rewardgym.agents.policy import LMPolicy, load_policy, sample_categorical
+from rewardgym.agents.padding import pad_ids
+from rewardgym.agents.policy import LMPolicy, sample_categorical
+from rewardgym.agents.registry import load_policy
 from rewardgym.envs.tasks import make_task
 
 LOGPROB_TOL = 1e-4
@@ -59,14 +61,8 @@ def task_prompts(n: int, task: str = "translate") -> list[str]:
 
 
 def _left_pad(policy: LMPolicy, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    seqs = policy.encode_prompts(prompts)
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), policy.pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        ids[row, width - len(seq) :] = torch.tensor(seq)
-        mask[row, width - len(seq) :] = 1
-    return ids.to(policy.device), mask.to(policy.device)
+    ids, real = pad_ids(policy.encode_prompts(prompts), policy.pad_id, side="left")
+    return ids.to(policy.device), real.long().to(policy.device)
 
 
 def hf_generate(

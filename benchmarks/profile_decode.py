@@ -22,7 +22,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.generation import task_prompts
 from rewardgym.agents.decoding import StaticCacheDecoder
-from rewardgym.agents.policy import load_policy
+from rewardgym.agents.registry import load_policy
 
 # Operators that run the linear layers: PyTorch's matrix product, and oneDNN over packed weights.
 MATMUL_OPS = ("aten::mm", "mkldnn::_linear_pointwise")

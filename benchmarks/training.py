@@ -29,7 +29,8 @@ import torch
 from benchmarks.generation import task_prompts
 from benchmarks.roofline import figure, measure_peaks, wall_times
 from rewardgym.agents.config import TrainConfig
-from rewardgym.agents.policy import LMPolicy, load_policy
+from rewardgym.agents.policy import LMPolicy
+from rewardgym.agents.registry import load_policy
 from rewardgym.agents.trainer import train
 
 TARGET_SHARE = 0.35

@@ -36,7 +36,7 @@ from typing import Any
 from benchmarks.roofline import figure
 from benchmarks.training import grpo_config, per_update
 from rewardgym.agents.memory import ENV_VAR as KEEP_FREED_MEMORY
-from rewardgym.agents.policy import load_policy
+from rewardgym.agents.registry import load_policy
 from rewardgym.agents.trainer import train
 from rewardgym.envs.tasks import make_task
 from rewardgym.rewards import make_reward

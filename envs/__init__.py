@@ -5,6 +5,7 @@ Example:
     >>> env = gymnasium.make("rewardgym/Translate-v0", reward="balanced")
 """
 
-from rewardgym.envs.registration import env_ids, register_envs
+from rewardgym.envs import tasks  # noqa: F401  (registers the built-in tasks and their env ids)
+from rewardgym.envs.registration import env_ids
 
-__all__ = ["env_ids", "register_envs"]
+__all__ = ["env_ids"]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from rewardgym.envs.spaces import Action
-from rewardgym.envs.tasks import Example, Task, extract_answer, make_task
+from rewardgym.envs.tasks import Example, Task, make_task
 from rewardgym.rewards import Reward, RewardOutput, make_reward
 from rewardgym.rewards.base import estimate_tokens
 
@@ -33,6 +33,7 @@ def resolve_reward(reward: Any, reward_kwargs: dict | None = None) -> Reward:
 
 def score_completions(
     reward: Reward,
+    task: Task,
     examples: Sequence[Example],
     prompts: Sequence[str],
     actions: Sequence[Action],
@@ -40,8 +41,9 @@ def score_completions(
 ) -> RewardOutput:
     """Score a batch of parsed actions with one reward call.
 
-    Rewards see each completion's answer (the text after its last ``answer:``, else all of it)
-    and the token count of the whole completion, working included. Fields no agent passed
+    Rewards see each completion's answer as ``task`` reads it (:meth:`Task.answer`: by default
+    the text after its last ``answer:``, else all of it) and the token count of the whole
+    completion, working included. Fields no agent passed
     (token counts, finished flags, latency) are left out, so the reward's own defaults apply;
     when only some agents passed a field, the others get those defaults.
     """
@@ -61,7 +63,7 @@ def score_completions(
             kwargs[key] = [d if v is None else v for v, d in zip(values, defaults)]
     if turns is not None:
         kwargs["turns"] = list(turns)
-    return reward.score(list(prompts), [extract_answer(t) for t in texts], **kwargs)
+    return reward.score(list(prompts), task.answers(texts), **kwargs)
 
 
 def component_info(output: RewardOutput, index: int) -> dict[str, float]:

@@ -128,7 +128,12 @@ class TextTaskEnv(gym.Env[str, Any]):
         parsed = parse_action(action, self.max_completion_chars)
         self._turn += 1
         output = score_completions(
-            self.reward, [self._example], [self._example.prompt], [parsed], turns=[self._turn]
+            self.reward,
+            self.task,
+            [self._example],
+            [self._example.prompt],
+            [parsed],
+            turns=[self._turn],
         )
         total = float(output.total[0])
         reward, self._last_total = total - self._last_total, total

@@ -200,7 +200,9 @@ class TokenTaskEnv(gym.Env[dict, int]):
         action = Action(
             text=text, n_tokens=len(self._new_ids), finished=finished, completion_ids=tuple(ids)
         )
-        output = score_completions(self.reward, [self._example], [self._example.prompt], [action])
+        output = score_completions(
+            self.reward, self.task, [self._example], [self._example.prompt], [action]
+        )
         total = float(output.total[0])
         info = {
             "index": self._index,

@@ -105,7 +105,9 @@ class TextTaskVectorEnv(VectorEnv):
             )
         parsed = [parse_action(a, self.max_completion_chars) for a in actions]
         scored = self.batch
-        output = score_completions(self.reward, scored, [ex.prompt for ex in scored], parsed)
+        output = score_completions(
+            self.reward, self.task, scored, [ex.prompt for ex in scored], parsed
+        )
         infos: dict[str, Any] = {
             "index": self._indices.copy(),
             "reference": np.array([ex.reference for ex in scored], dtype=object),

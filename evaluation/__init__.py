@@ -1,7 +1,8 @@
-"""Evaluation: training-time meters and the harness (evaluate, audit, studies, reports).
+"""Evaluation: the meters training uses and the harness (evaluate, audit, studies, reports).
 
-The meters (``gradients``, ``compute``, ``text_metrics``, ``monitors``) import nothing of ours
-but rewards; the harness drives agents and envs. Names are imported lazily.
+The meters (``meters/``: text metrics, gradient noise, FLOPs) sit below agents and import
+nothing of ours above rewards; the monitors and the harness sit above agents and drive them.
+pyproject.toml's import-linter contracts enforce both. Names are imported lazily.
 
 Example:
     >>> import rewardgym

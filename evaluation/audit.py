@@ -138,7 +138,9 @@ def audit_reward(
     for name, policy in CANNED_POLICIES.items():
         rng = np.random.default_rng(seed)
         actions = [Action(text=policy(ex, rng, vocab), finished=True) for ex in examples]
-        output = score_completions(reward_obj, examples, [ex.prompt for ex in examples], actions)
+        output = score_completions(
+            reward_obj, task_obj, examples, [ex.prompt for ex in examples], actions
+        )
         components = {k: float(np.nanmean(v)) for k, v in output.components.items()}
         result.scores.append(
             PolicyScore(name, float(output.total.mean()), float(output.total.std()), components)

@@ -27,7 +27,18 @@ DEFINITIONS: tuple[Definition, ...] = (
         "BLEU",
         "sacrebleu corpus BLEU (default 13a tokenisation) over the test split, 0–100; chrF "
         "beside it. Each run saves its test hypotheses and references as plain text, so "
-        "`sacrebleu refs.txt -i hyps.txt` gives the same figure.",
+        "`sacrebleu refs.txt -i hyps.txt` gives the same figure. Every quality metric reads "
+        "the answer of a completion as its task reads it (the text after its last `answer:` by "
+        "default; the last number for arithmetic), while token counts read everything.",
+    ),
+    Definition(
+        "Primary metric",
+        "Each task names the quality metric its headline and improvement rows use: BLEU "
+        "(translate, summarize), exact match in percent (arithmetic, whose one-number "
+        "references leave corpus BLEU degenerate) or chrF. Where it is not BLEU the report adds "
+        "its own improvement and final rows, named after it, above the BLEU rows. An evaluation "
+        "notes when corpus BLEU is degenerate: most references shorter than 4 tokens, or no "
+        "4-gram matched while chrF is at least 50.",
     ),
     Definition(
         "BLEU improvement (%)",
@@ -36,11 +47,12 @@ DEFINITIONS: tuple[Definition, ...] = (
     ),
     Definition(
         "Noise robustness",
-        "For each noise type n and severity s, B(n,s) is BLEU on the test split with noisy "
+        "For each noise type n and severity s, B(n,s) is the primary metric on the test split "
+        "with noisy "
         "prompts. Robustness ratio R = mean over (n,s) of B(n,s) / B_clean. Robustness change "
         "(%) = (R_after / R_before − 1) × 100: negative means training made the agent more "
         "brittle. Noise is seeded and deterministic; severity is the fraction of characters "
-        "(or words) touched. R is undefined when B_clean < 10 BLEU points: the ratio would "
+        "(or words) touched. R is undefined when B_clean < 10 points: the ratio would "
         "measure noise in near-empty output (a collapsed agent's).",
     ),
     Definition(
@@ -90,8 +102,10 @@ DEFINITIONS: tuple[Definition, ...] = (
         "Statistics",
         "Every scheme runs several seeds. A cell gives the mean over seeds and a 95 % "
         "percentile bootstrap confidence interval of the mean (10,000 resamples, seed 0; "
-        "`rewardgym.evaluation.stats.bootstrap_ci`), the interquartile mean (IQM) where "
-        "seeds ≥ 5, and n, the number of seeds with a defined value. P(beats baseline) is the "
+        "`rewardgym.evaluation.stats.bootstrap_ci`) where at least 3 seeds have a value "
+        "(with 2, the cell gives their range instead: an interval of two values is only that), "
+        "the interquartile mean (IQM) where seeds ≥ 5, and n, the number of seeds with a "
+        "defined value. P(beats baseline) is the "
         "share of (scheme seed, baseline seed) pairs in which the scheme is better, ties "
         "counting half.",
     ),
@@ -109,6 +123,12 @@ class Source:
 
 # RUN = runs/<scheme>/<task>/<seed>; SPLIT = the evaluation split (e.g. test)
 SOURCES: dict[str, Source] = {
+    "quality_improvement_pct": Source(
+        "RUN/eval/SPLIT.json and before/<task>/SPLIT.json",
+        '"quality" (the task\'s primary metric, named in "metric") of each',
+        "(after − before) / before × 100",
+    ),
+    "final_quality": Source("RUN/eval/SPLIT.json", '"quality" (the metric named in "metric")'),
     "bleu_improvement_pct": Source(
         "RUN/eval/SPLIT.json and before/<task>/SPLIT.json",
         '"bleu" of each',

@@ -24,12 +24,11 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,7 +39,23 @@ import numpy as np
 from rewardgym.envs.scoring import resolve_reward, score_completions
 from rewardgym.envs.spaces import Action
 from rewardgym.envs.tasks import SPLITS, Example, Task, extract_answer, make_task
-from rewardgym.errors import CheckpointError, ConfigError, RunDataError, UnknownNameError
+from rewardgym.errors import (
+    CheckpointError,
+    ConfigError,
+    RewardGymError,
+    RunDataError,
+    UnknownNameError,
+)
+from rewardgym.evaluation.meters.text_metrics import (
+    METRIC_LABELS,
+    bleu_degeneracy,
+    corpus_bleu,
+    corpus_chrf,
+    corpus_quality,
+    exact_match_rate,
+    mean_entropy_bits,
+    write_hyps_refs,
+)
 from rewardgym.evaluation.robustness import (
     DEFAULT_SEVERITIES,
     MIN_CLEAN_BLEU,
@@ -53,26 +68,16 @@ from rewardgym.evaluation.robustness import (
     robustness_ratio,
     undefined_reason,
 )
-from rewardgym.evaluation.text_metrics import (
-    corpus_bleu,
-    corpus_chrf,
-    exact_match_rate,
-    mean_entropy_bits,
-    write_hyps_refs,
-)
 from rewardgym.fileio import write_text_atomic
 
 __all__ = [
     "EVAL_FORMAT_VERSION",
     "EvalResult",
-    "add_arguments",
     "compare",
     "evaluate",
     "evaluate_run",
     "forgetting_pct",
     "format_summary",
-    "main",
-    "run_from_args",
 ]
 
 EVAL_FORMAT_VERSION = 1
@@ -94,6 +99,8 @@ class EvalResult:
         bleu: sacrebleu corpus BLEU (13a), 0–100.
         chrf: sacrebleu corpus chrF, 0–100.
         exact_match: share (0–1) of answers equal to the reference.
+        metric: the task's primary quality metric (``Task.primary_metric``).
+        quality: that metric on the clean split, 0–100 (exact match as a percentage).
         completion_tokens: mean completion length in tokens (eos not counted).
         completion_chars: mean completion length in characters.
         finished_share: share of answers that produced eos within ``max_new_tokens``.
@@ -104,7 +111,9 @@ class EvalResult:
         reward: ``{"spec", "total", "components": {name: mean}, "applies_share"}`` or None.
         noise: ``{noise type: {severity: B(n, s)}}`` (severity keys as ``repr(float)``).
         noise_chrf: the same layout, chrF.
-        robustness: ``R``, the mean of ``B(n, s) / B_clean``; None without a sweep or B_clean 0.
+        noise_quality: the same layout, the primary metric.
+        robustness: ``R``, the mean over the sweep of the primary metric under noise divided by
+            its clean value; None without a sweep or below ``MIN_CLEAN_BLEU`` points clean.
         retention: ``{"task", "split", "n_examples", "bleu", "chrf", "exact_match"}`` or None.
         samples: a few ``{"prompt", "reference", "completion"}`` for the report.
         noisy_samples: per noise type, one ``{"noise", "severity", "prompt", "reference",
@@ -125,10 +134,13 @@ class EvalResult:
     finished_share: float
     tokens_per_sample: float
     latency_s_per_sample: float
+    metric: str = "bleu"
+    quality: float | None = None
     entropy_bits: float | None = None
     reward: dict[str, Any] | None = None
     noise: dict[str, dict[str, float]] = field(default_factory=dict)
     noise_chrf: dict[str, dict[str, float]] = field(default_factory=dict)
+    noise_quality: dict[str, dict[str, float]] = field(default_factory=dict)
     robustness: float | None = None
     retention: dict[str, Any] | None = None
     samples: list[dict[str, str]] = field(default_factory=list)
@@ -222,6 +234,7 @@ class EvalResult:
 
 @dataclass
 class _Answers:
+    read: Callable[[str], str] = extract_answer  # the task's answer reader (Task.answer)
     completions: list[str] = field(default_factory=list)
     n_tokens: list[int] = field(default_factory=list)
     finished: list[bool] = field(default_factory=list)
@@ -230,8 +243,8 @@ class _Answers:
 
     @property
     def answers(self) -> list[str]:
-        """What quality metrics read: each completion's answer part (after ``answer:``)."""
-        return [extract_answer(c) for c in self.completions]
+        """What quality metrics read: each completion's answer as its task reads it."""
+        return [self.read(c) for c in self.completions]
 
 
 @dataclass(frozen=True)
@@ -249,9 +262,11 @@ def _batch_seed(seed: int, stream: int, batch: int) -> int:
     return int(np.random.SeedSequence([seed, stream, batch]).generate_state(1)[0])
 
 
-def _answer(policy: Any, prompts: Sequence[str], decoding: _Decoding, stream: int) -> _Answers:
-    """Answer ``prompts`` in batches of ``decoding.batch_size`` generate calls."""
-    out = _Answers()
+def _answer(
+    policy: Any, task: Task, prompts: Sequence[str], decoding: _Decoding, stream: int
+) -> _Answers:
+    """Answer ``prompts`` of ``task`` in batches of ``decoding.batch_size`` generate calls."""
+    out = _Answers(read=task.answer)
     for b, start in enumerate(range(0, len(prompts), decoding.batch_size)):
         batch = list(prompts[start : start + decoding.batch_size])
         gen = policy.generate(
@@ -284,7 +299,7 @@ def _mean(values: Iterable[float]) -> float:
 
 
 def _reward_summary(
-    reward: Any, examples: Sequence[Example], answers: _Answers, notes: list[str]
+    reward: Any, task: Task, examples: Sequence[Example], answers: _Answers, notes: list[str]
 ) -> dict[str, Any] | None:
     """Mean reward total and components, scored exactly as the environment scores actions."""
     if reward is None:
@@ -296,7 +311,7 @@ def _reward_summary(
             answers.completions, answers.n_tokens, answers.finished, answers.latency_s, strict=True
         )
     ]
-    output = score_completions(scorer, examples, [ex.prompt for ex in examples], actions)
+    output = score_completions(scorer, task, examples, [ex.prompt for ex in examples], actions)
     components: dict[str, float | None] = {}
     for name, values in output.components.items():
         values = np.asarray(values, dtype=np.float64)
@@ -445,13 +460,13 @@ def evaluate(
     if retention_task is not None:  # resolve it now: fail before the slow part
         ret_split = retention_split or split
         retention = (*_resolve_examples(retention_task, ret_split, n_examples), ret_split)
-    answers = _answer(policy, [ex.prompt for ex in examples], decoding, stream=0)
+    answers = _answer(policy, task_obj, [ex.prompt for ex in examples], decoding, stream=0)
     result = _clean_result(task_obj, split, examples, answers, decoding, reward, n_samples)
 
     def answer(prompts: list[str], condition: int) -> list[str]:
-        return _answer(policy, prompts, decoding, stream=condition).answers
+        return _answer(policy, task_obj, prompts, decoding, stream=condition).answers
 
-    sweep = noise_sweep(answer, examples, kinds, levels, noise_seed)
+    sweep = noise_sweep(answer, examples, kinds, levels, noise_seed, task_obj.primary_metric)
     _add_sweep(result, sweep, kinds, levels, [ex.reference for ex in examples])
     ret_texts = None
     if retention is not None:
@@ -492,6 +507,17 @@ def _clean_result(
 ) -> EvalResult:
     notes: list[str] = []
     hyps, refs = answers.answers, [ex.reference for ex in examples]
+    degenerate = bleu_degeneracy(hyps, refs)
+    if degenerate is not None:
+        notes.append(
+            f"corpus BLEU is degenerate on this split: {degenerate}; read "
+            f"{METRIC_LABELS[task.primary_metric]} (the task's primary metric)"
+            + (
+                ", or declare another primary_metric for the task (exact_match or chrf)"
+                if task.primary_metric == "bleu"
+                else ""
+            )
+        )
     return EvalResult(
         task=task.name,
         split=split,
@@ -499,13 +525,15 @@ def _clean_result(
         bleu=corpus_bleu(hyps, refs),
         chrf=corpus_chrf(hyps, refs),
         exact_match=exact_match_rate(hyps, refs),
+        metric=task.primary_metric,
+        quality=corpus_quality(task.primary_metric, hyps, refs),
         completion_tokens=_completion_tokens(answers),
         completion_chars=_mean(len(h) for h in hyps),
         finished_share=_mean(answers.finished),
         tokens_per_sample=_mean(answers.n_tokens),
         latency_s_per_sample=_mean(answers.latency_s),
         entropy_bits=_entropy(answers, decoding.greedy, notes),
-        reward=_reward_summary(reward, examples, answers, notes),
+        reward=_reward_summary(reward, task, examples, answers, notes),
         samples=_samples(examples, answers.completions, n_samples),
         notes=notes,
     )
@@ -514,14 +542,14 @@ def _clean_result(
 def _add_sweep(
     result: EvalResult, sweep: Any, kinds: tuple[str, ...], levels: tuple[float, ...], refs: list
 ) -> None:
-    result.noise, result.noise_chrf = sweep.bleu, sweep.chrf
+    result.noise, result.noise_chrf, result.noise_quality = sweep.bleu, sweep.chrf, sweep.quality
     if not kinds:
         return
-    result.robustness = robustness_ratio(result.bleu, sweep.bleu)
+    result.robustness = robustness_ratio(result.quality, sweep.quality)
     if result.robustness is None:
         result.notes.append(
-            f"robustness R is None: clean BLEU {result.bleu:.2f} is below {MIN_CLEAN_BLEU:g}, "
-            "so B(n, s) / B_clean is undefined (or meaningless)"
+            f"robustness R is None: clean {METRIC_LABELS[result.metric]} {result.quality:.2f} "
+            f"is below {MIN_CLEAN_BLEU:g}, so B(n, s) / B_clean is undefined (or meaningless)"
         )
     top = levels[-1] if len(levels) == 1 else max(levels)
     result.noisy_samples = [
@@ -543,7 +571,8 @@ def _add_retention(
     decoding: _Decoding,
 ) -> tuple[list[str], list[str]]:
     task, examples, split = retention
-    hyps = _answer(policy, [ex.prompt for ex in examples], decoding, _RETENTION_STREAM).answers
+    prompts = [ex.prompt for ex in examples]
+    hyps = _answer(policy, task, prompts, decoding, _RETENTION_STREAM).answers
     refs = [ex.reference for ex in examples]
     result.retention = {
         "task": task.name,
@@ -592,7 +621,7 @@ def compare(before: EvalResult, after: EvalResult) -> dict[str, Any]:
         >>> compare(before, after)["bleu_improvement_pct"]
         25.0
     """
-    for name in ("task", "split", "n_examples"):
+    for name in ("task", "split", "n_examples", "metric"):
         if getattr(before, name) != getattr(after, name):
             raise ConfigError(
                 f"cannot compare evaluations with different {name}: "
@@ -604,11 +633,18 @@ def compare(before: EvalResult, after: EvalResult) -> dict[str, Any]:
         "bleu_before": before.bleu,
         "bleu_after": after.bleu,
         "bleu_improvement_pct": bleu_improvement_pct(before.bleu, after.bleu),
+        "metric": after.metric,
+        "quality_before": _quality(before),
+        "quality_after": _quality(after),
+        "quality_improvement_pct": bleu_improvement_pct(_quality(before), _quality(after)),
         "robustness_before": before.robustness,
         "robustness_after": after.robustness,
         "robustness_change_pct": None,
     }
     _note(notes, "BLEU improvement", before.bleu, after.bleu)
+    if after.metric != "bleu":
+        label = f"{METRIC_LABELS[after.metric]} improvement"
+        _note(notes, label, _quality(before), _quality(after))
     if _conditions(before) != _conditions(after):
         notes.append(
             "robustness change is undefined: the two results swept different noise conditions "
@@ -645,6 +681,11 @@ def _note(notes: list[str], name: str, before: float | None, after: float | None
         notes.append(reason)
 
 
+def _quality(result: EvalResult) -> float | None:
+    """The primary metric; results written before it existed (no ``quality``) have BLEU."""
+    return result.bleu if result.quality is None and result.metric == "bleu" else result.quality
+
+
 def _conditions(result: EvalResult) -> set[tuple[str, str]]:
     return {(kind, level) for kind, by_level in result.noise.items() for level in by_level}
 
@@ -679,7 +720,7 @@ def _read_run_config(run_dir: Path) -> Any:
 
 def _load_run_policy(run_dir: Path, config: Any, device: str | None) -> tuple[Any, Path, int]:
     from rewardgym.agents.checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint
-    from rewardgym.agents.policy import load_policy
+    from rewardgym.agents.registry import load_policy
 
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
@@ -700,6 +741,37 @@ def _load_run_policy(run_dir: Path, config: Any, device: str | None) -> tuple[An
     return policy, checkpoint, checkpoint_step(checkpoint) or 0
 
 
+def _run_task(run_dir: Path, config: Any) -> Task:
+    """The run's task, rebuilt as it was trained (name or file, seed, options)."""
+    try:
+        return make_task(config.task, seed=config.task_seed, **config.task_kwargs)
+    except UnknownNameError as exc:
+        raise UnknownNameError(
+            "task",
+            config.task,
+            exc.choices,
+            hint=f"Run {str(run_dir)!r} was trained on it: a task registered in a script is "
+            "known only there; evaluate from that script "
+            "(rewardgym.evaluation.evaluate.evaluate_run), save the task as JSONL, or install "
+            "it as a 'rewardgym.tasks' entry point.",
+        ) from None
+
+
+def _run_reward(config: Any, override: Any) -> Any:
+    """The reward to score answers with: ``override``, else the run's own, checked now."""
+    spec = config.reward if override is None else override
+    try:
+        resolve_reward(spec)
+    except RewardGymError as exc:
+        if override is not None:
+            raise
+        raise ConfigError(
+            f"the run's reward {spec!r} cannot be built here ({exc}); pass --reward SPEC "
+            "(reward= in Python) to score with another reward, or register it first"
+        ) from None
+    return spec
+
+
 def evaluate_run(
     run_dir: str | os.PathLike[str],
     split: str = "test",
@@ -714,6 +786,7 @@ def evaluate_run(
     retention_task: str | None = None,
     device: str | None = None,
     out_dir: str | os.PathLike[str] | None = None,
+    reward: Any = None,
 ) -> EvalResult:
     """Evaluate a training run's latest complete checkpoint; write ``RUN_DIR/eval/<split>.*``.
 
@@ -734,6 +807,8 @@ def evaluate_run(
         retention_task: also measure BLEU on this task (for forgetting).
         device: torch device (None: the run's device setting).
         out_dir: where to write (default ``RUN_DIR/eval``).
+        reward: score answers with this reward spec instead of the run's (e.g. one that was
+            registered in the training script).
 
     Raises:
         RunDataError: ``run_dir`` is not a run (no ``config.json``) or its config is invalid.
@@ -747,8 +822,9 @@ def evaluate_run(
     config = _read_run_config(run_dir)
     # Check the cheap options before loading the model.
     kinds, levels = check_noise(noise, severities)
-    task = make_task(config.task, seed=config.task_seed)
+    task = _run_task(run_dir, config)
     _resolve_examples(task, split, n_examples)
+    reward = _run_reward(config, reward)
     policy, checkpoint, step = _load_run_policy(run_dir, config, device)
     return evaluate(
         policy,
@@ -756,7 +832,7 @@ def evaluate_run(
         split=split,
         noise=kinds,
         severities=levels,
-        reward=config.reward,
+        reward=reward,
         n_examples=n_examples,
         max_new_tokens=max_new_tokens or config.max_new_tokens,
         greedy=greedy,
@@ -770,76 +846,6 @@ def evaluate_run(
             "checkpoint": str(checkpoint),
             "checkpoint_step": step,
         },
-    )
-
-
-# -- command line ------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the options of ``rewardgym evaluate RUN_DIR`` to ``parser``.
-
-    Example:
-        >>> parser = add_arguments(argparse.ArgumentParser())
-        >>> parser.parse_args(["runs/a", "--noise", "none"]).noise
-        ['none']
-    """
-    parser.add_argument("run_dir", help="the --out folder of a `rewardgym train` run")
-    parser.add_argument("--split", default="test", choices=SPLITS, help="split to evaluate")
-    parser.add_argument(
-        "--noise",
-        nargs="+",
-        default=list(NOISE_TYPES),
-        metavar="TYPE",
-        help=f"noise types of the robustness sweep ({', '.join(NOISE_TYPES)}; 'none': no sweep)",
-    )
-    parser.add_argument(
-        "--severity",
-        nargs="+",
-        type=float,
-        default=list(DEFAULT_SEVERITIES),
-        metavar="S",
-        help="noise severities, each in (0, 1]",
-    )
-    parser.add_argument("--n-examples", type=int, default=None, help="first N examples only")
-    parser.add_argument(
-        "--max-new-tokens", type=int, default=None, help="token limit (default: the run's)"
-    )
-    parser.add_argument(
-        "--sample", action="store_true", help="sample (seeded by --seed) instead of greedy decoding"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
-    parser.add_argument("--batch-size", type=int, default=64, help="prompts per generate call")
-    parser.add_argument(
-        "--retention-task", default=None, help="also measure BLEU on this task (for forgetting)"
-    )
-    parser.add_argument("--device", default=None, help="torch device (default: the run's)")
-    parser.add_argument("--out", default=None, help="output folder (default: RUN_DIR/eval)")
-    return parser
-
-
-def run_from_args(args: argparse.Namespace) -> EvalResult:
-    """Run :func:`evaluate_run` with parsed :func:`add_arguments` options.
-
-    Example:
-        >>> parser = add_arguments(argparse.ArgumentParser())
-        >>> run_from_args(parser.parse_args(["runs/a", "--noise", "none"])).robustness is None
-        True
-    """
-    noise = [] if [n.lower() for n in args.noise] == ["none"] else args.noise
-    return evaluate_run(
-        args.run_dir,
-        split=args.split,
-        noise=noise,
-        severities=args.severity,
-        n_examples=args.n_examples,
-        max_new_tokens=args.max_new_tokens,
-        greedy=not args.sample,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        retention_task=args.retention_task,
-        device=args.device,
-        out_dir=args.out,
     )
 
 
@@ -860,13 +866,16 @@ def format_summary(result: EvalResult, path: str | os.PathLike[str] | None = Non
         f"finished {_fmt(result.finished_share, 3)}  tokens/sample "
         f"{_fmt(result.tokens_per_sample, 1)}",
     ]
+    label = METRIC_LABELS[result.metric]
+    if result.metric != "bleu":
+        lines.append(f"primary metric: {label} {_fmt(result.quality)} (0-100)")
     if result.reward is not None:
         lines.append(
             f"reward {result.reward['spec']}: mean total {_fmt(result.reward['total'], 4)}"
         )
-    for kind, by_level in result.noise.items():
-        cells = "  ".join(f"{level}: {_fmt(bleu)}" for level, bleu in by_level.items())
-        lines.append(f"BLEU under {kind}: {cells}")
+    for kind, by_level in (result.noise_quality or result.noise).items():
+        cells = "  ".join(f"{level}: {_fmt(value)}" for level, value in by_level.items())
+        lines.append(f"{label} under {kind}: {cells}")
     if result.noise:
         lines.append(f"robustness R = {_fmt(result.robustness, 4)}")
     if result.retention is not None:
@@ -875,26 +884,3 @@ def format_summary(result: EvalResult, path: str | os.PathLike[str] | None = Non
     if path is not None:
         lines.append(f"saved {path}")
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python scripts/evaluate.py RUN_DIR [--split test] [--noise TYPE ...] [--severity S ...]``.
-
-    Returns 0 on success, 2 on a user error (the message goes to stderr).
-
-    Example:
-        >>> main(["runs/a", "--noise", "word_drop", "--severity", "0.1"])
-        0
-    """
-    parser = argparse.ArgumentParser(
-        prog="rewardgym evaluate",
-        description="Evaluate a training run's latest checkpoint (BLEU, chrF, noise robustness).",
-    )
-    args = add_arguments(parser).parse_args(argv)
-    try:
-        result = run_from_args(args)
-    except (ConfigError, RunDataError, CheckpointError, UnknownNameError) as exc:
-        parser.exit(2, f"error: {exc}\n")
-    out = Path(args.out) if args.out else Path(args.run_dir) / EVAL_DIR
-    print(format_summary(result, out / f"{args.split}.json"))
-    return 0

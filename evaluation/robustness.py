@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from rewardgym.envs.noise import NOISE_TYPES, noisy_example
 from rewardgym.envs.tasks import Example
 from rewardgym.errors import ConfigError, UnknownNameError
-from rewardgym.evaluation.text_metrics import corpus_bleu, corpus_chrf
+from rewardgym.evaluation.meters.text_metrics import corpus_bleu, corpus_chrf, corpus_quality
 
 __all__ = [
     "DEFAULT_SEVERITIES",
@@ -122,12 +122,14 @@ class NoiseSweep:
     Attributes:
         bleu: ``{noise type: {severity_key: B(n, s)}}``.
         chrf: the same layout, corpus chrF.
+        quality: the same layout, the task's primary metric (what R is computed from).
         prompts: ``{(noise type, severity): noisy prompts}``.
         hyps: ``{(noise type, severity): completions}``.
     """
 
     bleu: dict[str, dict[str, float]] = field(default_factory=dict)
     chrf: dict[str, dict[str, float]] = field(default_factory=dict)
+    quality: dict[str, dict[str, float]] = field(default_factory=dict)
     prompts: dict[tuple[str, float], list[str]] = field(default_factory=dict)
     hyps: dict[tuple[str, float], list[str]] = field(default_factory=dict)
 
@@ -138,8 +140,9 @@ def noise_sweep(
     noise: Iterable[str] | None = NOISE_TYPES,
     severities: Iterable[float] | None = DEFAULT_SEVERITIES,
     noise_seed: int = 0,
+    metric: str = "bleu",
 ) -> NoiseSweep:
-    """BLEU (and chrF) of ``answer`` on noisy prompts, for every (noise type, severity).
+    """BLEU, chrF and ``metric`` of ``answer`` on noisy prompts, per (noise type, severity).
 
     Args:
         answer: ``answer(prompts, condition) -> completions``; ``condition`` numbers the
@@ -148,6 +151,7 @@ def noise_sweep(
         noise: noise types (see :data:`NOISE_TYPES`); None or ``[]`` for no sweep.
         severities: shares of characters (words for ``word_drop``) touched, each in (0, 1].
         noise_seed: example ``i`` is noised with seed ``noise_seed + i``.
+        metric: the task's primary quality metric (a key of ``QUALITY_METRICS``).
 
     Example:
         >>> echo = lambda prompts, condition: [p.split(": ")[1][:-3] for p in prompts]
@@ -168,6 +172,8 @@ def noise_sweep(
             sweep.hyps[(kind, level)] = hyps
             sweep.bleu.setdefault(kind, {})[severity_key(level)] = corpus_bleu(hyps, refs)
             sweep.chrf.setdefault(kind, {})[severity_key(level)] = corpus_chrf(hyps, refs)
+            quality = corpus_quality(metric, hyps, refs)
+            sweep.quality.setdefault(kind, {})[severity_key(level)] = quality
     return sweep
 
 

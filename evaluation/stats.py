@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 MIN_SEEDS_FOR_IQM = 5
+# A bootstrap interval of two values is just their range; below this the report gives the range.
+MIN_SEEDS_FOR_CI = 3
 
 
 def defined(values: Iterable[float | None]) -> list[float]:
@@ -93,7 +95,7 @@ class Summary:
 
 
 def summarise(values: Sequence[float | None], seed: int = 0) -> Summary:
-    """Mean, 95 % bootstrap CI and (with ≥ 5 seeds) IQM of the defined values.
+    """Mean, 95 % bootstrap CI (with ≥ 3 values) and IQM (with ≥ 5) of the defined values.
 
     Example:
         >>> summarise([1.0, None, 3.0]).mean
@@ -102,6 +104,6 @@ def summarise(values: Sequence[float | None], seed: int = 0) -> Summary:
     data = defined(values)
     if not data:
         return Summary(0, None, None, None, None, list(values))
-    low, high = bootstrap_ci(data, seed=seed)
+    low, high = bootstrap_ci(data, seed=seed) if len(data) >= MIN_SEEDS_FOR_CI else (None, None)
     middle = iqm(data) if len(data) >= MIN_SEEDS_FOR_IQM else None
     return Summary(len(data), float(np.mean(data)), low, high, middle, list(values))

@@ -26,7 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from rewardgym.envs.tasks import task_label
 from rewardgym.errors import RunDataError, RunLockedError
+from rewardgym.evaluation.meters.text_metrics import METRIC_LABELS
+from rewardgym.evaluation.report.metrics import HEADLINE as HEADLINE_METRICS
 from rewardgym.evaluation.stats import prob_beats, summarise
 from rewardgym.evaluation.study_config import (
     STUDY_FORMAT_VERSION,
@@ -39,21 +42,8 @@ from rewardgym.fileio import write_json_atomic, write_text_atomic
 from rewardgym.locks import describe_owner, exclusive_lock, hold_run_dir, run_owner
 from rewardgym.machine import machine_record, torch_threads
 
-# headline metrics: name -> is higher better (None: neither, reported without "beats")
-HEADLINE = {
-    "bleu_improvement_pct": True,
-    "robustness_change_pct": True,
-    "grad_variance_change_pct": False,
-    "compute_waste_pct": False,
-    "final_bleu": True,
-    "final_chrf": True,
-    "completion_length": None,
-    "entropy_bits": None,
-    "monitor_alerts": False,
-    "forgetting_pct": False,
-    "flops_per_bleu_point": False,
-    "train_reward_last": None,
-}
+# headline metrics: key -> is higher better (None: neither, reported without "beats")
+HEADLINE = {m.key: m.higher_is_better for m in HEADLINE_METRICS}
 
 
 @dataclass
@@ -118,11 +108,11 @@ def run_study(
 
 def run_dir(study_dir: Path, unit: RunUnit) -> Path:
     """Where one run's files live: ``runs/<scheme>/<task>/<seed>``."""
-    return study_dir / "runs" / unit.scheme / unit.task / str(unit.seed)
+    return study_dir / "runs" / unit.scheme / task_label(unit.task) / str(unit.seed)
 
 
 def record_path(study_dir: Path, unit: RunUnit) -> Path:
-    return study_dir / "records" / f"{unit.scheme}__{unit.task}__{unit.seed}.json"
+    return study_dir / "records" / f"{unit.scheme}__{task_label(unit.task)}__{unit.seed}.json"
 
 
 def _prepare_study_dir(study_dir: Path, config: StudyConfig) -> None:
@@ -150,10 +140,10 @@ def _prepare_study_dir(study_dir: Path, config: StudyConfig) -> None:
 
 def _evaluate_before(config: StudyConfig, task: str, study_dir: Path, log) -> None:
     """Evaluate the starting policy once per task; every run's "before" is this result."""
-    path = study_dir / "before" / task / f"{config.evaluation.split}.json"
+    path = study_dir / "before" / task_label(task) / f"{config.evaluation.split}.json"
     if path.exists():
         return
-    from rewardgym.agents.policy import load_policy
+    from rewardgym.agents.registry import load_policy
 
     # another process on the same study waits here, then finds the result written
     with exclusive_lock(path.parent / ".lock"), torch_threads(config.threads):
@@ -224,7 +214,8 @@ def _train_and_record(config: StudyConfig, study: Path, unit: RunUnit, label: st
     if result.interrupted:
         return {"interrupted": True, "key": unit.key}
     after = _evaluate(result.policy, config, unit.task, out / "eval", reward=unit.reward)
-    before = EvalResult.load(study / "before" / unit.task / f"{config.evaluation.split}.json")
+    split = config.evaluation.split
+    before = EvalResult.load(study / "before" / task_label(unit.task) / f"{split}.json")
     record = summarise_run(unit, result.metrics, before, after, compare(before, after))
     record["run_dir"] = str(out.relative_to(study))
     record["wall_s"] = time.perf_counter() - started
@@ -263,6 +254,10 @@ def summarise_run(unit: RunUnit, metrics: list[dict], before, after, change: dic
         "seed": unit.seed,
         "reward": unit.reward,
         "updates": len(metrics),
+        "metric": change.get("metric", "bleu"),
+        "final_quality": change.get("quality_after"),
+        "before_quality": change.get("quality_before"),
+        "quality_improvement_pct": change.get("quality_improvement_pct"),
         "final_bleu": after.bleu,
         "final_chrf": after.chrf,
         "before_bleu": before.bleu,
@@ -418,11 +413,12 @@ def _log_progress(
 ) -> None:
     elapsed = time.perf_counter() - started
     left = elapsed / n * (n_pending - n)
-    bleu = record.get("final_bleu")
+    quality = record.get("final_quality", record.get("final_bleu"))
+    label = METRIC_LABELS.get(record.get("metric", "bleu"), "BLEU")
     by = f" by {record['by']}" if "by" in record else ""
     log(
         f"[{done}/{total}] {record['key']} done{by} in {record.get('wall_s', 0):.0f} s: "
-        f"BLEU {bleu if bleu is None else round(bleu, 1)}, "
+        f"{label} {quality if quality is None else round(quality, 1)}, "
         f"train reward {record.get('train_reward_last', float('nan')):.3f}; "
         f"about {left / 60:.1f} min left"
     )
@@ -491,7 +487,7 @@ def _prob(runs: list[dict], base_runs: list[dict], metric: str, higher: bool) ->
 def _before_summary(config: StudyConfig, study_dir: Path) -> dict:
     out = {}
     for task in config.tasks:
-        path = study_dir / "before" / task / f"{config.evaluation.split}.json"
+        path = study_dir / "before" / task_label(task) / f"{config.evaluation.split}.json"
         if path.exists():
             data = json.loads(path.read_text(encoding="utf-8"))
             out[task] = {

@@ -20,6 +20,7 @@ from typing import Any
 
 from rewardgym.agents.config import TrainConfig, load_yaml_mapping
 from rewardgym.envs.noise import NOISE_TYPES
+from rewardgym.envs.tasks import task_label
 from rewardgym.errors import ConfigError, RunDataError, UnknownNameError
 
 STUDY_FORMAT_VERSION = 1
@@ -138,7 +139,7 @@ class RunUnit:
 
     @property
     def key(self) -> str:
-        return f"{self.scheme}/{self.task}/{self.seed}"
+        return f"{self.scheme}/{task_label(self.task)}/{self.seed}"
 
 
 def expand_units(config: StudyConfig) -> list[RunUnit]:

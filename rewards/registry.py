@@ -20,8 +20,8 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import inspect
+import json
 import math
 import numbers
 import warnings
@@ -31,6 +31,7 @@ from importlib import metadata
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
+from rewardgym._lazy import import_user_module
 from rewardgym.errors import ConfigError, UnknownNameError, did_you_mean
 from rewardgym.rewards.base import Reward, RewardFn, Term, check_on_error, weighted_formula
 
@@ -381,11 +382,12 @@ def _import_spec(spec: str, params: Mapping[str, Any]) -> tuple[RewardFn, bool]:
     if not module_name or not attr:
         raise ConfigError(f"reward spec {spec!r} is not valid; write 'package.module:function'")
     try:
-        module = importlib.import_module(module_name)
+        module = import_user_module(module_name)
     except ImportError as exc:
         raise ConfigError(
-            f"reward spec {spec!r}: cannot import module {module_name!r} ({exc}); install it or "
-            "put its folder on sys.path (PYTHONPATH)"
+            f"reward spec {spec!r}: cannot import module {module_name!r} ({exc}); run from the "
+            "folder that holds it (the current directory is searched first), install it, or "
+            "put its folder on PYTHONPATH"
         ) from exc
     obj: Any = module
     for part in attr.split("."):
@@ -482,3 +484,22 @@ def _component(key: str, params: Mapping[str, Any], on_error: str) -> tuple[Rewa
         nested = make_reward(key, on_error=on_error, **params)
         return nested, nested.needs_references
     return _build(rspec, params), rspec.needs_references
+
+
+def parse_reward_spec(text: str) -> Any:
+    """A reward spec written on a command line: JSON for composites (``{"composite": ...}``),
+    else a name or ``module:function``, as :func:`make_reward` takes it.
+
+    Example:
+        >>> parse_reward_spec('{"composite": {"bleu": 0.5, "speed": 0.5}}')
+        {'composite': {'bleu': 0.5, 'speed': 0.5}}
+    """
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"reward spec {text!r} is not valid JSON ({exc}); quote it for the shell, e.g. "
+                """'{"composite": {"bleu": 0.5, "speed": 0.5}}'"""
+            ) from None
+    return text

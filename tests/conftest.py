@@ -26,25 +26,37 @@ def special_token_ids(tokenizer) -> dict[str, int]:
     }
 
 
+def small_train_config(model_dir: str, **options):
+    """The suite's one TrainConfig builder: a run of the random model on arithmetic that takes
+    seconds (2 GRPO updates of 4 prompts x 2 samples, 6 tokens); ``options`` change any field."""
+    from rewardgym.agents.config import TrainConfig
+
+    base = dict(
+        model=model_dir,
+        task="arithmetic",
+        reward="speed_only",
+        algo="grpo",
+        updates=2,
+        prompts_per_update=4,
+        group_size=2,
+        micro_batches=4,
+        max_new_tokens=6,
+        eval_examples=4,
+        progress=False,
+        lr=1e-3,
+    )
+    return TrainConfig(**{**base, **options})
+
+
 def save_random_model(directory, texts, vocab_size: int = 320, hidden: int = 32, layers: int = 1):
     """A randomly initialised Llama and a byte-level BPE tokenizer, saved as a local HF model
     directory: loads in milliseconds, so trainer and harness tests need no warm start."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<pad>", "<bos>", "<eos>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(texts, trainer)
-    hf_tok = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>"
-    )
+    from rewardgym.agents.tiny import train_tokenizer
+
+    hf_tok = train_tokenizer(texts, vocab_size, min_frequency=0)
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(hf_tok),
@@ -82,7 +94,8 @@ def gqa_policy(random_model_dir):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from rewardgym.agents.policy import LMPolicy, load_policy
+    from rewardgym.agents.policy import LMPolicy
+    from rewardgym.agents.registry import load_policy
 
     tok = load_policy(random_model_dir, device="cpu").tokenizer
     torch.manual_seed(0)

@@ -19,7 +19,7 @@ from conftest import hold_run_in_subprocess
 
 import rewardgym  # noqa: F401  (registers the environments)
 from rewardgym.agents.config import TrainConfig
-from rewardgym.agents.policy import load_policy
+from rewardgym.agents.registry import load_policy
 from rewardgym.cli import main as cli_main
 from rewardgym.envs.tasks import load_task_jsonl, make_task
 from rewardgym.envs.vector_env import TextTaskVectorEnv

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import generation, roofline, run_all, sb3_bench, study_bench, training, trl_compare
 from rewardgym.agents.decoding import PACK_MIN_PARAMS
-from rewardgym.agents.policy import load_policy
+from rewardgym.agents.registry import load_policy
 from rewardgym.evaluation.study_config import load_study_config
 
 PEAKS = {"float32": 1e11, "bfloat16": 1e11}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rewardgym.errors import ConfigError, UnknownNameError
-from rewardgym.evaluation.compute import (
+from rewardgym.evaluation.meters.compute import (
     CATEGORIES,
     WASTE_REASONS,
     FlopCounter,

@@ -16,10 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import save_random_model
 
 from rewardgym.agents.checkpoint import save_checkpoint
 from rewardgym.agents.config import TrainConfig
-from rewardgym.agents.policy import Generation, load_policy
+from rewardgym.agents.policy import Generation
+from rewardgym.agents.registry import load_policy
+from rewardgym.cli import main as cli_main
 from rewardgym.envs.noise import apply_noise
 from rewardgym.envs.tasks import Example, Task
 from rewardgym.envs.text_env import TextTaskEnv
@@ -30,10 +33,9 @@ from rewardgym.evaluation.evaluate import (
     evaluate,
     evaluate_run,
     format_summary,
-    main,
 )
+from rewardgym.evaluation.meters.text_metrics import corpus_bleu, corpus_chrf
 from rewardgym.evaluation.robustness import forgetting_pct
-from rewardgym.evaluation.text_metrics import corpus_bleu, corpus_chrf
 from rewardgym.rewards import make_reward
 
 SACREBLEU = Path(sys.executable).parent / "sacrebleu"
@@ -132,6 +134,60 @@ def test_metrics_read_the_answer_and_token_counts_read_everything(tmp_path: Path
     hyps = (tmp_path / "noted" / "test.hyps.txt").read_text()
     assert hyps == (tmp_path / "plain" / "test.hyps.txt").read_text()  # sacrebleu reproduces
     assert noted.samples[0]["completion"].startswith("note: sure")  # the report shows it all
+
+
+def test_arithmetic_reads_the_last_number_and_headlines_exact_match() -> None:
+    from rewardgym.envs.tasks import make_task
+
+    task = make_task("arithmetic")
+    examples = task.split("test")[:20]
+    answers = {ex.prompt: ex.meta["answer"] for ex in examples}
+    # right on even examples, off by one on odd ones; worked prose around every number
+    worked = {
+        ex.prompt: f"{ex.meta['operands'][0]} and {ex.meta['operands'][1]} make "
+        f"{answers[ex.prompt] + i % 2} in all."
+        for i, ex in enumerate(examples)
+    }
+    noised_away = "no idea"  # a noised prompt is not in ``worked``
+    result = evaluate(
+        FakePolicy(lambda p: worked.get(p, noised_away)),
+        task,
+        n_examples=20,
+        noise=["word_drop"],
+        severities=[0.1],
+    )
+    assert result.metric == "exact_match"
+    assert result.exact_match == 0.5 and result.quality == 50.0
+    assert result.samples[0]["completion"] == worked[examples[0].prompt]  # stored whole
+    assert any(
+        "corpus BLEU is degenerate" in note and "exact match" in note for note in result.notes
+    )
+    assert set(result.noise_quality) == {"word_drop"}
+    noisy = result.noise_quality["word_drop"]["0.1"]
+    assert result.robustness == pytest.approx(noisy / result.quality)
+    later = evaluate(FakePolicy(lambda p: str(answers[p])), task, n_examples=20, noise=None)
+    change = compare(
+        evaluate(FakePolicy(worked.__getitem__), task, n_examples=20, noise=None), later
+    )
+    assert change["metric"] == "exact_match"
+    assert (change["quality_before"], change["quality_after"]) == (50.0, 100.0)
+    assert change["quality_improvement_pct"] == pytest.approx(100.0)
+    assert "primary metric: exact match 100.00" in format_summary(later)
+
+
+def test_bleu_degeneracy_is_noted_for_one_word_references() -> None:
+    refs = ["alpha", "beta", "gamma"]
+    examples = [Example(f"id{i}: {r} =>", r, {"input": r}) for i, r in enumerate(refs)]
+    task = Task.from_examples(
+        "short", {"train": examples, "validation": examples, "test": examples}
+    )
+    result = evaluate(oracle_for(task), task, noise=None)
+    (note,) = [n for n in result.notes if "degenerate" in n]
+    assert "shorter than 4 tokens (median 1)" in note and "declare another primary_metric" in note
+    assert result.metric == "bleu" and result.quality == result.bleu
+    assert not any(
+        "degenerate" in n for n in evaluate(oracle_for(toy_task()), toy_task(), noise=None).notes
+    )
 
 
 def test_oracle_scores_bleu_100_and_robustness_1() -> None:
@@ -433,43 +489,10 @@ def test_policy_answering_too_few_prompts() -> None:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random 1-layer Llama with a byte-level BPE tokenizer, saved as a local HF directory."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
     from rewardgym.envs.tasks import make_task
 
     texts = [f"{ex.prompt} {ex.reference}" for ex in make_task("translate").split("train")[:200]]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<pad>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(texts, trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
-    )
-    config = LlamaConfig(
-        vocab_size=len(fast),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    path = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(path, safe_serialization=True)
-    fast.save_pretrained(path)
-    return path
+    return save_random_model(tmp_path_factory.mktemp("tiny-llama"), texts, vocab_size=300)
 
 
 @pytest.fixture(scope="session")
@@ -572,26 +595,13 @@ def test_evaluate_run_errors(tmp_path: Path, tiny_run: Path) -> None:
 
 def test_script_main(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "eval"
-    code = main(
-        [
-            str(tiny_run),
-            "--split",
-            "validation",
-            "--noise",
-            "none",
-            "--n-examples",
-            "4",
-            "--out",
-            str(out),
-        ]
-    )
-    assert code == 0
+    argv = ["evaluate", str(tiny_run), "--split", "validation", "--noise", "none",
+            "--n-examples", "4", "--out", str(out)]  # fmt: skip
+    assert cli_main(argv) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("translate/validation (4 examples): BLEU ")
     assert f"saved {out / 'validation.json'}" in printed
     assert EvalResult.load(out / "validation.json").noise == {}
     assert format_summary(EvalResult.load(out / "validation.json")) in printed
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(tmp_path / "nope")])
-    assert exit_info.value.code == 2
+    assert cli_main(["evaluate", str(tmp_path / "nope")]) == 2
     assert "error: run directory" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import small_train_config
 from safetensors.torch import load_file
 
 from rewardgym.agents import TrainConfig, train
@@ -51,7 +52,7 @@ def _train_args(model_dir: str, out: Path, *extra: str) -> list[str]:
     return [
         "train",
         "--model", model_dir,
-        "--task", "arithmetic",
+        "--task", "translate",
         "--reward", "length",
         "--algo", "grpo",
         "--updates", str(UPDATES),
@@ -209,7 +210,7 @@ def test_kill9_during_a_checkpoint_write_keeps_the_previous_one(
 def _study_config(model_dir: str) -> dict:
     return {
         "name": "faults",
-        "tasks": ["arithmetic"],
+        "tasks": ["translate"],  # arithmetic answers are one number: length would not vary
         "model": model_dir,
         "seeds": [0, 1, 2],
         "baseline": "length",
@@ -263,13 +264,13 @@ def test_killed_study_resumes_to_the_uninterrupted_result(random_model_dir, tmp_
     )
     _wait_for(proc, marker.exists)
     _kill9(proc)
-    assert [p.name for p in (out / "records").iterdir()] == ["length__arithmetic__0.json"]
+    assert [p.name for p in (out / "records").iterdir()] == ["length__translate__0.json"]
     assert not (out / "results.json").exists()
 
     lines: list[str] = []
     resumed = run_study(str(config_path), out=out, log=lines.append)
     assert "3 runs, 1 already done" in lines[0]
-    seed1 = out / "runs" / "length" / "arithmetic" / "1"
+    seed1 = out / "runs" / "length" / "translate" / "1"
     assert [r["update"] for r in read_metrics(seed1 / "metrics.jsonl")] == [0, 1, 2]
 
     # the same file: YAML sorts the monitors by name, and their order is the alerts' order
@@ -297,24 +298,11 @@ def test_killed_study_resumes_to_the_uninterrupted_result(random_model_dir, tmp_
 
 
 def _small(model_dir: str, **kw) -> TrainConfig:
-    base = dict(
-        model=model_dir,
-        task="arithmetic",
-        reward="speed_only",
-        algo="reinforce",
-        group_size=1,
-        prompts_per_update=4,
-        updates=4,
-        max_new_tokens=6,
-        eval_examples=4,
-        checkpoint_every=1,
-        keep_checkpoints=10,
-        tensorboard=False,
-        progress=False,
-        lr=1e-3,
+    """REINFORCE with one sample per prompt, a checkpoint every update, all of them kept."""
+    options = dict(algo="reinforce", group_size=1, updates=4, checkpoint_every=1)
+    return small_train_config(
+        model_dir, keep_checkpoints=10, tensorboard=False, **{**options, **kw}
     )
-    base.update(kw)
-    return TrainConfig(**base)
 
 
 def test_full_disk_during_a_checkpoint_is_a_clear_error_and_keeps_earlier_files(

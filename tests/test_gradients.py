@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewardgym.errors import ConfigError
-from rewardgym.evaluation.gradients import (
+from rewardgym.evaluation.meters.gradients import (
     GradNoiseAccumulator,
     GradStats,
     gradient_noise,

@@ -46,7 +46,7 @@ def test_task_reward_repairs_the_flawed_warm_start() -> None:
     """The default study's design on a small budget: its starting policy loops, and 30 GRPO
     updates under the task reward must raise greedy validation BLEU by more than 5 % and leave
     the stock phrase the task reward does not see, while the speed term of balanced drops it."""
-    from rewardgym.agents.policy import load_policy
+    from rewardgym.agents.registry import load_policy
     from rewardgym.evaluation.study_config import load_study_config
 
     study = load_study_config("speed_vs_balanced")
@@ -68,7 +68,7 @@ def test_task_reward_repairs_the_flawed_warm_start() -> None:
 def _greedy_eval(policy, config) -> dict:
     """BLEU of greedy answers on the validation examples the trainer's final evaluation uses."""
     from rewardgym.envs.tasks import extract_answer, make_task
-    from rewardgym.evaluation.text_metrics import corpus_bleu
+    from rewardgym.evaluation.meters.text_metrics import corpus_bleu
 
     examples = make_task(config.task, seed=config.task_seed).split("validation")
     examples = examples[: config.eval_examples]

@@ -344,7 +344,7 @@ def test_attention_reversal_rejects_bad_probe() -> None:
 def _evals(monitor, ctx: TrainContext, pairs) -> None:
     for update, (proxy, bleu) in enumerate(pairs):
         ctx.update = update
-        monitor.on_eval_end(ctx, {"eval/reward": proxy, "eval/bleu": bleu, "eval/chrf": 40.0})
+        monitor.on_eval_end(ctx, {"eval/reward": proxy, "eval/quality": bleu, "eval/chrf": 40.0})
 
 
 def test_reward_hacking_fires_when_proxy_rises_and_bleu_falls(ctx: TrainContext) -> None:
@@ -377,7 +377,7 @@ def test_reward_hacking_missing_key_names_the_choices(ctx: TrainContext) -> None
     monitor = RewardHackingMonitor(gold_key="eval/semantic")
     monitor.on_train_start(ctx)
     with pytest.raises(ConfigError, match="evaluation metrics have no 'eval/semantic'"):
-        monitor.on_eval_end(ctx, {"eval/reward": 0.5, "eval/bleu": 20.0})
+        monitor.on_eval_end(ctx, {"eval/reward": 0.5, "eval/quality": 20.0})
 
 
 # -- building from config ------------------------------------------------------------------
@@ -475,7 +475,10 @@ def _updates(monitor: Monitor, ctx: TrainContext, updates: range) -> list[list[d
         stats = {"grad_norm": 1.0 + draws[0], "entropy_bits": 3.0 * draws[1], "loss": 0.0}
         monitor.on_before_step(ctx, stats)
         if update % 2:  # proxy up, BLEU down: reward hacking once the window is full
-            evaluation = {"eval/reward": 0.1 * update + 0.05 * draws[2], "eval/bleu": 30.0 - update}
+            evaluation = {
+                "eval/reward": 0.1 * update + 0.05 * draws[2],
+                "eval/quality": 30.0 - update,
+            }
             monitor.on_eval_end(ctx, evaluation)
         monitor.on_update_end(ctx, {})
         found.append(ctx.alerts)

@@ -12,15 +12,14 @@ import pytest
 import torch
 from conftest import assert_greedy_matches_hf
 
-import rewardgym.agents.policy as policy_module
 from rewardgym.agents.memory import ENV_VAR as KEEP_FREED_MEMORY
 from rewardgym.agents.policy import (
     Generation,
     LMPolicy,
-    load_policy,
     resolve_dtype,
     scaled_log_softmax,
 )
+from rewardgym.agents.registry import load_policy
 from rewardgym.agents.tiny import TinyConfig, build_model, train_tokenizer
 from rewardgym.errors import ConfigError, ModelLoadError, UnknownNameError
 
@@ -59,21 +58,25 @@ def test_generate_shapes(policy: LMPolicy) -> None:
     assert all(isinstance(c, str) for c in gen.completions)
 
 
-def test_generate_asks_the_allocator_to_keep_freed_memory(
-    policy: LMPolicy, monkeypatch: pytest.MonkeyPatch
+def test_only_processes_rewardgym_owns_change_the_allocator(
+    policy: LMPolicy, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
+    """generate() is a library call: it leaves malloc alone; the command line and training own
+    their process and keep freed memory for reuse (a bad switch is a clear error there)."""
+    from rewardgym import cli
+
+    real = cli.keep_freed_memory
     calls: list[int] = []
-    monkeypatch.setattr(policy_module, "keep_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append(1) or True)
     policy.generate(PROMPTS[:1], max_new_tokens=2, seed=0)
+    assert calls == []
+    assert cli.main(["list", "tasks"]) == 0
     assert calls == [1]
-
-
-def test_generate_refuses_a_bad_allocator_switch(
-    policy: LMPolicy, monkeypatch: pytest.MonkeyPatch
-) -> None:
+    monkeypatch.setattr(cli, "keep_freed_memory", real)
     monkeypatch.setenv(KEEP_FREED_MEMORY, "maybe")
-    with pytest.raises(ConfigError, match="REWARDGYM_KEEP_FREED_MEMORY must be 0 .* 'maybe'"):
-        policy.generate(PROMPTS[:1], max_new_tokens=2, seed=0)
+    capsys.readouterr()
+    assert cli.main(["list", "tasks"]) == 2
+    assert "REWARDGYM_KEEP_FREED_MEMORY must be 0" in capsys.readouterr().err
 
 
 def test_single_string_and_empty_batch(policy: LMPolicy) -> None:
@@ -233,3 +236,25 @@ def test_local_directory_errors(tmp_path) -> None:
     (tmp_path / "config.json").write_text('{"model_type": "llama"}')
     with pytest.raises(ModelLoadError, match=rf"model directory {tmp_path} has no weight files"):
         load_policy(str(tmp_path))
+
+
+def test_a_registered_model_loads_by_name(random_model_dir) -> None:
+    from rewardgym.agents import registry
+    from rewardgym.agents.models import load_local
+
+    def loader(device, dtype, cache_dir):
+        return load_local(random_model_dir, device=device, dtype=dtype)
+
+    registry.register_model("random-llama", loader, doc="a seeded random test model")
+    try:
+        assert "random-llama" in registry.list_models()
+        policy = registry.load_policy("random-llama", device="cpu")
+        assert policy.n_params == load_local(random_model_dir, device="cpu").n_params
+        with pytest.raises(ConfigError, match="'random-llama' is already registered"):
+            registry.register_model("random-llama", loader)
+        with pytest.raises(ConfigError, match=r"options \['steps'\] only apply to the 'tiny'"):
+            registry.load_policy("random-llama", steps=3)
+    finally:
+        registry._MODELS.pop("random-llama")
+    with pytest.raises(UnknownNameError, match=r"unknown model 'random-lama'.*smollm2-135m, tiny"):
+        registry.load_policy("random-lama")

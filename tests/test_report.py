@@ -17,9 +17,12 @@ from markupsafe import escape as html_escape
 
 from rewardgym.errors import RunDataError
 from rewardgym.evaluation.evaluate import EvalResult, compare
+from rewardgym.evaluation.meters.text_metrics import corpus_bleu, corpus_chrf, write_hyps_refs
 from rewardgym.evaluation.report import (
     CSP,
     HEADLINE,
+    StudyFiles,
+    load_study,
     md_escape,
     report_summary,
     write_report,
@@ -32,7 +35,6 @@ from rewardgym.evaluation.study import (
     summarise_run,
 )
 from rewardgym.evaluation.study_config import expand_units, load_study_config
-from rewardgym.evaluation.text_metrics import corpus_bleu, corpus_chrf, write_hyps_refs
 from rewardgym.machine import cpu_model
 
 EVIL = "<script>alert(1)</script> a|b `code` *x*"
@@ -225,11 +227,15 @@ def test_report_writes_md_html_and_every_plot_into_study_report(study, report) -
 def test_every_headline_cell_is_in_both_formats(study, report) -> None:
     res = _results(study)
     md, html = _text(report, "report.md"), _text(report, "report.html")
-    for metric in HEADLINE:
+    rows = load_study(study).metrics()
+    assert [m.key for m in rows] == [m.key for m in HEADLINE if "{metric}" not in m.label]
+    for metric in rows:
         assert md_escape(metric.label) in md
         assert metric.label.replace("&", "&amp;") in html
     final = res["summary"]["task_only"]["final_bleu"]
-    cell = f"{final['mean']:.2f} [{final['ci_low']:.2f}, {final['ci_high']:.2f}]"
+    assert final["ci_low"] is None  # two seeds: a range, not a confidence interval
+    low, high = sorted(final["values"])
+    cell = f"{final['mean']:.2f} (range {low:.2f} to {high:.2f}, 2 values)"
     row = _md_rows(md, "Final BLEU")[0]
     assert row[1] == cell
     assert f"<td>{cell}</td>" in html
@@ -245,9 +251,8 @@ def test_baseline_column_shows_a_dash_against_itself(report) -> None:
     assert p_bleu[1:] == ["—", "0.00"]  # speed_only's empty answers never beat task_only
     assert "n/a" not in " ".join(_md_rows(md, "Final chrF")[0])
     improvement = _md_rows(md, "BLEU improvement (%)")[0]
-    assert all(
-        re.fullmatch(r"[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]", c) for c in improvement[1:]
-    )
+    two_seeds = r"[+-]\d+\.\d \(range [+-]\d+\.\d to [+-]\d+\.\d, 2 values\)"
+    assert all(re.fullmatch(two_seeds, c) for c in improvement[1:]), improvement
 
 
 def test_partly_undefined_cell_says_how_many_seeds_and_why(report) -> None:
@@ -390,3 +395,20 @@ def test_report_states_the_starting_policy_and_the_design(report) -> None:
     md, html = _text(report, "report.md"), _text(report, "report.html")
     assert "- starting policy: tiny (loop_share=0.5)" in md
     assert "- design: Made-up runs" in md and "with</b>" not in html  # escaped in HTML
+
+
+def test_headline_names_a_primary_metric_other_than_bleu(tmp_path: Path) -> None:
+    def study(*metrics: str) -> StudyFiles:
+        runs = [{"metric": m} for m in metrics]
+        return StudyFiles(tmp_path, {"runs": runs}, "test", [], {})
+
+    labels = [m.label for m in study("exact_match", "exact_match").metrics()]
+    assert labels[:3] == [
+        "exact match improvement (%)",
+        "Final exact match (0-100)",
+        "BLEU improvement (%)",
+    ]
+    assert len(labels) == len(HEADLINE) and not any("{" in label for label in labels)
+    # BLEU as primary metric, or tasks that disagree: the BLEU rows only, no duplicate rows
+    for mixed in (study("bleu"), study("exact_match", "chrf"), study()):
+        assert [m.label for m in mixed.metrics()][0] == "BLEU improvement (%)"

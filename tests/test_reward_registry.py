@@ -280,7 +280,8 @@ def test_module_function_spec():
         (
             "no_such_module_xyz:fn",
             "reward spec 'no_such_module_xyz:fn': cannot import module 'no_such_module_xyz' "
-            "(No module named 'no_such_module_xyz'); install it or put its folder on sys.path",
+            "(No module named 'no_such_module_xyz'); run from the folder that holds it (the "
+            "current directory is searched first), install it, or put its folder on PYTHONPATH",
         ),
         (
             "plugin_rewards:shoot",

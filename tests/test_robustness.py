@@ -11,6 +11,7 @@ from rewardgym.envs.noise import NOISE_TYPES, apply_noise, noisy_example
 from rewardgym.envs.tasks import Example
 from rewardgym.errors import ConfigError, UnknownNameError
 from rewardgym.evaluation import robustness
+from rewardgym.evaluation.meters.text_metrics import corpus_bleu
 from rewardgym.evaluation.robustness import (
     DEFAULT_SEVERITIES,
     bleu_improvement_pct,
@@ -23,7 +24,6 @@ from rewardgym.evaluation.robustness import (
     severity_key,
     undefined_reason,
 )
-from rewardgym.evaluation.text_metrics import corpus_bleu
 
 INPUTS = [
     "the quick brown fox jumps over the lazy dog",

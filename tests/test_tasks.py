@@ -446,3 +446,36 @@ def test_jsonl_missing_file_and_missing_split(tmp_path: Path) -> None:
         TaskDataError, match=r"1 distinct prompt\(s\) cannot fill train, validation"
     ):
         load_task_jsonl(tiny)
+
+
+def test_answer_formats_and_primary_metrics() -> None:
+    from rewardgym.envs.tasks import ANSWER_FORMATS, extract_number
+
+    assert extract_number("Nina has 13 - 6 = 7 cards left.") == "7"
+    assert extract_number("so 1,200 in all") == "1200"
+    assert extract_number("3,4 and 5") == "5"
+    assert extract_number("12 rows of 3 answer: 36 stamps") == "36"
+    assert extract_number("no number") == "no number"
+    arithmetic = make_task("arithmetic")
+    assert (arithmetic.answer_format, arithmetic.primary_metric) == ("number", "exact_match")
+    assert arithmetic.answers(["2 + 2 = 4", "answer: 9"]) == ["4", "9"]
+    translate = make_task("translate")
+    assert (translate.answer_format, translate.primary_metric) == ("marker", "bleu")
+    assert translate.answer("note: hi answer: dogi 3") == "dogi 3"
+    assert set(ANSWER_FORMATS) == {"marker", "number"}
+    ex = [Example("p =>", "r")]
+    splits = {"train": ex, "validation": ex, "test": ex}
+    with pytest.raises(UnknownNameError, match=r"unknown primary_metric 'bleu4'.*bleu, chrf"):
+        Task.from_examples("t", splits, primary_metric="bleu4")
+    with pytest.raises(UnknownNameError, match=r"unknown answer_format 'numbr'; did you mean"):
+        Task.from_examples("t", splits, answer_format="numbr")
+
+
+def test_jsonl_task_declares_its_metric(tmp_path) -> None:
+    path = tmp_path / "rev.jsonl"
+    lines = [json.dumps({"prompt": f"rev: a{i} b =>", "reference": f"b a{i}"}) for i in range(10)]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    task = load_task_jsonl(path, primary_metric="chrf")
+    assert task.primary_metric == "chrf" and task.answer_format == "marker"
+    with pytest.raises(UnknownNameError, match="unknown primary_metric 'exact'"):
+        load_task_jsonl(path, primary_metric="exact")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rewardgym.errors import ConfigError
-from rewardgym.evaluation.text_metrics import (
+from rewardgym.evaluation.meters.text_metrics import (
     corpus_bleu,
     corpus_chrf,
     exact_match,
@@ -121,3 +121,12 @@ def test_errors_name_the_problem(tmp_path: Path) -> None:
         exact_match_rate(["a", "b"], ["a", None])  # type: ignore[list-item]
     with pytest.raises(ConfigError, match=r"stem must be a plain file name part, got 'a/b'"):
         write_hyps_refs(tmp_path, ["a"], ["a"], stem="a/b")
+
+
+def test_every_metric_a_task_may_name_is_computed() -> None:
+    from rewardgym.envs.tasks import QUALITY_METRICS as TASK_METRICS
+    from rewardgym.evaluation.meters.text_metrics import QUALITY_METRICS, corpus_quality
+
+    assert set(TASK_METRICS) == set(QUALITY_METRICS)
+    for name in TASK_METRICS:
+        assert corpus_quality(name, ["a b c d e"], ["a b c d e"]) == pytest.approx(100.0)

@@ -15,7 +15,7 @@ import torch
 from conftest import assert_greedy_matches_hf
 
 from rewardgym import machine
-from rewardgym.agents.policy import load_policy
+from rewardgym.agents.registry import load_policy
 from rewardgym.agents.tiny import (
     CACHE_VERSION,
     COMPLETE,
@@ -211,7 +211,7 @@ def test_build_writes_a_complete_cache(small_cache) -> None:
         "train_log.json",
         COMPLETE,
     } <= names
-    assert not [p for p in path.parent.iterdir() if ".tmp-" in p.name]
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]  # none left behind
     log = json.loads((path / "train_log.json").read_text())
     assert log["cache_version"] == CACHE_VERSION and log["seed"] == 0 and log["steps"] == 6
     assert [step for step, _ in log["losses"]] == [3, 6]

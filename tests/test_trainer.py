@@ -7,8 +7,9 @@ import json
 
 import pytest
 import torch
+from conftest import small_train_config
 
-from rewardgym.agents import TrainConfig, train
+from rewardgym.agents import train
 from rewardgym.agents.callbacks import Callback
 from rewardgym.agents.checkpoint import latest_checkpoint
 from rewardgym.agents.runlog import read_metrics
@@ -18,35 +19,16 @@ from rewardgym.rewards import register_reward
 TIMING = ("time/", "generation_s")
 
 
-def _config(model_dir: str, **kw) -> TrainConfig:
-    base = dict(
-        model=model_dir,
-        task="arithmetic",
-        reward="speed_only",
-        algo="grpo",
-        updates=2,
-        prompts_per_update=4,
-        group_size=2,
-        micro_batches=4,
-        max_new_tokens=6,
-        eval_examples=4,
-        progress=False,
-        lr=1e-3,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
-
-
 def _untimed(metrics: list[dict]) -> list[dict]:
     return [{k: v for k, v in m.items() if not k.startswith(TIMING)} for m in metrics]
 
 
 @pytest.mark.parametrize("algo", ["reinforce", "grpo", "ppo"])
 def test_each_algorithm_changes_every_parameter(random_model_dir, algo) -> None:
-    from rewardgym.agents.policy import load_policy
+    from rewardgym.agents.registry import load_policy
 
     before = {k: v.clone() for k, v in load_policy(random_model_dir).model.state_dict().items()}
-    result = train(_config(random_model_dir, algo=algo, kl_coef=0.05, entropy_coef=0.01))
+    result = train(small_train_config(random_model_dir, algo=algo, kl_coef=0.05, entropy_coef=0.01))
     after = result.policy.model.state_dict()
     assert all(torch.isfinite(torch.tensor(m["loss"])) for m in result.metrics)
     unchanged = [k for k in before if torch.equal(before[k], after[k])]
@@ -71,19 +53,21 @@ def test_each_algorithm_changes_every_parameter(random_model_dir, algo) -> None:
 
 
 def test_same_seed_gives_identical_metrics(random_model_dir) -> None:
-    first = train(_config(random_model_dir, updates=3, seed=5))
-    second = train(_config(random_model_dir, updates=3, seed=5))
+    first = train(small_train_config(random_model_dir, updates=3, seed=5))
+    second = train(small_train_config(random_model_dir, updates=3, seed=5))
     assert _untimed(first.metrics) == _untimed(second.metrics)
-    other = train(_config(random_model_dir, updates=3, seed=6))
+    other = train(small_train_config(random_model_dir, updates=3, seed=6))
     assert _untimed(other.metrics) != _untimed(first.metrics)
 
 
 def test_resume_equals_an_uninterrupted_run(random_model_dir, tmp_path) -> None:
-    full = train(_config(random_model_dir, updates=4, out=str(tmp_path / "full")))
-    train(_config(random_model_dir, updates=2, out=str(tmp_path / "split")))
+    full = train(small_train_config(random_model_dir, updates=4, out=str(tmp_path / "full")))
+    train(small_train_config(random_model_dir, updates=2, out=str(tmp_path / "split")))
     # a torn checkpoint (no COMPLETE marker) must be ignored on resume
     (tmp_path / "split" / "checkpoints" / "step-000099").mkdir()
-    resumed = train(_config(random_model_dir, updates=4, out=str(tmp_path / "split")), resume=True)
+    resumed = train(
+        small_train_config(random_model_dir, updates=4, out=str(tmp_path / "split")), resume=True
+    )
 
     for key, value in full.policy.model.state_dict().items():
         torch.testing.assert_close(resumed.policy.model.state_dict()[key], value, rtol=0, atol=0)
@@ -102,16 +86,20 @@ def test_resume_equals_an_uninterrupted_run(random_model_dir, tmp_path) -> None:
 
 def test_run_directory_is_complete(random_model_dir, tmp_path) -> None:
     out = tmp_path / "run"
-    train(_config(random_model_dir, updates=2, eval_every=1, out=str(out)))
+    train(small_train_config(random_model_dir, updates=2, eval_every=1, out=str(out)))
     assert json.loads((out / "config.json").read_text())["updates"] == 2
     summary = json.loads((out / "run.json").read_text())
     assert summary["updates_done"] == 2 and "final/bleu" in summary["final_eval"]
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
-    assert "eval/bleu" in read_metrics(out / "metrics.jsonl")[0]
+    first = read_metrics(out / "metrics.jsonl")[0]
+    assert "eval/bleu" in first and first["eval/quality"] == first["eval/bleu"]  # translate: BLEU
     with pytest.raises(ConfigError, match="already holds a run; pass resume=True"):
-        train(_config(random_model_dir, updates=2, out=str(out)))
+        train(small_train_config(random_model_dir, updates=2, out=str(out)))
     with pytest.raises(ConfigError, match=r"different config: \['lr'\]"):
-        train(_config(random_model_dir, updates=3, lr=0.5, eval_every=1, out=str(out)), resume=True)
+        train(
+            small_train_config(random_model_dir, updates=3, lr=0.5, eval_every=1, out=str(out)),
+            resume=True,
+        )
 
 
 @register_reward("_test_overflowing")
@@ -121,7 +109,7 @@ def _overflowing(prompts, completions, **kwargs):
 
 def test_non_finite_updates_are_skipped_then_rolled_back(random_model_dir, tmp_path) -> None:
     result = train(
-        _config(
+        small_train_config(
             random_model_dir,
             algo="reinforce",
             reward="_test_overflowing",
@@ -151,7 +139,22 @@ class StopAfter(Callback):
 def test_a_callback_can_stop_training(random_model_dir, tmp_path) -> None:
     stopper = StopAfter(2)
     result = train(
-        _config(random_model_dir, updates=10, out=str(tmp_path / "run")), callbacks=[stopper]
+        small_train_config(random_model_dir, updates=10, out=str(tmp_path / "run")),
+        callbacks=[stopper],
     )
     assert result.stopped_early and result.updates_done == 2 and stopper.seen == [0, 1]
     assert latest_checkpoint(tmp_path / "run").name == "step-000002"
+
+
+@pytest.mark.parametrize("algo", ["grpo", "ppo"])
+def test_nucleus_sampled_rollouts_are_rescored_under_the_nucleus(random_model_dir, algo) -> None:
+    """With top_p < 1 the rollout's log-probs are nucleus-renormalised; the trainer's must be
+    too, or the first epoch's ratio starts below 1 and the clip silences negative advantages."""
+    result = train(
+        small_train_config(random_model_dir, algo=algo, top_p=0.8, temperature=1.0, updates=3)
+    )
+    for record in result.metrics:
+        assert record["ppo/ratio_first_epoch"] < 1e-4
+        assert 0.0 <= record["ppo/clip_fraction"] <= 1.0
+    if algo == "grpo":  # one epoch on fresh samples: nothing to clip
+        assert all(r["ppo/clip_fraction"] == 0.0 for r in result.metrics)

@@ -12,30 +12,40 @@ Example:
 
 from rewardgym.envs.tasks import arithmetic, summarize, translate
 from rewardgym.envs.tasks.base import (
+    ANSWER_FORMATS,
     ANSWER_MARKER,
     NOTE_MARKER,
+    QUALITY_METRICS,
     SPLITS,
     Example,
     Task,
     extract_answer,
+    extract_number,
+    is_task_file,
     list_tasks,
     load_task_jsonl,
     make_task,
     register_task,
+    task_label,
 )
 
 __all__ = [
+    "ANSWER_FORMATS",
     "ANSWER_MARKER",
     "NOTE_MARKER",
+    "QUALITY_METRICS",
     "SPLITS",
     "Example",
     "Task",
     "arithmetic",
     "extract_answer",
+    "extract_number",
+    "is_task_file",
     "list_tasks",
     "load_task_jsonl",
     "make_task",
     "register_task",
     "summarize",
+    "task_label",
     "translate",
 ]

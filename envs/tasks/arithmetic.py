@@ -88,4 +88,13 @@ def make_arithmetic(seed: int = 0, **kw: Any) -> Task:
     """
     sizes = split_sizes("arithmetic", kw)
     splits = generate_splits("arithmetic", seed, sample_example, sizes)
-    return Task("arithmetic", splits, seed=seed, description=DESCRIPTION)
+    # Worked answers ("13 - 6 = 7 cards left") are read for their last number and scored by
+    # exact match: corpus BLEU of one-token references is degenerate.
+    return Task(
+        "arithmetic",
+        splits,
+        seed=seed,
+        description=DESCRIPTION,
+        answer_format="number",
+        primary_metric="exact_match",
+    )

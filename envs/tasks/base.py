@@ -12,9 +12,11 @@ Example:
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import random
+import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from rewardgym.envs.registration import register_task_envs
 from rewardgym.errors import ConfigError, TaskDataError, UnknownNameError, did_you_mean
 
 SPLITS = ("train", "validation", "test")
@@ -48,6 +51,38 @@ def extract_answer(completion: str) -> str:
     """
     head, marker, answer = completion.rpartition(ANSWER_MARKER)
     return answer.strip() if marker else completion.strip()
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")  # the comma of "1,200"
+
+
+def extract_number(completion: str) -> str:
+    """The answer of a worked numeric answer: the last number after the last ``answer:`` (or in
+    the whole completion when it has none), the GSM8K convention; the stripped text when there is
+    no number.
+
+    Example:
+        >>> extract_number("13 - 6 = 7 cards left.")
+        '7'
+        >>> extract_number("3 + 4 is 7, answer: 7.")
+        '7'
+        >>> extract_number("no idea")
+        'no idea'
+    """
+    answer = extract_answer(completion)
+    numbers = _NUMBER.findall(_THOUSANDS.sub("", answer))
+    return numbers[-1] if numbers else answer
+
+
+# How a task finds the answer in a completion: one entry per format, named in Task.answer_format.
+ANSWER_FORMATS: dict[str, Callable[[str], str]] = {
+    "marker": extract_answer,
+    "number": extract_number,
+}
+# The quality metrics a task may name as its primary one; the meters compute each
+# (evaluation/meters/text_metrics.QUALITY_METRICS, kept equal by tests/test_text_metrics.py).
+QUALITY_METRICS = ("bleu", "chrf", "exact_match")
 
 
 @dataclass(frozen=True)
@@ -93,6 +128,10 @@ class Task:
         name: the task's name.
         seed: the seed its splits were drawn with.
         description: one line on what the task asks.
+        answer_format: how :meth:`answer` finds the answer in a completion, a key of
+            :data:`ANSWER_FORMATS` (``"marker"``: the text after the last ``answer:``).
+        primary_metric: the quality metric headlines and improvement figures use, one of
+            :data:`QUALITY_METRICS` (corpus BLEU means little for one-word references).
 
     Example:
         >>> task = Task.from_examples("toy", {
@@ -108,10 +147,14 @@ class Task:
         splits: Mapping[str, Sequence[Example]],
         seed: int = 0,
         description: str = "",
+        answer_format: str = "marker",
+        primary_metric: str = "bleu",
     ) -> None:
         self.name = _check_name(name)
         self.seed = seed
         self.description = description
+        self.answer_format = _check_choice("answer_format", answer_format, tuple(ANSWER_FORMATS))
+        self.primary_metric = _check_choice("primary_metric", primary_metric, QUALITY_METRICS)
         self._splits = _check_splits(name, splits)
 
     @classmethod
@@ -121,6 +164,8 @@ class Task:
         splits: Mapping[str, Sequence[Example]],
         seed: int = 0,
         description: str = "",
+        answer_format: str = "marker",
+        primary_metric: str = "bleu",
     ) -> Task:
         """Build a task from ready-made splits (every split present and non-empty).
 
@@ -129,7 +174,27 @@ class Task:
             >>> Task.from_examples("t", {"train": ex, "validation": ex, "test": ex}).name
             't'
         """
-        return cls(name, splits, seed=seed, description=description)
+        return cls(
+            name,
+            splits,
+            seed=seed,
+            description=description,
+            answer_format=answer_format,
+            primary_metric=primary_metric,
+        )
+
+    def answer(self, completion: str) -> str:
+        """The part of ``completion`` that quality metrics read (see ``answer_format``).
+
+        Example:
+            >>> make_task("arithmetic").answer("6 + 2 = 8 apples")
+            '8'
+        """
+        return ANSWER_FORMATS[self.answer_format](completion)
+
+    def answers(self, completions: Sequence[str]) -> list[str]:
+        """:meth:`answer` of each completion."""
+        return [self.answer(c) for c in completions]
 
     def split(self, name: str) -> list[Example]:
         """The examples of one split, as a new list.
@@ -190,6 +255,12 @@ class Task:
         return f"Task({self.name!r}, seed={self.seed}, {sizes})"
 
 
+def _check_choice(option: str, value: object, valid: tuple[str, ...]) -> str:
+    if value not in valid:
+        raise UnknownNameError(option, value, valid)
+    return value  # type: ignore[return-value]
+
+
 def _check_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"task name must be a non-empty str, got {name!r}")
@@ -220,6 +291,10 @@ def _check_splits(
 
 _REGISTRY: dict[str, TaskFactory] = {}
 _CACHE: dict[tuple, Task] = {}
+# Installed packages add tasks under this entry-point group, e.g. in their pyproject.toml:
+# [project.entry-points."rewardgym.tasks"] reverse = "mypkg.tasks:make_reverse"
+ENTRY_POINT_GROUP = "rewardgym.tasks"
+TASK_FILE_SUFFIX = ".jsonl"
 
 
 def register_task(name: str, *, override: bool = False) -> Callable[[TaskFactory], TaskFactory]:
@@ -250,6 +325,7 @@ def register_task(name: str, *, override: bool = False) -> Callable[[TaskFactory
         _REGISTRY[name] = factory
         for key in [key for key in _CACHE if key[0] == name]:
             del _CACHE[key]
+        register_task_envs(name)
         return factory
 
     return decorator
@@ -267,13 +343,56 @@ def _same_factory(old: TaskFactory, new: TaskFactory) -> bool:
 
 
 def list_tasks() -> list[str]:
-    """Names of every registered task, sorted.
+    """Names of every registered task, installed plugins' included, sorted.
 
     Example:
         >>> {"arithmetic", "summarize", "translate"} <= set(list_tasks())
         True
     """
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(_plugin_entry_points()))
+
+
+def _plugin_entry_points() -> dict[str, Any]:
+    from importlib import metadata
+
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _load_plugin(name: str) -> bool:
+    """Register the installed plugin task ``name``; False when no plugin has that name."""
+    entry_point = _plugin_entry_points().get(name)
+    if entry_point is None:
+        return False
+    try:
+        factory = entry_point.load()
+    except Exception as exc:  # a plugin's import can fail in any way; name it and the fix
+        raise ConfigError(
+            f"task plugin {name!r} ({entry_point.value}, entry point group "
+            f"{ENTRY_POINT_GROUP!r}) failed to import: {type(exc).__name__}: {exc}; fix or "
+            "reinstall the package that provides it"
+        ) from None
+    if not callable(factory):
+        raise ConfigError(
+            f"task plugin {name!r} ({entry_point.value}) is {type(factory).__name__}, not a "
+            "task factory (seed, **options) -> Task"
+        )
+    register_task(name, override=True)(factory)
+    return True
+
+
+def is_task_file(name: object) -> bool:
+    """True for a task given as a JSONL file path (``data/reverse.jsonl``) rather than a name."""
+    return isinstance(name, (str, Path)) and str(name).endswith(TASK_FILE_SUFFIX)
+
+
+def task_label(task: str) -> str:
+    """A task's name in folder names and tables: the file's stem for a JSONL path.
+
+    Example:
+        >>> task_label("data/reverse.jsonl"), task_label("translate")
+        ('reverse', 'translate')
+    """
+    return Path(task).stem if is_task_file(task) else task
 
 
 def make_task(name: str, seed: int = 0, **kw: Any) -> Task:
@@ -283,7 +402,9 @@ def make_task(name: str, seed: int = 0, **kw: Any) -> Task:
     process and shared, which is safe because tasks and examples are immutable.
 
     Args:
-        name: a registered task name (see :func:`list_tasks`).
+        name: a registered task name (see :func:`list_tasks`), an installed plugin's
+            (entry-point group ``rewardgym.tasks``), or the path of a JSONL file
+            (:func:`load_task_jsonl`; ``kw`` may set ``answer_format`` and ``primary_metric``).
         seed: seed of the split sampling; the built-in lexicons do not depend on it.
         **kw: task options, e.g. ``n_train``, ``n_validation``, ``n_test``.
 
@@ -295,8 +416,12 @@ def make_task(name: str, seed: int = 0, **kw: Any) -> Task:
         >>> make_task("summarize", seed=1, n_train=100).sizes()
         {'train': 100, 'validation': 500, 'test': 500}
     """
-    if name not in _REGISTRY:
-        raise UnknownNameError("task", name, list_tasks())
+    if is_task_file(name):
+        return _task_file(Path(name), seed, kw)
+    if name not in _REGISTRY and not _load_plugin(name):
+        raise UnknownNameError(
+            "task", name, list_tasks(), hint="(or the path of a .jsonl task file)"
+        )
     check_seed(seed)
     try:
         key: tuple | None = (name, seed, tuple(sorted(kw.items())))
@@ -310,6 +435,22 @@ def make_task(name: str, seed: int = 0, **kw: Any) -> Task:
         raise ConfigError(
             f"task factory for {name!r} returned {type(task).__name__}, expected a Task"
         )
+    if key is not None:
+        _CACHE[key] = task
+    return task
+
+
+def _task_file(path: Path, seed: int, kw: Mapping[str, Any]) -> Task:
+    """A JSONL task, cached by its resolved path, modification time and options."""
+    check_seed(seed)
+    try:
+        stat = path.resolve().stat()
+        key: tuple | None = (str(path.resolve()), stat.st_mtime_ns, seed, tuple(sorted(kw.items())))
+    except OSError:
+        key = None  # missing: load_task_jsonl names the problem
+    if key is not None and key in _CACHE:
+        return _CACHE[key]
+    task = load_task_jsonl(path, seed=seed, **kw)
     if key is not None:
         _CACHE[key] = task
     return task
@@ -394,7 +535,14 @@ def generate_splits(
 _FIELDS = ("prompt", "reference", "split", "meta")
 
 
-def load_task_jsonl(path: str | Path, name: str | None = None, seed: int = 0) -> Task:
+def load_task_jsonl(
+    path: str | Path,
+    name: str | None = None,
+    seed: int = 0,
+    *,
+    answer_format: str = "marker",
+    primary_metric: str = "bleu",
+) -> Task:
     """Load a task from a JSONL file with one ``{"prompt": ..., "reference": ...}`` per line.
 
     Optional fields: ``"split"`` ("train", "validation" or "test") and ``"meta"`` (an object;
@@ -409,9 +557,12 @@ def load_task_jsonl(path: str | Path, name: str | None = None, seed: int = 0) ->
         path: the JSONL file.
         name: the task name; defaults to the file's stem.
         seed: seed of the automatic split.
+        answer_format: how answers are read from completions (see :data:`ANSWER_FORMATS`).
+        primary_metric: the task's headline quality metric (see :data:`QUALITY_METRICS`).
 
     Raises:
         TaskDataError: the file is missing, empty or has malformed lines.
+        UnknownNameError: an unknown ``answer_format`` or ``primary_metric``.
 
     Example:
         >>> task = load_task_jsonl("data/qa.jsonl")  # doctest: +SKIP
@@ -420,6 +571,8 @@ def load_task_jsonl(path: str | Path, name: str | None = None, seed: int = 0) ->
     """
     path = Path(path)
     check_seed(seed)
+    _check_choice("answer_format", answer_format, tuple(ANSWER_FORMATS))
+    _check_choice("primary_metric", primary_metric, QUALITY_METRICS)
     records, problems = _read_records(path)
     if not records and not problems:
         raise TaskDataError(
@@ -430,7 +583,14 @@ def load_task_jsonl(path: str | Path, name: str | None = None, seed: int = 0) ->
         raise TaskDataError(_problem_report(path, problems))
     splits = _assign_splits(path, records, seed)
     _warn_on_leaks(path, splits)
-    return Task.from_examples(name or path.stem, splits, seed=seed, description=f"from {path}")
+    return Task.from_examples(
+        name or path.stem,
+        splits,
+        seed=seed,
+        description=f"from {path}",
+        answer_format=answer_format,
+        primary_metric=primary_metric,
+    )
 
 
 def _read_records(path: Path) -> tuple[list[tuple[int, Example, str | None]], list[str]]:
@@ -441,6 +601,9 @@ def _read_records(path: Path) -> tuple[list[tuple[int, Example, str | None]], li
     except OSError as exc:
         raise TaskDataError(f"cannot read task data file {path}: {exc.strerror}") from None
     records, problems = [], []
+    # Files exported by spreadsheets and Windows editors start with a UTF-8 byte-order mark
+    # and end lines with CRLF; both are accepted (JSON whitespace covers the CR).
+    data = data.removeprefix(codecs.BOM_UTF8)
     for lineno, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue

@@ -14,18 +14,23 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import sacrebleu
 
-from rewardgym.errors import ConfigError
+from rewardgym.errors import ConfigError, UnknownNameError
 from rewardgym.fileio import write_text_atomic
 
 __all__ = [
+    "METRIC_LABELS",
+    "QUALITY_METRICS",
+    "bleu_degeneracy",
     "corpus_bleu",
     "corpus_chrf",
+    "corpus_exact_match",
+    "corpus_quality",
     "exact_match",
     "exact_match_rate",
     "mean_entropy_bits",
@@ -87,6 +92,28 @@ def corpus_chrf(hyps: Sequence[str], refs: Sequence[str]) -> float:
     return float(sacrebleu.corpus_chrf(h, [r]).score)
 
 
+def bleu_degeneracy(hyps: Sequence[str], refs: Sequence[str]) -> str | None:
+    """Why corpus BLEU says little about these texts, or None when it is meaningful.
+
+    BLEU is a geometric mean up to 4-grams: with most references under 4 tokens, or no 4-gram
+    matched at all while chrF is high, it reads near 0 for answers that are right.
+
+    Example:
+        >>> bleu_degeneracy(["7", "12"], ["7", "12"])
+        'most references are shorter than 4 tokens (median 1)'
+    """
+    h, r = _pair(hyps, refs)
+    lengths = sorted(len(ref.split()) for ref in r)
+    median = lengths[len(lengths) // 2]
+    if median < 4:
+        return f"most references are shorter than 4 tokens (median {median})"
+    bleu = sacrebleu.corpus_bleu(h, [r])
+    chrf = sacrebleu.corpus_chrf(h, [r]).score
+    if bleu.counts[3] == 0 and chrf >= 50:
+        return f"no 4-gram of any answer matches its reference while chrF is {chrf:.1f}"
+    return None
+
+
 def sentence_bleu(hyp: str, ref: str) -> float:
     """Return sacrebleu sentence BLEU (with its default exponential smoothing), 0–100.
 
@@ -128,6 +155,39 @@ def exact_match_rate(hyps: Sequence[str], refs: Sequence[str]) -> float:
     """
     _pair(hyps, refs)
     return sum(exact_match(h, r) for h, r in zip(hyps, refs, strict=True)) / len(hyps)
+
+
+def corpus_exact_match(hyps: Sequence[str], refs: Sequence[str]) -> float:
+    """Return the exact-match rate on the 0–100 scale of BLEU and chrF.
+
+    Example:
+        >>> corpus_exact_match(["4", "5"], ["4", "6"])
+        50.0
+    """
+    _pair(hyps, refs)
+    matches = sum(exact_match(h, r) for h, r in zip(hyps, refs, strict=True))
+    return 100.0 * matches / len(hyps)  # not 100 * rate: 100 * 0.29 is 28.999999999999996
+
+
+# A task's primary quality metric by name (Task.primary_metric), each corpus-level, 0–100.
+QUALITY_METRICS: dict[str, Callable[[Sequence[str], Sequence[str]], float]] = {
+    "bleu": corpus_bleu,
+    "chrf": corpus_chrf,
+    "exact_match": corpus_exact_match,
+}
+METRIC_LABELS = {"bleu": "BLEU", "chrf": "chrF", "exact_match": "exact match"}
+
+
+def corpus_quality(metric: str, hyps: Sequence[str], refs: Sequence[str]) -> float:
+    """Return the corpus score of ``metric`` (a key of :data:`QUALITY_METRICS`), 0–100.
+
+    Example:
+        >>> corpus_quality("exact_match", ["7"], ["7"])
+        100.0
+    """
+    if metric not in QUALITY_METRICS:
+        raise UnknownNameError("quality metric", metric, QUALITY_METRICS)
+    return QUALITY_METRICS[metric](hyps, refs)
 
 
 def mean_entropy_bits(entropies: Sequence[Sequence[float] | np.ndarray]) -> float:

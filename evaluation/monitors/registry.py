@@ -1,0 +1,141 @@
+"""Monitors by name: the registry, building them from config, and the default set."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from rewardgym.errors import ConfigError, UnknownNameError, did_you_mean
+from rewardgym.evaluation.monitors.base import Monitor
+from rewardgym.evaluation.monitors.hacking import RewardHackingMonitor
+from rewardgym.evaluation.monitors.signals import EntropyMonitor, GradientSpikeMonitor
+from rewardgym.evaluation.monitors.weights import (
+    AttentionReversalMonitor,
+    NormDriftMonitor,
+    SaturationMonitor,
+    SpectralSpreadMonitor,
+)
+
+# -- building monitors from config ------------------------------------------------------------
+
+MONITORS: dict[str, type[Monitor]] = {
+    cls.name: cls
+    for cls in (
+        GradientSpikeMonitor,
+        EntropyMonitor,
+        NormDriftMonitor,
+        AttentionReversalMonitor,
+        SpectralSpreadMonitor,
+        SaturationMonitor,
+        RewardHackingMonitor,
+    )
+}
+
+
+def make_monitor(name: str, options: Mapping[str, Any] | None = None) -> Monitor:
+    """One monitor by name, its options checked by name.
+
+    Raises:
+        UnknownNameError: ``name`` is not in :data:`MONITORS`.
+        ConfigError: an option the monitor does not take, or a bad value.
+
+    Example:
+        >>> make_monitor("entropy", {"max_bits": 4.0}).max_bits
+        4.0
+    """
+    if name not in MONITORS:
+        raise UnknownNameError("monitor", name, MONITORS)
+    options = {} if options is None else options
+    if not isinstance(options, Mapping):
+        raise ConfigError(
+            f"options of monitor {name!r} must be a mapping of option to value, got {options!r}"
+        )
+    cls = MONITORS[name]
+    valid = [p for p in inspect.signature(cls).parameters if p not in ("self",)]
+    for key in options:
+        if key not in valid:
+            raise ConfigError(
+                f"monitor {name!r} has no option {key!r}.{did_you_mean(str(key), valid)} "
+                f"Valid options: {', '.join(valid)}."
+            )
+    return cls(**options)
+
+
+def make_monitors(config: Mapping[str, Any] | Sequence[Any] | None) -> list[Monitor]:
+    """Monitors from a config: a mapping ``{name: options}``, a list of names or one-key mappings.
+
+    An options value of ``None``/``True``/``{}`` means the defaults; ``False`` leaves the
+    monitor out. Unknown monitor names and options are rejected by name.
+
+    Raises:
+        UnknownNameError: an unknown monitor name (or action).
+        ConfigError: an unknown option, a bad value or a malformed config.
+
+    Example:
+        >>> monitors = make_monitors({"gradient_spike": {"factor": 1.5, "action": "skip"},
+        ...                           "entropy": None, "saturation": False})
+        >>> [m.name for m in monitors]
+        ['gradient_spike', 'entropy']
+    """
+    if config is None:
+        return []
+    if isinstance(config, Mapping):
+        items: Iterable[tuple[Any, Any]] = config.items()
+    elif isinstance(config, Sequence) and not isinstance(config, str):
+        items = [_list_entry(entry) for entry in config]
+    else:
+        raise ConfigError(
+            f"monitors config must be a mapping {{name: options}} or a list of names, "
+            f"got {config!r}"
+        )
+    monitors = []
+    for name, options in items:
+        if options is False:
+            continue
+        monitors.append(make_monitor(name, None if options is True else options))
+    return monitors
+
+
+def _list_entry(entry: Any) -> tuple[Any, Any]:
+    if isinstance(entry, str):
+        return entry, None
+    if isinstance(entry, Mapping) and len(entry) == 1:
+        return next(iter(entry.items()))
+    raise ConfigError(
+        f"a monitors list entry must be a name or a one-key mapping {{name: options}}, "
+        f"got {entry!r}"
+    )
+
+
+def default_monitors(action: str = "log", **overrides: Mapping[str, Any] | bool) -> list[Monitor]:
+    """All seven monitors with their default thresholds (docs/usage.md, "Monitors").
+
+    Args:
+        action: the action of every monitor, unless its override says otherwise.
+        **overrides: per monitor name, a mapping of options (``False`` leaves it out).
+
+    Raises:
+        UnknownNameError: an override for an unknown monitor, or an unknown action.
+        ConfigError: ``action`` is one a monitor cannot take (``skip`` for post-step signals:
+            give those an action in their override), or a bad option.
+
+    Example:
+        >>> monitors = default_monitors(gradient_spike={"action": "skip"}, attention_reversal=False)
+        >>> len(monitors)
+        6
+    """
+    for name in overrides:
+        if name not in MONITORS:
+            raise UnknownNameError("monitor", name, MONITORS)
+    config: dict[str, Any] = {}
+    for name in MONITORS:
+        extra = overrides.get(name, {})
+        if extra is False:
+            continue
+        if extra is True:
+            extra = {}
+        if not isinstance(extra, Mapping):
+            raise ConfigError(f"override of monitor {name!r} must be a mapping, got {extra!r}")
+        config[name] = {"action": action, **extra}
+    return make_monitors(config)

@@ -1,0 +1,302 @@
+"""The report's tables and cells, format-neutral: headline, probabilities, runs, samples."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rewardgym.evaluation.definitions import SOURCES
+from rewardgym.evaluation.report.load import RunFiles, StudyFiles
+from rewardgym.evaluation.report.metrics import _LABELS, Metric, _fixed
+from rewardgym.evaluation.stats import defined
+
+_DASH = "—"
+
+
+# -- cells ---------------------------------------------------------------------------------------
+
+
+def _finite(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _notes_about(runs: Sequence[RunFiles], words: str) -> list[str]:
+    found = []
+    for run in runs:
+        for note in run.record.get("notes") or []:
+            if words.lower() in str(note).lower() and note not in found:
+                found.append(str(note))
+    return found
+
+
+def undefined_reason(metric: str, runs: Sequence[RunFiles], baseline: bool = False) -> str:
+    """Why ``metric`` has no value for some run of a scheme, in the words a report cell uses.
+
+    Example:
+        >>> undefined_reason("bleu_improvement_pct", runs_with_bleu_before_0)
+        'BLEU before = 0: improvement undefined'
+    """
+    recs = [r.record for r in runs]
+    if metric == "bleu_improvement_pct":
+        if any(_finite(r.get("before_bleu")) == 0 for r in recs):
+            return "BLEU before = 0: improvement undefined"
+        if any(r.get("before_bleu") is None for r in recs):
+            return "BLEU before missing: improvement undefined"
+    if metric == "quality_improvement_pct":
+        if any(_finite(r.get("before_quality")) == 0 for r in recs):
+            return "before = 0: improvement undefined"
+    if metric == "robustness_change_pct":
+        if any(_finite(r.get("robustness_before")) == 0 for r in recs):
+            return "R before = 0: robustness change undefined"
+        notes = _notes_about(runs, "robustness")
+        if notes:
+            return "; ".join(notes)
+        return "no noise sweep (R missing): robustness change undefined"
+    if metric == "grad_variance_change_pct":
+        if baseline:
+            return "baseline against itself"
+        return "no ν for this seed or its baseline seed, or baseline ν = 0: change undefined"
+    if metric == "forgetting_pct":
+        notes = _notes_about(runs, "forgetting")
+        return "; ".join(notes) if notes else "no retention task in the study: not measured"
+    if metric == "flops_per_bleu_point":
+        return "no BLEU gained: FLOPs per point undefined"
+    if metric == "entropy_bits":
+        return "no entropy logged (greedy decoding or no tokens)"
+    notes = _notes_about(runs, _LABELS.get(metric, metric).split(" (")[0])
+    return "; ".join(notes) if notes else "no seed has a value"
+
+
+def headline_cell(
+    metric: Metric, entry: dict[str, Any] | None, runs: Sequence[RunFiles], is_baseline: bool
+) -> str:
+    """One headline cell: ``mean [ci_low, ci_high]`` (IQM with ≥ 5 seeds), or why it has none.
+
+    Example:
+        >>> headline_cell(HEADLINE[6], {"n": 3, "mean": 20.0, "ci_low": 18.5, "ci_high": 21.0,
+        ...                             "iqm": None, "values": [18.5, 20.5, 21.0]}, runs, False)
+        '20.00 [18.50, 21.00]'
+    """
+    if is_baseline and metric.key == "grad_variance_change_pct":
+        return _DASH
+    entry = entry or {}
+    n = int(entry.get("n") or 0)
+    mean = _finite(entry.get("mean"))
+    if n == 0 or mean is None:
+        return f"n/a ({undefined_reason(metric.key, runs)})"
+    low, high = _finite(entry.get("ci_low")), _finite(entry.get("ci_high"))
+    text = metric.fmt(mean)
+    if low is not None and high is not None:
+        text += f" [{metric.fmt(low)}, {metric.fmt(high)}]"
+    elif n > 1:  # too few values for an interval: say their range instead
+        values = defined(entry.get("values") or [])
+        text += f" (range {metric.fmt(min(values))} to {metric.fmt(max(values))}, {n} values)"
+    middle = _finite(entry.get("iqm"))
+    if middle is not None:
+        text += f", IQM {metric.fmt(middle)}"
+    total = len(entry.get("values") or runs)
+    if n < total:
+        text += f" (n={n} of {total}; {total - n} n/a: {undefined_reason(metric.key, runs)})"
+    return text
+
+
+def probability_cell(value: Any, is_baseline: bool) -> str:
+    """A P(beats baseline) cell: two decimals, "—" for the baseline, or why it is missing.
+
+    Example:
+        >>> probability_cell(0.875, False)
+        '0.88'
+    """
+    if is_baseline:
+        return _DASH
+    value = _finite(value)
+    return "n/a (no seed pair with values on both sides)" if value is None else f"{value:.2f}"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of plain (unescaped) strings; each format escapes it its own way."""
+
+    columns: list[str]
+    rows: list[list[str]]
+
+
+def headline_table(study: StudyFiles) -> Table:
+    """Rows = headline metrics (+ n seeds), columns = schemes."""
+    summary = study.results.get("summary") or {}
+    rows = [["seeds (runs)"] + [str(len(study.runs_of(s))) for s in study.schemes]]
+    for metric in study.metrics():
+        row = [metric.label]
+        for scheme in study.schemes:
+            entry = (summary.get(scheme) or {}).get(metric.key)
+            row.append(
+                headline_cell(metric, entry, study.runs_of(scheme), scheme == study.baseline)
+            )
+        rows.append(row)
+    return Table(["metric"] + study.schemes, rows)
+
+
+def probability_table(study: StudyFiles) -> Table:
+    """P(scheme beats baseline) per directed metric (the share of seed pairs, ties half)."""
+    beats = study.results.get("p_beats_baseline") or {}
+    keys: list[str] = []
+    for scheme in study.schemes:
+        keys += [k for k in beats.get(scheme, {}) if k not in keys]
+    labels = {m.key: m.label for m in study.metrics()}
+    ordered = [k for k in labels if k in keys] + [k for k in keys if k not in _LABELS]
+    rows = []
+    for key in ordered:
+        row = [f"P(beats baseline): {labels.get(key, key)}"]
+        for scheme in study.schemes:
+            row.append(
+                probability_cell((beats.get(scheme) or {}).get(key), scheme == study.baseline)
+            )
+        rows.append(row)
+    return Table(["metric"] + study.schemes, rows)
+
+
+def _num(value: Any, digits: int = 2, sign: bool = False) -> str:
+    value = _finite(value)
+    return "n/a" if value is None else _fixed(digits, sign)(value)
+
+
+def per_run_table(study: StudyFiles) -> Table:
+    """Every run's own figures: the values the means and intervals are computed from."""
+    cols = [
+        "run (under runs/)",
+        "BLEU before",
+        "BLEU after",
+        "BLEU impr. %",
+        "R before",
+        "R after",
+        "robust. chg %",
+        "median ν",
+        "ν chg %",
+        "waste %",
+        "chrF",
+        "length",
+        "entropy",
+        "alerts",
+        "forgetting %",
+    ]
+    rows = []
+    for run in study.runs:
+        r = run.record
+        rows.append(
+            [
+                run.path.removeprefix("runs/"),
+                _num(r.get("before_bleu")),
+                _num(r.get("final_bleu")),
+                _num(r.get("bleu_improvement_pct"), 1, True),
+                _num(r.get("robustness_before"), 3),
+                _num(r.get("robustness_after"), 3),
+                _num(r.get("robustness_change_pct"), 1, True),
+                _num(r.get("nu_median"), 3),
+                _num(r.get("grad_variance_change_pct"), 1, True),
+                _num(r.get("compute_waste_pct"), 1),
+                _num(r.get("final_chrf")),
+                _num(r.get("completion_length"), 1),
+                _num(r.get("entropy_bits")),
+                str(r.get("monitor_alerts", "n/a")),
+                _num(r.get("forgetting_pct"), 1, True),
+            ]
+        )
+    return Table(cols, rows)
+
+
+def before_table(study: StudyFiles) -> Table:
+    """The starting policy, per task: the *before* of every change figure."""
+    rows = []
+    for task in study.results.get("tasks", []):
+        data = study.before.get(task) or (study.results.get("before") or {}).get(task) or {}
+        rows.append(
+            [
+                task,
+                _num(data.get("bleu")),
+                _num(data.get("chrf")),
+                _num(data.get("robustness"), 3),
+                _num(data.get("completion_tokens"), 1),
+                f"before/{task}/{study.split}.json",
+            ]
+        )
+    return Table(["task", "BLEU", "chrF", "R", "completion length", "file"], rows)
+
+
+def alert_table(study: StudyFiles) -> Table:
+    """Every monitor alert, run by run in update order (the timeline)."""
+    rows = []
+    for run in study.runs:
+        alerts = sorted(
+            run.record.get("alerts") or [],
+            key=lambda a: (a.get("update", 0), str(a.get("monitor"))),
+        )
+        for a in alerts:
+            rows.append(
+                [
+                    run.path.removeprefix("runs/"),
+                    str(a.get("update", "")),
+                    str(a.get("monitor", "")),
+                    _num(a.get("value"), 4),
+                    _num(a.get("threshold"), 4),
+                    str(a.get("action", "")),
+                    str(a.get("message", "")),
+                ]
+            )
+    return Table(["run", "update", "monitor", "value", "threshold", "action", "message"], rows)
+
+
+def sample_tables(study: StudyFiles, per_scheme: int = 3) -> list[tuple[str, Table]]:
+    """Sample outputs: the starting policy's, then each scheme's first run with samples."""
+    out = []
+    for task, data in study.before.items():
+        rows = _sample_rows(data, per_scheme)
+        if rows:
+            out.append((f"starting policy (before/{task}/{study.split}.json)", rows))
+    for scheme in study.schemes:
+        for run in study.runs_of(scheme):
+            rows = _sample_rows(run.evaluation or {}, per_scheme)
+            if rows:
+                out.append((f"{scheme} ({run.path}/eval/{study.split}.json)", rows))
+                break
+    return [(title, Table(["prompt", "reference", "completion"], rows)) for title, rows in out]
+
+
+def _sample_rows(data: dict, n: int) -> list[list[str]]:
+    return [
+        [
+            str(s.get("prompt", "")),
+            str(s.get("reference", "")),
+            # the empty answer is the classic speed-reward exploit: make it visible
+            str(s.get("completion", "")) or "(empty completion)",
+        ]
+        for s in (data.get("samples") or [])[:n]
+        if isinstance(s, dict)
+    ]
+
+
+def source_lines(study: StudyFiles) -> list[str]:
+    """Per headline row: the file and field to open to check it."""
+    lines = []
+    for metric in study.metrics():
+        src = SOURCES.get(metric.key)
+        if src is None:
+            continue
+        where = src.file.replace("SPLIT", study.split)
+        line = f"{metric.label}: {where}, field {src.field}"
+        if src.recompute:
+            line += f"; recompute: {src.recompute.replace('SPLIT', study.split)}"
+        lines.append(line)
+    lines.append(
+        "RUN = runs/<scheme>/<task>/<seed>; the per-run values are under results.json "
+        '"runs" (same keys as the rows), and each column\'s n, mean, ci_low, ci_high, iqm and '
+        'values under "summary" → <scheme> → <key>; P(beats baseline) under "p_beats_baseline".'
+    )
+    return lines
