@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import small_train_config
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from rewardgym.agents.callbacks import CallbackList, TrainContext
@@ -597,26 +598,18 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _train(
     model_dir: Path, out: Path, lr: float, monitors, updates: int = 4, resume: bool = False, **kw
 ) -> list[dict]:
-    from rewardgym.agents.config import TrainConfig
     from rewardgym.agents.trainer import train
 
     settings = dict(
-        model=str(model_dir),
-        task="arithmetic",
-        reward="chrf",
-        updates=updates,
-        lr=lr,
-        out=str(out),
+        {"reward": "chrf", "updates": updates, "lr": lr, "out": str(out)},
         prompts_per_update=8,
         group_size=4,
-        micro_batches=4,
         max_new_tokens=8,
-        eval_examples=4,
         checkpoint_every=0,
         tensorboard=False,
-        progress=False,
     )
-    train(TrainConfig(**{**settings, **kw}), callbacks=monitors, resume=resume)
+    config = small_train_config(str(model_dir), **{**settings, **kw})
+    train(config, callbacks=monitors, resume=resume)
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 

@@ -6,6 +6,7 @@ import importlib.util
 
 import numpy as np
 import pytest
+from conftest import small_train_config
 
 from rewardgym.agents import models
 from rewardgym.agents.registry import load_policy
@@ -61,7 +62,7 @@ def test_smollm2_loads_and_generates() -> None:
 def test_one_grpo_update_on_smollm2(tmp_path) -> None:
     import torch
 
-    from rewardgym.agents import TrainConfig, train
+    from rewardgym.agents import train
     from rewardgym.agents.callbacks import Callback
 
     class Snapshot(Callback):
@@ -69,20 +70,13 @@ def test_one_grpo_update_on_smollm2(tmp_path) -> None:
             self.before = {k: v.clone() for k, v in ctx.model.state_dict().items()}
 
     snapshot = Snapshot()
-    config = TrainConfig(
-        model="smollm2-135m",
-        task="arithmetic",
-        reward="speed_only",
-        algo="grpo",
+    config = small_train_config(
+        "smollm2-135m",
         updates=1,
         prompts_per_update=2,
-        group_size=2,
-        micro_batches=4,
-        max_new_tokens=6,
         eval_examples=2,
         lr=1e-5,
         device="cpu",
-        progress=False,
         out=str(tmp_path / "run"),
     )
     result = train(config, callbacks=[snapshot])
