@@ -21,8 +21,7 @@ class UnknownNameError(RewardGymError, KeyError):
         self.kind, self.name, self.choices = kind, name, sorted(choices)
         message = f"unknown {kind} {name!r}"
         close = difflib.get_close_matches(str(name), self.choices, n=1)
-        if close:
-            message += f"; did you mean {close[0]!r}?"
+        message += f"; did you mean {close[0]!r}?" if close else "."
         message += f" Valid {kind}s: {', '.join(self.choices) or '(none registered)'}."
         if hint:
             message += f" {hint}"

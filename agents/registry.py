@@ -30,7 +30,7 @@ from rewardgym.errors import ConfigError, UnknownNameError
 
 __all__ = ["ModelSpec", "list_models", "load_policy", "register_model"]
 
-LOCAL_HINT = "or a local Hugging Face model directory"
+LOCAL_HINT = "Or give a local Hugging Face model directory."
 
 
 @dataclass(frozen=True)

@@ -219,7 +219,7 @@ def test_unknown_names() -> None:
     with pytest.raises(
         UnknownNameError,
         match=r"unknown model 'tinyy'; did you mean 'tiny'\? "
-        r"Valid models: smollm2-135m, tiny\. or a local Hugging Face model",
+        r"Valid models: smollm2-135m, tiny\. Or give a local Hugging Face model directory\.",
     ):
         load_policy("tinyy")
     with pytest.raises(UnknownNameError, match=r"unknown dtype 'fp8'"):

@@ -257,7 +257,7 @@ class Task:
 
 def _check_choice(option: str, value: object, valid: tuple[str, ...]) -> str:
     if value not in valid:
-        raise UnknownNameError(option, value, valid)
+        raise UnknownNameError(option.replace("_", " "), value, valid)
     return value  # type: ignore[return-value]
 
 
@@ -420,7 +420,7 @@ def make_task(name: str, seed: int = 0, **kw: Any) -> Task:
         return _task_file(Path(name), seed, kw)
     if name not in _REGISTRY and not _load_plugin(name):
         raise UnknownNameError(
-            "task", name, list_tasks(), hint="(or the path of a .jsonl task file)"
+            "task", name, list_tasks(), hint="Or give the path of a .jsonl task file."
         )
     check_seed(seed)
     try:
