@@ -130,3 +130,10 @@ def test_every_metric_a_task_may_name_is_computed() -> None:
     assert set(TASK_METRICS) == set(QUALITY_METRICS)
     for name in TASK_METRICS:
         assert corpus_quality(name, ["a b c d e"], ["a b c d e"]) == pytest.approx(100.0)
+
+
+def test_exact_match_percentage_is_counted_not_scaled() -> None:
+    from rewardgym.evaluation.meters.text_metrics import corpus_exact_match
+
+    hyps = ["7"] * 29 + ["8"] * 71
+    assert corpus_exact_match(hyps, ["7"] * 100) == 29.0  # 100 * 0.29 would be 28.999...

@@ -153,8 +153,12 @@ def exact_match_rate(hyps: Sequence[str], refs: Sequence[str]) -> float:
         >>> exact_match_rate(["4", "5"], ["4", "6"])
         0.5
     """
+    return _match_count(hyps, refs) / len(hyps)
+
+
+def _match_count(hyps: Sequence[str], refs: Sequence[str]) -> int:
     _pair(hyps, refs)
-    return sum(exact_match(h, r) for h, r in zip(hyps, refs, strict=True)) / len(hyps)
+    return sum(exact_match(h, r) for h, r in zip(hyps, refs, strict=True))
 
 
 def corpus_exact_match(hyps: Sequence[str], refs: Sequence[str]) -> float:
@@ -164,9 +168,8 @@ def corpus_exact_match(hyps: Sequence[str], refs: Sequence[str]) -> float:
         >>> corpus_exact_match(["4", "5"], ["4", "6"])
         50.0
     """
-    _pair(hyps, refs)
-    matches = sum(exact_match(h, r) for h, r in zip(hyps, refs, strict=True))
-    return 100.0 * matches / len(hyps)  # not 100 * rate: 100 * 0.29 is 28.999999999999996
+    # counted, not 100 * rate: 100 * 0.29 is 28.999999999999996
+    return 100.0 * _match_count(hyps, refs) / len(hyps)
 
 
 # A task's primary quality metric by name (Task.primary_metric), each corpus-level, 0–100.
