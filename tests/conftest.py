@@ -48,28 +48,39 @@ def small_train_config(model_dir: str, **options):
     return TrainConfig(**{**base, **options})
 
 
-def save_random_model(directory, texts, vocab_size: int = 320, hidden: int = 32, layers: int = 1):
-    """A randomly initialised Llama and a byte-level BPE tokenizer, saved as a local HF model
-    directory: loads in milliseconds, so trainer and harness tests need no warm start."""
+def random_llama(vocab_size: int, *, seed: int = 0, **config):
+    """The suite's one seeded random Llama: 32 wide, 2 heads, 256 positions unless ``config``
+    (LlamaConfig fields) says otherwise."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from rewardgym.agents.tiny import train_tokenizer
-
-    hf_tok = train_tokenizer(texts, vocab_size, min_frequency=0)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(hf_tok),
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=layers,
+    settings = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=2,
         max_position_embeddings=256,
-        **special_token_ids(hf_tok),
-        tie_word_embeddings=True,
     )
-    LlamaForCausalLM(config).save_pretrained(directory, safe_serialization=True)
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab_size, **{**settings, **config}))
+
+
+def save_random_model(directory, texts, vocab_size: int = 320, hidden: int = 32, layers: int = 1):
+    """A randomly initialised Llama and a byte-level BPE tokenizer, saved as a local HF model
+    directory: loads in milliseconds, so trainer and harness tests need no warm start."""
+    from rewardgym.agents.tiny import train_tokenizer
+
+    hf_tok = train_tokenizer(texts, vocab_size, min_frequency=0)
+    model = random_llama(
+        len(hf_tok),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        tie_word_embeddings=True,
+        **special_token_ids(hf_tok),
+    )
+    model.save_pretrained(directory, safe_serialization=True)
     hf_tok.save_pretrained(directory)
     return directory
 
@@ -91,26 +102,18 @@ def gqa_policy(random_model_dir):
 
     A wide initialisation gives logits of a few units, so wrong attention shows in the tokens.
     """
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from rewardgym.agents.policy import LMPolicy
     from rewardgym.agents.registry import load_policy
 
     tok = load_policy(random_model_dir, device="cpu").tokenizer
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
+    model = random_llama(
+        len(tok),
         num_hidden_layers=2,
         num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
         initializer_range=0.2,
         **special_token_ids(tok),
     )
-    return LMPolicy(LlamaForCausalLM(config), tok, name="gqa", device="cpu")
+    return LMPolicy(model, tok, name="gqa", device="cpu")
 
 
 def assert_greedy_matches_hf(policy, gen, max_new_tokens: int) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import small_train_config
+from conftest import random_llama, small_train_config
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from rewardgym.agents.callbacks import CallbackList, TrainContext
@@ -32,18 +32,15 @@ from rewardgym.evaluation.monitors import (
 )
 
 
-def _llama(seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
+def _llama(seed: int = 0):
+    return random_llama(
+        64,
+        seed=seed,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=4,
-        intermediate_size=64,
         max_position_embeddings=64,
     )
-    return LlamaForCausalLM(config)
 
 
 @pytest.fixture()
