@@ -172,6 +172,9 @@ def _md_table(table: Table) -> list[str]:
         "|" + "|".join(" --- " for _ in table.columns) + "|",
     ]
     lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in table.rows]
+    if table.notes:
+        lines.append("")
+        lines += [f"[{k}] {md_escape(note)}  " for k, note in enumerate(table.notes, start=1)]
     return lines
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rewardgym.evaluation.definitions import SOURCES
@@ -123,10 +124,46 @@ def probability_cell(value: Any, is_baseline: bool) -> str:
 
 @dataclass(frozen=True)
 class Table:
-    """A table of plain (unescaped) strings; each format escapes it its own way."""
+    """A table of plain (unescaped) strings; each format escapes it its own way. ``notes`` are
+    its footnotes: why cells marked ``[k]`` have no value, each reason said once."""
 
     columns: list[str]
     rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+
+
+_FULL_NA = re.compile(r"^n/a \((?P<reason>.+)\)$")
+_PART_NA = re.compile(r"^(?P<head>.+\(n=\d+ of \d+; \d+ n/a): (?P<reason>.+)\)$")
+
+
+def footnoted(table: Table) -> Table:
+    """The table with each n/a reason moved to a numbered footnote, said once however many
+    cells share it: ``n/a (no retention task ...)`` becomes ``n/a [1]``.
+
+    Example:
+        >>> t = footnoted(Table(["m", "a", "b"], [["x", "n/a (none)", "n/a (none)"]]))
+        >>> t.rows, t.notes
+        ([['x', 'n/a [1]', 'n/a [1]']], ['none'])
+    """
+    notes: list[str] = []
+
+    def mark(reason: str) -> str:
+        if reason not in notes:
+            notes.append(reason)
+        return f"[{notes.index(reason) + 1}]"
+
+    rows = []
+    for row in table.rows:
+        cells = [row[0]]
+        for cell in row[1:]:
+            full, part = _FULL_NA.match(cell), _PART_NA.match(cell)
+            if full:
+                cell = f"n/a {mark(full['reason'])}"
+            elif part:
+                cell = f"{part['head']} {mark(part['reason'])})"
+            cells.append(cell)
+        rows.append(cells)
+    return Table(table.columns, rows, notes)
 
 
 def headline_table(study: StudyFiles) -> Table:
@@ -141,7 +178,7 @@ def headline_table(study: StudyFiles) -> Table:
                 headline_cell(metric, entry, study.runs_of(scheme), scheme == study.baseline)
             )
         rows.append(row)
-    return Table(["metric"] + study.schemes, rows)
+    return footnoted(Table(["metric"] + study.schemes, rows))
 
 
 def probability_table(study: StudyFiles) -> Table:
@@ -160,7 +197,7 @@ def probability_table(study: StudyFiles) -> Table:
                 probability_cell((beats.get(scheme) or {}).get(key), scheme == study.baseline)
             )
         rows.append(row)
-    return Table(["metric"] + study.schemes, rows)
+    return footnoted(Table(["metric"] + study.schemes, rows))
 
 
 def _num(value: Any, digits: int = 2, sign: bool = False) -> str:
