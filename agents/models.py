@@ -14,9 +14,12 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +149,9 @@ def load_smollm2(
         tokenizer = AutoTokenizer.from_pretrained(cached, local_files_only=True)
         source = str(cached)
     else:
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+        with _gguf_progress_off():
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
         if use_cache:
             _write_cache(model, tokenizer, cached, signature)
         source = str(folder / SMOLLM2_GGUF)
@@ -161,6 +165,29 @@ def load_smollm2(
         chat=True,
         info={"source": source},
     )
+
+
+@contextmanager
+def _gguf_progress_off() -> Iterator[None]:
+    """Hide the GGUF conversion bar when Hugging Face's bars are off.
+
+    transformers draws that bar with tqdm directly, outside its own progress switch, so the
+    bar has to be disabled here. It is shown again with HF_HUB_DISABLE_PROGRESS_BARS=0.
+    """
+    import transformers.modeling_gguf_pytorch_utils as gguf
+
+    if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "").lower() not in ("1", "true", "yes"):
+        yield
+        return
+    original = getattr(gguf, "tqdm", None)
+    if original is None:
+        yield
+        return
+    gguf.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        gguf.tqdm = original
 
 
 def _weight_files(directory: Path) -> list[Path]:

@@ -86,3 +86,16 @@ def test_one_grpo_update_on_smollm2(tmp_path) -> None:
     after = result.policy.model.state_dict()
     changed = [k for k in snapshot.before if not torch.equal(snapshot.before[k], after[k])]
     assert changed or record["zero_advantage/share"] == 1.0
+
+
+def test_the_gguf_conversion_bar_follows_the_hugging_face_switch(monkeypatch) -> None:
+    import transformers.modeling_gguf_pytorch_utils as gguf
+
+    original = gguf.tqdm
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    with models._gguf_progress_off():
+        assert gguf.tqdm is not original and gguf.tqdm.keywords == {"disable": True}
+    assert gguf.tqdm is original
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "0")
+    with models._gguf_progress_off():
+        assert gguf.tqdm is original
