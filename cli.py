@@ -87,7 +87,7 @@ def _overrides(pairs: list[str]) -> dict:
 def _given_options(args: argparse.Namespace) -> dict:
     """The TrainConfig options the command line sets: flags and ``--set``, each at most once."""
     flags = {
-        "task": _task_spec(args.task) if args.task else None,
+        "task": args.task,
         "model": args.model,
         "reward": parse_reward_spec(args.reward) if args.reward else None,
         "algo": args.algo,
@@ -102,13 +102,6 @@ def _given_options(args: argparse.Namespace) -> dict:
         pairs = ", ".join(f"--{k} and --set {k}=..." for k in both)
         raise ConfigError(f"{pairs} both set {', '.join(both)}; give each option once")
     return {**flags, **overrides}
-
-
-def _task_spec(task: str) -> str:
-    """A task file is recorded by its absolute path, so the run can be evaluated from anywhere."""
-    from rewardgym.envs.tasks import is_task_file
-
-    return str(Path(task).resolve()) if is_task_file(task) else task
 
 
 def _train_config(args: argparse.Namespace):

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from rewardgym.envs.tasks import is_task_file
 from rewardgym.errors import ConfigError, UnknownNameError
 
 ALGORITHMS = ("reinforce", "grpo", "ppo")
@@ -93,6 +94,9 @@ class TrainConfig:
     progress: bool = _field(True, "show a progress bar")
 
     def __post_init__(self) -> None:
+        if is_task_file(self.task):
+            # recorded by its absolute path, so the run's task is found again from any folder
+            self.task = str(Path(self.task).resolve())
         if self.algo not in ALGORITHMS:
             raise UnknownNameError("algorithm", self.algo, ALGORITHMS)
         if self.lr_schedule not in LR_SCHEDULES:

@@ -56,8 +56,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, rotate_half
 
+from rewardgym.agents.meters.compute import count_params
 from rewardgym.agents.padding import pad_ids
-from rewardgym.evaluation.meters.compute import count_params
 
 __all__ = [
     "FastPathOptions",

@@ -42,10 +42,10 @@ from rewardgym.agents.decoding import (
     StaticCacheDecoder,
     supports,
 )
+from rewardgym.agents.meters.compute import count_params
 from rewardgym.agents.padding import pad_ids
 from rewardgym.agents.scoring import completion_logits
 from rewardgym.errors import ConfigError, ModelLoadError, UnknownNameError
-from rewardgym.evaluation.meters.compute import count_params
 
 __all__ = [
     "DTYPES",

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rewardgym.agents.meters.compute import FlopCounter
 from rewardgym.envs.tasks import Example
 from rewardgym.envs.vector_env import TextTaskVectorEnv
-from rewardgym.evaluation.meters.compute import FlopCounter
 
 
 @dataclass

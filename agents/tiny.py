@@ -29,11 +29,11 @@ import torch
 
 from rewardgym import machine
 from rewardgym.agents.cache import cache_root
+from rewardgym.agents.meters.text_metrics import corpus_bleu
 from rewardgym.agents.policy import LMPolicy, resolve_device
 from rewardgym.agents.sft import SFTConfig, demonstrations, train_sft
 from rewardgym.envs.tasks import extract_answer
 from rewardgym.errors import ConfigError
-from rewardgym.evaluation.meters.text_metrics import corpus_bleu
 from rewardgym.fileio import atomic_dir
 from rewardgym.locks import exclusive_lock
 

@@ -41,6 +41,9 @@ from rewardgym.agents.checkpoint import (
 )
 from rewardgym.agents.config import TrainConfig
 from rewardgym.agents.memory import keep_freed_memory
+from rewardgym.agents.meters.compute import FlopCounter
+from rewardgym.agents.meters.gradients import GradNoiseAccumulator
+from rewardgym.agents.meters.text_metrics import corpus_scores
 from rewardgym.agents.padding import pad_values
 from rewardgym.agents.policy import LMPolicy
 from rewardgym.agents.registry import load_policy
@@ -51,9 +54,6 @@ from rewardgym.envs.scoring import score_completions
 from rewardgym.envs.spaces import Action
 from rewardgym.envs.vector_env import TextTaskVectorEnv
 from rewardgym.errors import ConfigError, RunDataError
-from rewardgym.evaluation.meters.compute import FlopCounter
-from rewardgym.evaluation.meters.gradients import GradNoiseAccumulator
-from rewardgym.evaluation.meters.text_metrics import corpus_bleu, corpus_chrf, corpus_quality
 from rewardgym.fileio import write_json_atomic
 from rewardgym.locks import hold_run_dir
 from rewardgym.machine import machine_record, torch_threads
@@ -590,10 +590,11 @@ def _evaluate_during_training(run: _Run, prefix: str = "eval/") -> dict[str, flo
     ]
     output = score_completions(run.env.reward, run.env.task, examples, prompts, actions)
     refs, answers = [ex.reference for ex in examples], run.env.task.answers(gen.completions)
+    scores = corpus_scores(answers, refs)
     result = {
-        f"{prefix}quality": corpus_quality(run.env.task.primary_metric, answers, refs),
-        f"{prefix}bleu": corpus_bleu(answers, refs),
-        f"{prefix}chrf": corpus_chrf(answers, refs),
+        f"{prefix}quality": scores.of(run.env.task.primary_metric),
+        f"{prefix}bleu": scores.bleu,
+        f"{prefix}chrf": scores.chrf,
         f"{prefix}reward": float(output.total.mean()),
         f"{prefix}completion_length": float(np.mean(gen.n_tokens)),
     }

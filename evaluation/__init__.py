@@ -1,8 +1,8 @@
-"""Evaluation: the meters training uses and the harness (evaluate, audit, studies, reports).
+"""Evaluation: the monitors and the harness (evaluate, audit, studies, reports).
 
-The meters (``meters/``: text metrics, gradient noise, FLOPs) sit below agents and import
-nothing of ours above rewards; the monitors and the harness sit above agents and drive them.
-pyproject.toml's import-linter contracts enforce both. Names are imported lazily.
+It sits above agents and drives them; the meters it reads (text metrics, gradient noise,
+FLOPs) live in ``agents/meters``, below everything that measures with them. pyproject.toml's
+import-linter contracts enforce the order. Names are imported lazily.
 
 Example:
     >>> import rewardgym

@@ -36,25 +36,25 @@ from typing import Any
 
 import numpy as np
 
+from rewardgym.agents.meters.text_metrics import (
+    METRIC_LABELS,
+    bleu_degeneracy,
+    corpus_bleu,
+    corpus_chrf,
+    corpus_scores,
+    exact_match_rate,
+    mean_entropy_bits,
+    write_hyps_refs,
+)
 from rewardgym.envs.scoring import resolve_reward, score_completions
 from rewardgym.envs.spaces import Action
-from rewardgym.envs.tasks import SPLITS, Example, Task, extract_answer, make_task
+from rewardgym.envs.tasks import SPLITS, Example, Task, make_task
 from rewardgym.errors import (
     CheckpointError,
     ConfigError,
     RewardGymError,
     RunDataError,
     UnknownNameError,
-)
-from rewardgym.evaluation.meters.text_metrics import (
-    METRIC_LABELS,
-    bleu_degeneracy,
-    corpus_bleu,
-    corpus_chrf,
-    corpus_quality,
-    exact_match_rate,
-    mean_entropy_bits,
-    write_hyps_refs,
 )
 from rewardgym.evaluation.robustness import (
     DEFAULT_SEVERITIES,
@@ -234,7 +234,7 @@ class EvalResult:
 
 @dataclass
 class _Answers:
-    read: Callable[[str], str] = extract_answer  # the task's answer reader (Task.answer)
+    read: Callable[[str], str]  # the task's answer reader (Task.answer)
     completions: list[str] = field(default_factory=list)
     n_tokens: list[int] = field(default_factory=list)
     finished: list[bool] = field(default_factory=list)
@@ -507,7 +507,8 @@ def _clean_result(
 ) -> EvalResult:
     notes: list[str] = []
     hyps, refs = answers.answers, [ex.reference for ex in examples]
-    degenerate = bleu_degeneracy(hyps, refs)
+    scores = corpus_scores(hyps, refs)
+    degenerate = bleu_degeneracy(refs, scores)
     if degenerate is not None:
         notes.append(
             f"corpus BLEU is degenerate on this split: {degenerate}; read "
@@ -522,11 +523,11 @@ def _clean_result(
         task=task.name,
         split=split,
         n_examples=len(examples),
-        bleu=corpus_bleu(hyps, refs),
-        chrf=corpus_chrf(hyps, refs),
+        bleu=scores.bleu,
+        chrf=scores.chrf,
         exact_match=exact_match_rate(hyps, refs),
         metric=task.primary_metric,
-        quality=corpus_quality(task.primary_metric, hyps, refs),
+        quality=scores.of(task.primary_metric),
         completion_tokens=_completion_tokens(answers),
         completion_chars=_mean(len(h) for h in hyps),
         finished_share=_mean(answers.finished),

@@ -25,10 +25,10 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from rewardgym.agents.meters.text_metrics import corpus_scores
 from rewardgym.envs.noise import NOISE_TYPES, noisy_example
 from rewardgym.envs.tasks import Example
 from rewardgym.errors import ConfigError, UnknownNameError
-from rewardgym.evaluation.meters.text_metrics import corpus_bleu, corpus_chrf, corpus_quality
 
 __all__ = [
     "DEFAULT_SEVERITIES",
@@ -151,7 +151,7 @@ def noise_sweep(
         noise: noise types (see :data:`NOISE_TYPES`); None or ``[]`` for no sweep.
         severities: shares of characters (words for ``word_drop``) touched, each in (0, 1].
         noise_seed: example ``i`` is noised with seed ``noise_seed + i``.
-        metric: the task's primary quality metric (a key of ``QUALITY_METRICS``).
+        metric: the task's primary quality metric (a key of ``METRIC_LABELS``).
 
     Example:
         >>> echo = lambda prompts, condition: [p.split(": ")[1][:-3] for p in prompts]
@@ -170,10 +170,10 @@ def noise_sweep(
             hyps = list(answer(prompts, condition))
             sweep.prompts[(kind, level)] = prompts
             sweep.hyps[(kind, level)] = hyps
-            sweep.bleu.setdefault(kind, {})[severity_key(level)] = corpus_bleu(hyps, refs)
-            sweep.chrf.setdefault(kind, {})[severity_key(level)] = corpus_chrf(hyps, refs)
-            quality = corpus_quality(metric, hyps, refs)
-            sweep.quality.setdefault(kind, {})[severity_key(level)] = quality
+            scores, key = corpus_scores(hyps, refs), severity_key(level)
+            sweep.bleu.setdefault(kind, {})[key] = scores.bleu
+            sweep.chrf.setdefault(kind, {})[key] = scores.chrf
+            sweep.quality.setdefault(kind, {})[key] = scores.of(metric)
     return sweep
 
 

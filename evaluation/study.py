@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from rewardgym.agents.meters.text_metrics import METRIC_LABELS
 from rewardgym.envs.tasks import task_label
 from rewardgym.errors import RunDataError, RunLockedError
-from rewardgym.evaluation.meters.text_metrics import METRIC_LABELS
 from rewardgym.evaluation.report.metrics import HEADLINE as HEADLINE_METRICS
 from rewardgym.evaluation.stats import prob_beats, summarise
 from rewardgym.evaluation.study_config import (

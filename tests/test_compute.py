@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 
-from rewardgym.errors import ConfigError, UnknownNameError
-from rewardgym.evaluation.meters.compute import (
+from rewardgym.agents.meters.compute import (
     CATEGORIES,
     WASTE_REASONS,
     FlopCounter,
     count_params,
 )
+from rewardgym.errors import ConfigError, UnknownNameError
 
 N = 1_000_000
 

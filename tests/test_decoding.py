@@ -32,10 +32,10 @@ from rewardgym.agents.decoding import (
     plain_linear,
     supports,
 )
+from rewardgym.agents.meters.compute import FlopCounter
 from rewardgym.agents.policy import LMPolicy
 from rewardgym.agents.registry import load_policy
 from rewardgym.agents.rollout import count_generation_flops
-from rewardgym.evaluation.meters.compute import FlopCounter
 
 # Prompts with a long common start (bos + "translate: the dog sees") and different lengths.
 # Their token counts, and the completion lengths the trained tiny model gives them, depend on

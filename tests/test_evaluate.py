@@ -20,6 +20,7 @@ from conftest import save_random_model
 
 from rewardgym.agents.checkpoint import save_checkpoint
 from rewardgym.agents.config import TrainConfig
+from rewardgym.agents.meters.text_metrics import corpus_bleu, corpus_chrf
 from rewardgym.agents.policy import Generation
 from rewardgym.agents.registry import load_policy
 from rewardgym.cli import main as cli_main
@@ -34,7 +35,6 @@ from rewardgym.evaluation.evaluate import (
     evaluate_run,
     format_summary,
 )
-from rewardgym.evaluation.meters.text_metrics import corpus_bleu, corpus_chrf
 from rewardgym.evaluation.robustness import forgetting_pct
 from rewardgym.rewards import make_reward
 

@@ -9,13 +9,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rewardgym.errors import ConfigError
-from rewardgym.evaluation.meters.gradients import (
+from rewardgym.agents.meters.gradients import (
     GradNoiseAccumulator,
     GradStats,
     gradient_noise,
     normalised_variance,
 )
+from rewardgym.errors import ConfigError
 
 
 def _rel_close(a: float, b: float, rel: float = 1e-5) -> bool:

@@ -67,8 +67,8 @@ def test_task_reward_repairs_the_flawed_warm_start() -> None:
 
 def _greedy_eval(policy, config) -> dict:
     """BLEU of greedy answers on the validation examples the trainer's final evaluation uses."""
+    from rewardgym.agents.meters.text_metrics import corpus_bleu
     from rewardgym.envs.tasks import extract_answer, make_task
-    from rewardgym.evaluation.meters.text_metrics import corpus_bleu
 
     examples = make_task(config.task, seed=config.task_seed).split("validation")
     examples = examples[: config.eval_examples]

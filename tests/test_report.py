@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from markupsafe import escape as html_escape
 
+from rewardgym.agents.meters.text_metrics import corpus_bleu, corpus_chrf, write_hyps_refs
 from rewardgym.errors import RunDataError
 from rewardgym.evaluation.evaluate import EvalResult, compare
-from rewardgym.evaluation.meters.text_metrics import corpus_bleu, corpus_chrf, write_hyps_refs
 from rewardgym.evaluation.report import (
     CSP,
     HEADLINE,

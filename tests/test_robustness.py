@@ -7,11 +7,11 @@ import math
 
 import pytest
 
+from rewardgym.agents.meters.text_metrics import corpus_bleu
 from rewardgym.envs.noise import NOISE_TYPES, apply_noise, noisy_example
 from rewardgym.envs.tasks import Example
 from rewardgym.errors import ConfigError, UnknownNameError
 from rewardgym.evaluation import robustness
-from rewardgym.evaluation.meters.text_metrics import corpus_bleu
 from rewardgym.evaluation.robustness import (
     DEFAULT_SEVERITIES,
     bleu_improvement_pct,

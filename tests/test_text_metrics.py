@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rewardgym.errors import ConfigError
-from rewardgym.evaluation.meters.text_metrics import (
+from rewardgym.agents.meters.text_metrics import (
     corpus_bleu,
     corpus_chrf,
     exact_match,
@@ -23,6 +22,7 @@ from rewardgym.evaluation.meters.text_metrics import (
     sentence_chrf,
     write_hyps_refs,
 )
+from rewardgym.errors import ConfigError
 
 SACREBLEU = Path(sys.executable).with_name("sacrebleu")
 
@@ -124,16 +124,23 @@ def test_errors_name_the_problem(tmp_path: Path) -> None:
 
 
 def test_every_metric_a_task_may_name_is_computed() -> None:
+    from rewardgym.agents.meters.text_metrics import METRIC_LABELS, corpus_scores
     from rewardgym.envs.tasks import QUALITY_METRICS as TASK_METRICS
-    from rewardgym.evaluation.meters.text_metrics import QUALITY_METRICS, corpus_quality
 
-    assert set(TASK_METRICS) == set(QUALITY_METRICS)
-    for name in TASK_METRICS:
-        assert corpus_quality(name, ["a b c d e"], ["a b c d e"]) == pytest.approx(100.0)
+    assert set(TASK_METRICS) == set(METRIC_LABELS)
+    hyps, refs = ["a b c d e", "x y z w v"], ["a b c d e", "x y z w q"]
+    scores = corpus_scores(hyps, refs)
+    assert (scores.bleu, scores.chrf) == (corpus_bleu(hyps, refs), corpus_chrf(hyps, refs))
+    assert scores.exact_match == 50.0 and scores.bleu_4gram_matches > 0
+    assert {name: scores.of(name) for name in TASK_METRICS} == {
+        "bleu": scores.bleu,
+        "chrf": scores.chrf,
+        "exact_match": 50.0,
+    }
 
 
 def test_exact_match_percentage_is_counted_not_scaled() -> None:
-    from rewardgym.evaluation.meters.text_metrics import corpus_exact_match
+    from rewardgym.agents.meters.text_metrics import corpus_exact_match
 
     hyps = ["7"] * 29 + ["8"] * 71
     assert corpus_exact_match(hyps, ["7"] * 100) == 29.0  # 100 * 0.29 would be 28.999...

@@ -81,7 +81,7 @@ ANSWER_FORMATS: dict[str, Callable[[str], str]] = {
     "number": extract_number,
 }
 # The quality metrics a task may name as its primary one; the meters compute each
-# (evaluation/meters/text_metrics.QUALITY_METRICS, kept equal by tests/test_text_metrics.py).
+# (agents/meters/text_metrics.METRIC_LABELS, kept equal by tests/test_text_metrics.py).
 QUALITY_METRICS = ("bleu", "chrf", "exact_match")
 
 

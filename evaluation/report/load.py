@@ -8,8 +8,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rewardgym.agents.meters.text_metrics import METRIC_LABELS
 from rewardgym.errors import RunDataError
-from rewardgym.evaluation.meters.text_metrics import METRIC_LABELS
 from rewardgym.evaluation.report.metrics import HEADLINE, Metric
 
 _STUDY_FORMAT_VERSION = 1  # the results.json layout this module reads

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from rewardgym.evaluation.meters.text_metrics import METRIC_LABELS
+from rewardgym.agents.meters.text_metrics import METRIC_LABELS
 from rewardgym.evaluation.report.load import RunFiles, StudyFiles
 from rewardgym.evaluation.report.tables import _finite
 

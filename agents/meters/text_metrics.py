@@ -14,7 +14,8 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +26,12 @@ from rewardgym.fileio import write_text_atomic
 
 __all__ = [
     "METRIC_LABELS",
-    "QUALITY_METRICS",
+    "CorpusScores",
     "bleu_degeneracy",
     "corpus_bleu",
     "corpus_chrf",
     "corpus_exact_match",
-    "corpus_quality",
+    "corpus_scores",
     "exact_match",
     "exact_match_rate",
     "mean_entropy_bits",
@@ -92,25 +93,57 @@ def corpus_chrf(hyps: Sequence[str], refs: Sequence[str]) -> float:
     return float(sacrebleu.corpus_chrf(h, [r]).score)
 
 
-def bleu_degeneracy(hyps: Sequence[str], refs: Sequence[str]) -> str | None:
+@dataclass(frozen=True)
+class CorpusScores:
+    """The corpus metrics of one set of answers, each computed once (all 0–100).
+
+    Attributes:
+        bleu: sacrebleu corpus BLEU; ``bleu_4gram_matches`` is its matched 4-gram count.
+        chrf: sacrebleu corpus chrF.
+        exact_match: the share of answers equal to their reference, in percent.
+    """
+
+    bleu: float
+    chrf: float
+    exact_match: float
+    bleu_4gram_matches: int
+
+    def of(self, metric: str) -> float:
+        """The score of a task's primary metric (a name in :data:`METRIC_LABELS`)."""
+        if metric not in METRIC_LABELS:
+            raise UnknownNameError("quality metric", metric, METRIC_LABELS)
+        return float(getattr(self, metric))
+
+
+def corpus_scores(hyps: Sequence[str], refs: Sequence[str]) -> CorpusScores:
+    """BLEU, chrF and exact match of ``hyps`` against ``refs``, one pass of each.
+
+    Example:
+        >>> corpus_scores(["7", "12"], ["7", "13"]).of("exact_match")
+        50.0
+    """
+    h, r = _pair(hyps, refs)
+    bleu = sacrebleu.corpus_bleu(h, [r])
+    chrf = float(sacrebleu.corpus_chrf(h, [r]).score)
+    return CorpusScores(float(bleu.score), chrf, corpus_exact_match(hyps, refs), bleu.counts[3])
+
+
+def bleu_degeneracy(refs: Sequence[str], scores: CorpusScores) -> str | None:
     """Why corpus BLEU says little about these texts, or None when it is meaningful.
 
     BLEU is a geometric mean up to 4-grams: with most references under 4 tokens, or no 4-gram
     matched at all while chrF is high, it reads near 0 for answers that are right.
 
     Example:
-        >>> bleu_degeneracy(["7", "12"], ["7", "12"])
+        >>> bleu_degeneracy(["7", "12"], corpus_scores(["7", "12"], ["7", "12"]))
         'most references are shorter than 4 tokens (median 1)'
     """
-    h, r = _pair(hyps, refs)
-    lengths = sorted(len(ref.split()) for ref in r)
+    lengths = sorted(len(one_line(ref).split()) for ref in refs)
     median = lengths[len(lengths) // 2]
     if median < 4:
         return f"most references are shorter than 4 tokens (median {median})"
-    bleu = sacrebleu.corpus_bleu(h, [r])
-    chrf = sacrebleu.corpus_chrf(h, [r]).score
-    if bleu.counts[3] == 0 and chrf >= 50:
-        return f"no 4-gram of any answer matches its reference while chrF is {chrf:.1f}"
+    if scores.bleu_4gram_matches == 0 and scores.chrf >= 50:
+        return f"no 4-gram of any answer matches its reference while chrF is {scores.chrf:.1f}"
     return None
 
 
@@ -172,25 +205,8 @@ def corpus_exact_match(hyps: Sequence[str], refs: Sequence[str]) -> float:
     return 100.0 * _match_count(hyps, refs) / len(hyps)
 
 
-# A task's primary quality metric by name (Task.primary_metric), each corpus-level, 0–100.
-QUALITY_METRICS: dict[str, Callable[[Sequence[str], Sequence[str]], float]] = {
-    "bleu": corpus_bleu,
-    "chrf": corpus_chrf,
-    "exact_match": corpus_exact_match,
-}
+# The quality metrics a task may name as its primary one (Task.primary_metric), with labels.
 METRIC_LABELS = {"bleu": "BLEU", "chrf": "chrF", "exact_match": "exact match"}
-
-
-def corpus_quality(metric: str, hyps: Sequence[str], refs: Sequence[str]) -> float:
-    """Return the corpus score of ``metric`` (a key of :data:`QUALITY_METRICS`), 0–100.
-
-    Example:
-        >>> corpus_quality("exact_match", ["7"], ["7"])
-        100.0
-    """
-    if metric not in QUALITY_METRICS:
-        raise UnknownNameError("quality metric", metric, QUALITY_METRICS)
-    return QUALITY_METRICS[metric](hyps, refs)
 
 
 def mean_entropy_bits(entropies: Sequence[Sequence[float] | np.ndarray]) -> float:

@@ -97,7 +97,7 @@ class FlopCounter:
         if isinstance(n_params, bool) or not isinstance(n_params, int) or n_params <= 0:
             raise ConfigError(
                 f"n_params must be a positive int, got {n_params!r}; "
-                "use rewardgym.evaluation.meters.compute.count_params(model)"
+                "use rewardgym.agents.meters.compute.count_params(model)"
             )
         self.n_params = n_params
         self._tokens: dict[str, dict[str, int]] = {c: dict.fromkeys(KINDS, 0) for c in CATEGORIES}
