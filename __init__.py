@@ -38,6 +38,8 @@ _EXPORTS = {
     "train": "rewardgym.agents.trainer",
     "TrainConfig": "rewardgym.agents.config",
     "evaluate": "rewardgym.evaluation.evaluate",
+    "evaluate_run": "rewardgym.evaluation.evaluate",
+    "EvalConfig": "rewardgym.evaluation.eval_config",
     "EvalResult": "rewardgym.evaluation.evaluate",
     "run_study": "rewardgym.evaluation.study",
     "StudyResult": "rewardgym.evaluation.study",

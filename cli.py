@@ -202,11 +202,10 @@ def evaluate_from_args(args: argparse.Namespace):
         >>> evaluate_from_args(parser.parse_args(["runs/a", "--noise", "none"])).robustness is None
         True
     """
-    from rewardgym.evaluation.evaluate import evaluate_run
+    from rewardgym.evaluation.evaluate import EvalConfig, evaluate_run
 
     noise = [] if [n.lower() for n in args.noise] == ["none"] else args.noise
-    return evaluate_run(
-        args.run_dir,
+    config = EvalConfig(
         split=args.split,
         noise=noise,
         severities=args.severity,
@@ -216,9 +215,13 @@ def evaluate_from_args(args: argparse.Namespace):
         seed=args.seed,
         batch_size=args.batch_size,
         retention_task=args.retention_task,
+    )
+    return evaluate_run(
+        args.run_dir,
+        config,
+        reward=parse_reward_spec(args.reward) if args.reward else None,
         device=args.device,
         out_dir=args.out,
-        reward=parse_reward_spec(args.reward) if args.reward else None,
     )
 
 

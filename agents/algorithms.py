@@ -1,22 +1,37 @@
-"""Advantages and losses of the policy-gradient algorithms, as small pure functions.
+"""The policy-gradient algorithms: one registry of how each turns rewards into advantages.
 
-One clipped surrogate serves all three algorithms. For ``reinforce`` and ``grpo`` there is one
-epoch over fresh on-policy samples, so the importance ratio is exactly 1 and the gradient is the
-plain ``A · ∇log π``; ``ppo`` runs several epochs over the same rollouts, where the clip matters.
-PPO here has no value network (as in most LM RL): its advantages are group-normalised rewards
-like GRPO's when ``group_size > 1``, batch-normalised otherwise.
+An algorithm is an :class:`AlgorithmSpec`: its advantage function, whether it reuses each batch
+for several epochs (``ppo_epochs``; the losses' clip then matters), and the smallest group it
+needs. The trainer reads only the spec, so a new algorithm is one :func:`register_algorithm`
+call. PPO here has no value network (as in most LM RL): its advantages are group-normalised
+rewards like GRPO's when ``group_size > 1``, batch-normalised otherwise.
 
-Per-token terms are summed over each completion and divided by ``max_new_tokens``, a constant
-(as in Dr. GRPO): dividing by each completion's own length would pay short completions more per
-token, a length bias that would confound any study of speed rewards.
+Example:
+    >>> list_algorithms()
+    ['grpo', 'ppo', 'reinforce']
+    >>> get_algorithm("ppo").reuses_batch
+    True
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
+
+from rewardgym.errors import ConfigError, UnknownNameError
+
+__all__ = [
+    "AlgorithmSpec",
+    "RunningBaseline",
+    "batch_advantages",
+    "compute_advantages",
+    "get_algorithm",
+    "group_advantages",
+    "list_algorithms",
+    "register_algorithm",
+]
 
 EPS = 1e-6
 
@@ -63,66 +78,104 @@ class RunningBaseline:
         return adv
 
 
+#: ``advantages(rewards, group_size, baseline) -> one advantage per sample``
+AdvantageFn = Callable[[np.ndarray, int, "RunningBaseline"], np.ndarray]
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """A registered algorithm.
+
+    Attributes:
+        name: the ``algo`` option's value.
+        advantages: rewards of one batch (grouped ``group_size`` samples per prompt, in order)
+            and the run's :class:`RunningBaseline` -> one advantage per sample.
+        reuses_batch: True if each rollout is optimised for ``ppo_epochs`` epochs, else once.
+        min_group_size: the smallest ``group_size`` the advantages make sense for.
+        needs_groups_because: why, said in the error for a smaller group.
+    """
+
+    name: str
+    advantages: AdvantageFn
+    reuses_batch: bool = False
+    min_group_size: int = 1
+    needs_groups_because: str = ""
+
+    def check_group_size(self, group_size: int) -> None:
+        """Raise ConfigError if ``group_size`` is below what this algorithm needs."""
+        if group_size < self.min_group_size:
+            raise ConfigError(
+                f"{self.name} {self.needs_groups_because}: group_size must be >= "
+                f"{self.min_group_size}, got {group_size}; raise group_size or use "
+                "algo='reinforce'"
+            )
+
+
+_REGISTRY: dict[str, AlgorithmSpec] = {}
+
+
+def register_algorithm(
+    name: str,
+    advantages: AdvantageFn,
+    *,
+    reuses_batch: bool = False,
+    min_group_size: int = 1,
+    needs_groups_because: str = "",
+    overwrite: bool = False,
+) -> AlgorithmSpec:
+    """Register an algorithm under ``name`` (``algo=name`` then selects it).
+
+    Raises:
+        ConfigError: ``name`` is taken (pass ``overwrite=True`` to replace it) or not a name.
+
+    Example:
+        >>> register_algorithm("mean_baseline", lambda r, g, b: r - r.mean())
+        AlgorithmSpec(name='mean_baseline', ...)
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ConfigError(f"an algorithm name must be an identifier, got {name!r}")
+    if name in _REGISTRY and not overwrite:
+        raise ConfigError(
+            f"algorithm {name!r} is already registered; pass overwrite=True to replace it"
+        )
+    if not callable(advantages):
+        raise ConfigError(f"advantages of algorithm {name!r} must be callable, got {advantages!r}")
+    spec = AlgorithmSpec(name, advantages, reuses_batch, min_group_size, needs_groups_because)
+    _REGISTRY[name] = spec
+    return spec
+
+
+def get_algorithm(name: str) -> AlgorithmSpec:
+    """The spec registered as ``name``; UnknownNameError (with "did you mean") otherwise."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise UnknownNameError("algorithm", name, _REGISTRY) from None
+
+
+def list_algorithms() -> list[str]:
+    """The registered algorithm names, sorted."""
+    return sorted(_REGISTRY)
+
+
 def compute_advantages(
     algo: str, rewards: np.ndarray, group_size: int, baseline: RunningBaseline
 ) -> np.ndarray:
-    """The advantage of every sample under ``algo`` (see the module docstring)."""
-    if algo == "reinforce":
-        return baseline.advantages(rewards)
+    """The advantage of every sample under the algorithm registered as ``algo``."""
+    return get_algorithm(algo).advantages(rewards, group_size, baseline)
+
+
+def _normalised(rewards: np.ndarray, group_size: int, baseline: RunningBaseline) -> np.ndarray:
     if group_size > 1:
         return group_advantages(rewards, group_size)
     return batch_advantages(rewards)
 
 
-def clipped_surrogate(
-    logprobs: torch.Tensor,
-    old_logprobs: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    clip_eps: float,
-) -> torch.Tensor:
-    """Per-token PPO objective, negated to a loss: ``−min(ρA, clip(ρ, 1±ε)A)``.
-
-    Args:
-        logprobs: ``[B, T]`` log-probs of the sampled tokens under the current policy.
-        old_logprobs: ``[B, T]`` the same under the policy that sampled them.
-        advantages: ``[B]`` one advantage per completion.
-        mask: ``[B, T]`` 1 for completion tokens, 0 for padding.
-        clip_eps: the clip range ε.
-    """
-    ratio = torch.exp(logprobs - old_logprobs)
-    adv = advantages[:, None]
-    unclipped = ratio * adv
-    clipped = torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * adv
-    return -torch.minimum(unclipped, clipped) * mask
-
-
-@torch.no_grad()
-def ratio_stats(
-    logprobs: torch.Tensor, old_logprobs: torch.Tensor, mask: torch.Tensor, clip_eps: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mean |ρ − 1|, share of tokens with ρ outside [1 − ε, 1 + ε])`` over real tokens.
-
-    On fresh samples scored the way they were sampled, ρ is 1 up to rounding: both near 0.
-
-    Example:
-        >>> lp = torch.log(torch.tensor([[0.5, 0.25]]))
-        >>> [round(float(x), 3) for x in ratio_stats(lp, lp, torch.ones(1, 2), 0.2)]
-        [0.0, 0.0]
-    """
-    ratio = torch.exp(logprobs - old_logprobs)
-    real = mask.sum().clamp(min=1)
-    deviation = ((ratio - 1).abs() * mask).sum() / real
-    clipped = (((ratio < 1 - clip_eps) | (ratio > 1 + clip_eps)).float() * mask).sum() / real
-    return deviation, clipped
-
-
-def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-token KL(π‖π_ref) estimate k3 = e^{r} − r − 1 with r = log π_ref − log π (≥ 0)."""
-    r = ref_logprobs - logprobs
-    return (torch.exp(r) - r - 1) * mask
-
-
-def sequence_sum(per_token: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
-    """Sum each completion's per-token terms and divide by the constant ``max_new_tokens``."""
-    return per_token.sum(dim=1) / max_new_tokens
+register_algorithm("reinforce", lambda rewards, _group, baseline: baseline.advantages(rewards))
+register_algorithm(
+    "grpo",
+    lambda rewards, group_size, _baseline: group_advantages(rewards, group_size),
+    min_group_size=2,
+    needs_groups_because="normalises advantages within groups",
+)
+register_algorithm("ppo", _normalised, reuses_batch=True)

@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
+from rewardgym.agents.algorithms import get_algorithm
 from rewardgym.envs.tasks import is_task_file
 from rewardgym.errors import ConfigError, UnknownNameError
 
-ALGORITHMS = ("reinforce", "grpo", "ppo")
 LR_SCHEDULES = ("constant", "linear", "cosine")
 DTYPES = ("float32", "bfloat16")
 
@@ -50,7 +50,11 @@ class TrainConfig:
     reward: Any = _field(
         "balanced", "reward spec: a name, 'module:function' or {'composite': {...}}"
     )
-    algo: str = _field("grpo", "policy-gradient algorithm: reinforce, grpo or ppo")
+    algo: str = _field(
+        "grpo",
+        "policy-gradient algorithm: reinforce, grpo, ppo or one registered with "
+        "rewardgym.agents.algorithms.register_algorithm",
+    )
     updates: int = _field(100, "optimizer updates to run")
     seed: int = _field(0, "seed of sampling, batches and initialisation")
     out: str | None = _field(None, "run directory (None: train in memory, write nothing)")
@@ -97,8 +101,7 @@ class TrainConfig:
         if is_task_file(self.task):
             # recorded by its absolute path, so the run's task is found again from any folder
             self.task = str(Path(self.task).resolve())
-        if self.algo not in ALGORITHMS:
-            raise UnknownNameError("algorithm", self.algo, ALGORITHMS)
+        algorithm = get_algorithm(self.algo)
         if self.lr_schedule not in LR_SCHEDULES:
             raise UnknownNameError("lr schedule", self.lr_schedule, LR_SCHEDULES)
         if self.dtype not in DTYPES:
@@ -134,11 +137,7 @@ class TrainConfig:
                 f"into micro_batches={self.micro_batches} equal parts; choose sizes whose product "
                 f"is a multiple of {self.micro_batches}"
             )
-        if self.algo == "grpo" and self.group_size < 2:
-            raise ConfigError(
-                "grpo normalises advantages within groups: group_size must be >= 2, got "
-                f"{self.group_size}; raise group_size or use algo='reinforce'"
-            )
+        algorithm.check_group_size(self.group_size)
 
     @property
     def batch_size(self) -> int:

@@ -22,14 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from rewardgym.agents.algorithms import (
-    RunningBaseline,
-    clipped_surrogate,
-    compute_advantages,
-    kl_k3,
-    ratio_stats,
-    sequence_sum,
-)
+from rewardgym.agents.algorithms import RunningBaseline, compute_advantages, get_algorithm
 from rewardgym.agents.callbacks import Callback, CallbackList, TrainContext
 from rewardgym.agents.checkpoint import (
     latest_checkpoint,
@@ -40,6 +33,7 @@ from rewardgym.agents.checkpoint import (
     save_checkpoint,
 )
 from rewardgym.agents.config import TrainConfig
+from rewardgym.agents.losses import clipped_surrogate, kl_k3, ratio_stats, sequence_sum
 from rewardgym.agents.memory import keep_freed_memory
 from rewardgym.agents.meters.compute import FlopCounter
 from rewardgym.agents.meters.gradients import GradNoiseAccumulator
@@ -339,7 +333,8 @@ def _one_update(run: _Run) -> dict[str, Any]:
     record: dict[str, Any] = {"update": run.update, "lr": lr, **rollout.metrics()}
     record["zero_advantage/share"] = float(np.mean(advantages == 0.0))
     clip_fractions = []
-    for epoch in range(config.ppo_epochs if config.algo == "ppo" else 1):
+    epochs = config.ppo_epochs if get_algorithm(config.algo).reuses_batch else 1
+    for epoch in range(epochs):
         stats = _optimise(run, rollout, advantages, measure_noise=epoch == 0, seen=record)
         clip_fractions.append(stats.pop("ppo/clip_fraction"))
         ratio_dev = stats.pop("ppo/ratio_dev")

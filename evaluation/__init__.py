@@ -16,6 +16,7 @@ from rewardgym._lazy import lazy_getattr
 # `evaluate` is deliberately not here: it is also a submodule's name (rewardgym.evaluate is
 # the function; rewardgym.evaluation.evaluate is the module).
 _EXPORTS = {
+    "EvalConfig": "rewardgym.evaluation.eval_config",
     "EvalResult": "rewardgym.evaluation.evaluate",
     "run_study": "rewardgym.evaluation.study",
     "StudyResult": "rewardgym.evaluation.study",

@@ -17,7 +17,7 @@ BLEU improvement and robustness change.
 
 Example:
     >>> policy = load_policy("tiny", task="translate")
-    >>> result = evaluate(policy, "translate", n_examples=64, out_dir="runs/a/eval")
+    >>> result = evaluate(policy, "translate", EvalConfig(n_examples=64), out_dir="runs/a/eval")
     >>> result.bleu, result.robustness
     (41.2, 0.83)
 """
@@ -48,7 +48,7 @@ from rewardgym.agents.meters.text_metrics import (
 )
 from rewardgym.envs.scoring import resolve_reward, score_completions
 from rewardgym.envs.spaces import Action
-from rewardgym.envs.tasks import SPLITS, Example, Task, make_task
+from rewardgym.envs.tasks import Example, Task, make_task
 from rewardgym.errors import (
     CheckpointError,
     ConfigError,
@@ -56,12 +56,10 @@ from rewardgym.errors import (
     RunDataError,
     UnknownNameError,
 )
+from rewardgym.evaluation.eval_config import EvalConfig
 from rewardgym.evaluation.robustness import (
-    DEFAULT_SEVERITIES,
     MIN_CLEAN_BLEU,
-    NOISE_TYPES,
     bleu_improvement_pct,
-    check_noise,
     forgetting_pct,
     noise_sweep,
     robustness_change_pct,
@@ -72,6 +70,7 @@ from rewardgym.fileio import write_text_atomic
 
 __all__ = [
     "EVAL_FORMAT_VERSION",
+    "EvalConfig",
     "EvalResult",
     "compare",
     "evaluate",
@@ -247,35 +246,25 @@ class _Answers:
         return [self.read(c) for c in self.completions]
 
 
-@dataclass(frozen=True)
-class _Decoding:
-    max_new_tokens: int
-    greedy: bool
-    seed: int
-    batch_size: int
-    temperature: float
-    top_p: float
-
-
 def _batch_seed(seed: int, stream: int, batch: int) -> int:
     """An independent sampling seed for each (condition, batch); unused when greedy."""
     return int(np.random.SeedSequence([seed, stream, batch]).generate_state(1)[0])
 
 
 def _answer(
-    policy: Any, task: Task, prompts: Sequence[str], decoding: _Decoding, stream: int
+    policy: Any, task: Task, prompts: Sequence[str], config: EvalConfig, stream: int
 ) -> _Answers:
-    """Answer ``prompts`` of ``task`` in batches of ``decoding.batch_size`` generate calls."""
+    """Answer ``prompts`` of ``task`` in batches of ``config.batch_size`` generate calls."""
     out = _Answers(read=task.answer)
-    for b, start in enumerate(range(0, len(prompts), decoding.batch_size)):
-        batch = list(prompts[start : start + decoding.batch_size])
+    for b, start in enumerate(range(0, len(prompts), config.batch_size)):
+        batch = list(prompts[start : start + config.batch_size])
         gen = policy.generate(
             batch,
-            max_new_tokens=decoding.max_new_tokens,
-            temperature=decoding.temperature,
-            top_p=decoding.top_p,
-            greedy=decoding.greedy,
-            seed=_batch_seed(decoding.seed, stream, b),
+            max_new_tokens=config.token_limit,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            greedy=config.greedy,
+            seed=_batch_seed(config.seed, stream, b),
         )
         if len(gen.completions) != len(batch):
             raise ConfigError(
@@ -355,12 +344,6 @@ def _samples(examples: Sequence[Example], hyps: Sequence[str], n: int) -> list[d
 # -- validation --------------------------------------------------------------------------------
 
 
-def _positive_int(value: Any, name: str, fix: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be an int >= 1, got {value!r}; {fix}")
-    return value
-
-
 def _resolve_examples(task: str | Task, split: str, n_examples: int | None) -> tuple[Task, list]:
     if isinstance(task, str):
         task = make_task(task)
@@ -369,23 +352,8 @@ def _resolve_examples(task: str | Task, split: str, n_examples: int | None) -> t
             f"task must be a task name or a Task, got {type(task).__name__}: {task!r:.80}; "
             "see rewardgym.list_tasks()"
         )
-    if split not in SPLITS:
-        raise UnknownNameError("split", split, SPLITS)
     examples = task.split(split)
-    if n_examples is not None:
-        _positive_int(n_examples, "n_examples", "or None for the whole split")
-        examples = examples[:n_examples]
-    return task, examples
-
-
-def _decoding(
-    max_new_tokens: int, greedy: bool, seed: int, batch_size: int, temperature: float, top_p: float
-) -> _Decoding:
-    _positive_int(max_new_tokens, "max_new_tokens", "e.g. 48")
-    _positive_int(batch_size, "batch_size", "e.g. 64 prompts per generate call")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be an int >= 0, got {seed!r}")
-    return _Decoding(max_new_tokens, bool(greedy), seed, batch_size, temperature, top_p)
+    return task, examples if n_examples is None else examples[:n_examples]
 
 
 # -- evaluate ----------------------------------------------------------------------------------
@@ -394,23 +362,10 @@ def _decoding(
 def evaluate(
     policy: Any,
     task: str | Task,
-    split: str = "test",
-    noise: Iterable[str] | str | None = NOISE_TYPES,
-    severities: Iterable[float] | float | None = DEFAULT_SEVERITIES,
-    reward: Any = None,
-    n_examples: int | None = None,
-    max_new_tokens: int = 48,
-    greedy: bool = True,
-    seed: int = 0,
-    batch_size: int = 64,
-    out_dir: str | os.PathLike[str] | None = None,
+    config: EvalConfig | None = None,
     *,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    retention_task: str | Task | None = None,
-    retention_split: str | None = None,
-    noise_seed: int = 0,
-    n_samples: int = 5,
+    reward: Any = None,
+    out_dir: str | os.PathLike[str] | None = None,
     settings: dict[str, Any] | None = None,
 ) -> EvalResult:
     """Evaluate ``policy`` on a task split: BLEU, chrF, lengths, reward and noise robustness.
@@ -419,24 +374,12 @@ def evaluate(
         policy: an :class:`~rewardgym.agents.policy.LMPolicy`, or any object with
             ``generate(prompts, max_new_tokens, temperature, top_p, greedy, seed)`` returning a
             :class:`~rewardgym.agents.policy.Generation`.
-        task: a task name (built with seed 0) or a :class:`~rewardgym.envs.tasks.Task`.
-        split: ``"train"``, ``"validation"`` or ``"test"``.
-        noise: noise types of the robustness sweep; None or ``[]`` for none.
-        severities: severities of the sweep, each in (0, 1].
+        task: a task name (built with seed 0), a task file, or a
+            :class:`~rewardgym.envs.tasks.Task`.
+        config: the evaluation's options (None: ``EvalConfig()``, the whole test split with the
+            default noise sweep).
         reward: a reward spec (as ``make_reward`` takes) to score answers with, or None.
-        n_examples: answer only the first n examples of the split (None: all).
-        max_new_tokens: token limit of each answer.
-        greedy: argmax decoding (default); False samples, seeded by ``seed``.
-        seed: sampling seed; each (condition, batch) gets its own stream derived from it.
-        batch_size: prompts per ``generate`` call.
         out_dir: where to write ``<split>.json`` and the text files (None: write nothing).
-        temperature: sampling temperature (when ``greedy=False``).
-        top_p: nucleus share (when ``greedy=False``).
-        retention_task: also measure BLEU on this task (e.g. one not trained on with RL), so
-            forgetting can be computed from a before and an after result.
-        retention_split: the retention task's split (default: ``split``).
-        noise_seed: example ``i`` is noised with seed ``noise_seed + i``.
-        n_samples: how many (prompt, reference, completion) samples to keep.
         settings: extra facts to store in ``result.settings`` (e.g. the checkpoint).
 
     Returns:
@@ -447,63 +390,78 @@ def evaluate(
         UnknownNameError: an unknown split, noise type or task.
 
     Example:
-        >>> result = evaluate(policy, "translate", n_examples=32, noise=["word_drop"],
-        ...                   severities=[0.1], reward="balanced")
+        >>> config = EvalConfig(n_examples=32, noise=["word_drop"], severities=[0.1])
+        >>> result = evaluate(policy, "translate", config, reward="balanced")
         >>> sorted(result.noise["word_drop"])
         ['0.1']
     """
     started = time.perf_counter()
-    task_obj, examples = _resolve_examples(task, split, n_examples)
-    kinds, levels = check_noise(noise, severities)
-    decoding = _decoding(max_new_tokens, greedy, seed, batch_size, temperature, top_p)
+    config = _checked_config(config)
+    task_obj, examples = _resolve_examples(task, config.split, config.n_examples)
     retention = None
-    if retention_task is not None:  # resolve it now: fail before the slow part
-        ret_split = retention_split or split
-        retention = (*_resolve_examples(retention_task, ret_split, n_examples), ret_split)
-    answers = _answer(policy, task_obj, [ex.prompt for ex in examples], decoding, stream=0)
-    result = _clean_result(task_obj, split, examples, answers, decoding, reward, n_samples)
+    if config.retention_task is not None:  # resolve it now: fail before the slow part
+        ret_split = config.retention_split or config.split
+        retention = (
+            *_resolve_examples(config.retention_task, ret_split, config.n_examples),
+            ret_split,
+        )
+    answers = _answer(policy, task_obj, [ex.prompt for ex in examples], config, stream=0)
+    result = _clean_result(task_obj, examples, answers, config, reward)
 
     def answer(prompts: list[str], condition: int) -> list[str]:
-        return _answer(policy, task_obj, prompts, decoding, stream=condition).answers
+        return _answer(policy, task_obj, prompts, config, stream=condition).answers
 
-    sweep = noise_sweep(answer, examples, kinds, levels, noise_seed, task_obj.primary_metric)
+    kinds, levels = tuple(config.noise), tuple(config.severities)
+    sweep = noise_sweep(answer, examples, kinds, levels, config.noise_seed, task_obj.primary_metric)
     _add_sweep(result, sweep, kinds, levels, [ex.reference for ex in examples])
     ret_texts = None
     if retention is not None:
-        ret_texts = _add_retention(result, policy, retention, decoding)
+        ret_texts = _add_retention(result, policy, retention, config)
     result.settings = {
         "policy": str(getattr(policy, "name", type(policy).__name__)),
         "n_params": getattr(policy, "n_params", None),
         "task_seed": task_obj.seed,
-        **asdict(decoding),
-        "noise_types": list(kinds),
-        "severities": list(levels),
-        "noise_seed": noise_seed,
+        **_recorded_settings(config),
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **(settings or {}),
     }
     if out_dir is not None:
         out = Path(out_dir)
         refs = [ex.reference for ex in examples]
-        result.files = _write_texts(out, split, answers.answers, refs, sweep.hyps)
+        result.files = _write_texts(out, config.split, answers.answers, refs, sweep.hyps)
         if ret_texts is not None and result.retention is not None:
             stem = f"retention.{result.retention['task']}.{result.retention['split']}"
             hyp_path, ref_path = write_hyps_refs(out, *ret_texts, stem=stem)
             result.files.update(retention_hyps=hyp_path.name, retention_refs=ref_path.name)
     result.settings["wall_s"] = time.perf_counter() - started
     if out_dir is not None:
-        result.save(Path(out_dir) / f"{split}.json")
+        result.save(Path(out_dir) / f"{config.split}.json")
     return result
 
 
+def _checked_config(config: EvalConfig | None) -> EvalConfig:
+    if config is None:
+        return EvalConfig()
+    if not isinstance(config, EvalConfig):
+        raise ConfigError(
+            f"config must be an EvalConfig, got {type(config).__name__}: {config!r:.80}; "
+            "e.g. evaluate(policy, task, EvalConfig(n_examples=64, noise=None))"
+        )
+    return config
+
+
+def _recorded_settings(config: EvalConfig) -> dict[str, Any]:
+    """The options a result records (the retention task is recorded in ``result.retention``)."""
+    data = config.to_dict()
+    data["max_new_tokens"] = config.token_limit
+    data["noise_types"] = data.pop("noise")
+    for key in ("split", "n_examples", "retention_task", "retention_split", "n_samples"):
+        data.pop(key)
+    return data
+
+
 def _clean_result(
-    task: Task,
-    split: str,
-    examples: list[Example],
-    answers: _Answers,
-    decoding: _Decoding,
-    reward: Any,
-    n_samples: int,
+    task: Task, examples: list[Example], answers: _Answers, config: EvalConfig, reward: Any
 ) -> EvalResult:
     notes: list[str] = []
     hyps, refs = answers.answers, [ex.reference for ex in examples]
@@ -521,7 +479,7 @@ def _clean_result(
         )
     return EvalResult(
         task=task.name,
-        split=split,
+        split=config.split,
         n_examples=len(examples),
         bleu=scores.bleu,
         chrf=scores.chrf,
@@ -533,9 +491,9 @@ def _clean_result(
         finished_share=_mean(answers.finished),
         tokens_per_sample=_mean(answers.n_tokens),
         latency_s_per_sample=_mean(answers.latency_s),
-        entropy_bits=_entropy(answers, decoding.greedy, notes),
+        entropy_bits=_entropy(answers, config.greedy, notes),
         reward=_reward_summary(reward, task, examples, answers, notes),
-        samples=_samples(examples, answers.completions, n_samples),
+        samples=_samples(examples, answers.completions, config.n_samples),
         notes=notes,
     )
 
@@ -569,11 +527,11 @@ def _add_retention(
     result: EvalResult,
     policy: Any,
     retention: tuple[Task, list[Example], str],
-    decoding: _Decoding,
+    config: EvalConfig,
 ) -> tuple[list[str], list[str]]:
     task, examples, split = retention
     prompts = [ex.prompt for ex in examples]
-    hyps = _answer(policy, task, prompts, decoding, _RETENTION_STREAM).answers
+    hyps = _answer(policy, task, prompts, config, _RETENTION_STREAM).answers
     refs = [ex.reference for ex in examples]
     result.retention = {
         "task": task.name,
@@ -775,19 +733,11 @@ def _run_reward(config: Any, override: Any) -> Any:
 
 def evaluate_run(
     run_dir: str | os.PathLike[str],
-    split: str = "test",
-    noise: Iterable[str] | str | None = NOISE_TYPES,
-    severities: Iterable[float] | float | None = DEFAULT_SEVERITIES,
+    config: EvalConfig | None = None,
     *,
-    n_examples: int | None = None,
-    max_new_tokens: int | None = None,
-    greedy: bool = True,
-    seed: int = 0,
-    batch_size: int = 64,
-    retention_task: str | None = None,
+    reward: Any = None,
     device: str | None = None,
     out_dir: str | os.PathLike[str] | None = None,
-    reward: Any = None,
 ) -> EvalResult:
     """Evaluate a training run's latest complete checkpoint; write ``RUN_DIR/eval/<split>.*``.
 
@@ -797,53 +747,41 @@ def evaluate_run(
 
     Args:
         run_dir: the ``--out`` folder of a ``rewardgym train`` run.
-        split: the split to evaluate.
-        noise: noise types of the robustness sweep (None or ``[]``: none).
-        severities: severities of the sweep.
-        n_examples: first n examples only (None: the whole split).
-        max_new_tokens: token limit (None: the run's ``max_new_tokens``).
-        greedy: argmax decoding; False samples with ``seed``.
-        seed: sampling seed.
-        batch_size: prompts per generate call.
-        retention_task: also measure BLEU on this task (for forgetting).
-        device: torch device (None: the run's device setting).
-        out_dir: where to write (default ``RUN_DIR/eval``).
+        config: the evaluation's options (None: ``EvalConfig()``); a ``max_new_tokens`` of None
+            means the run's own.
         reward: score answers with this reward spec instead of the run's (e.g. one that was
             registered in the training script).
+        device: torch device (None: the run's device setting).
+        out_dir: where to write (default ``RUN_DIR/eval``).
 
     Raises:
         RunDataError: ``run_dir`` is not a run (no ``config.json``) or its config is invalid.
         CheckpointError: the run has no complete checkpoint, or it does not fit the model.
 
     Example:
-        >>> evaluate_run("runs/a", noise=["word_drop"], severities=[0.1]).bleu
+        >>> evaluate_run("runs/a", EvalConfig(noise=["word_drop"], severities=[0.1])).bleu
         38.7
     """
     run_dir = Path(run_dir)
-    config = _read_run_config(run_dir)
+    run_config = _read_run_config(run_dir)
     # Check the cheap options before loading the model.
-    kinds, levels = check_noise(noise, severities)
-    task = _run_task(run_dir, config)
-    _resolve_examples(task, split, n_examples)
-    reward = _run_reward(config, reward)
-    policy, checkpoint, step = _load_run_policy(run_dir, config, device)
+    config = _checked_config(config)
+    if config.max_new_tokens is None:
+        config = config.replace(max_new_tokens=run_config.max_new_tokens)
+    task = _run_task(run_dir, run_config)
+    if config.retention_task is not None:
+        _resolve_examples(config.retention_task, config.split, None)
+    reward = _run_reward(run_config, reward)
+    policy, checkpoint, step = _load_run_policy(run_dir, run_config, device)
     return evaluate(
         policy,
         task,
-        split=split,
-        noise=kinds,
-        severities=levels,
+        config,
         reward=reward,
-        n_examples=n_examples,
-        max_new_tokens=max_new_tokens or config.max_new_tokens,
-        greedy=greedy,
-        seed=seed,
-        batch_size=batch_size,
         out_dir=Path(out_dir) if out_dir is not None else run_dir / EVAL_DIR,
-        retention_task=retention_task,
         settings={
             "run_dir": str(run_dir),
-            "model": config.model,
+            "model": run_config.model,
             "checkpoint": str(checkpoint),
             "checkpoint_step": step,
         },

@@ -158,22 +158,9 @@ def _evaluate(policy, config: StudyConfig, task: str, out_dir: Path, reward: Any
     from rewardgym.envs.scoring import resolve_task
     from rewardgym.evaluation.evaluate import evaluate
 
-    ev = config.evaluation
     shared = config.train_config(task, None, 0, None)  # the task data the runs train on
-    return evaluate(
-        policy,
-        resolve_task(task, shared.task_seed, shared.task_kwargs),
-        split=ev.split,
-        noise=ev.noise,
-        severities=ev.severities,
-        reward=reward,
-        n_examples=ev.n_examples,
-        max_new_tokens=ev.max_new_tokens,
-        batch_size=ev.batch_size,
-        out_dir=out_dir,
-        retention_task=ev.retention_task,
-        n_samples=ev.n_samples,
-    )
+    task_obj = resolve_task(task, shared.task_seed, shared.task_kwargs)
+    return evaluate(policy, task_obj, config.evaluation, reward=reward, out_dir=out_dir)
 
 
 # -- one run (runs in worker processes too: module-level and picklable) ------------------------

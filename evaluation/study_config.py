@@ -19,14 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from rewardgym.agents.config import TrainConfig, load_yaml_mapping
-from rewardgym.envs.noise import NOISE_TYPES
 from rewardgym.envs.tasks import task_label
 from rewardgym.errors import ConfigError, RunDataError, UnknownNameError
+from rewardgym.evaluation.eval_config import EvalConfig
 
 STUDY_FORMAT_VERSION = 1
 EXECUTORS = ("local", "ray")
 # TrainConfig fields a study sets per run; the study's `train:` section may not set them
 PER_RUN_FIELDS = ("task", "model", "model_options", "reward", "seed", "out", "progress", "threads")
+# a study evaluates 200 examples unless its `evaluation:` section says otherwise: the whole test
+# split, under every noise condition, would cost more than the training runs
+STUDY_EVALUATION = {"n_examples": 200}
 
 
 @dataclass
@@ -36,20 +39,6 @@ class SweepConfig:
     base: str = "balanced"
     component: str = "speed"
     weights: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
-
-
-@dataclass
-class EvalConfig:
-    """How every run is evaluated, before and after training."""
-
-    split: str = "test"
-    n_examples: int | None = 200
-    noise: list[str] = field(default_factory=lambda: list(NOISE_TYPES))
-    severities: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2])
-    max_new_tokens: int = 48
-    batch_size: int = 64
-    retention_task: str | None = None
-    n_samples: int = 5
 
 
 @dataclass
@@ -66,7 +55,7 @@ class StudyConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     sweep: SweepConfig | None = None
     train: dict[str, Any] = field(default_factory=dict)
-    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    evaluation: EvalConfig = field(default_factory=lambda: EvalConfig(**STUDY_EVALUATION))
     monitors: Any = "all"
     threads: int = 1
     executor: str = "local"
@@ -232,7 +221,7 @@ def _build(cls: type, data: Any, origin: str, section: str = "") -> Any:
     for key in data:
         if key not in names:
             raise UnknownNameError("study option", key, names, hint=f"(in {where})")
-    values = dict(data)
+    values = {**STUDY_EVALUATION, **data} if cls is EvalConfig else dict(data)
     if cls is StudyConfig and isinstance(values.get("format_version"), int):
         if values["format_version"] > STUDY_FORMAT_VERSION:
             raise RunDataError(
@@ -245,4 +234,8 @@ def _build(cls: type, data: Any, origin: str, section: str = "") -> Any:
     try:
         return cls(**values)
     except TypeError as exc:  # a required key is missing
+        raise ConfigError(f"{where}: {exc}") from None
+    except ConfigError as exc:
+        if cls is StudyConfig:
+            raise
         raise ConfigError(f"{where}: {exc}") from None

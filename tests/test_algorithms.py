@@ -1,4 +1,4 @@
-"""Advantages and losses against hand-computed values."""
+"""Advantages and losses against hand-computed values; the algorithm registry."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ import torch
 from rewardgym.agents.algorithms import (
     RunningBaseline,
     batch_advantages,
-    clipped_surrogate,
     compute_advantages,
+    get_algorithm,
     group_advantages,
-    kl_k3,
-    sequence_sum,
+    list_algorithms,
+    register_algorithm,
 )
+from rewardgym.agents.config import TrainConfig
+from rewardgym.agents.losses import clipped_surrogate, kl_k3, sequence_sum
+from rewardgym.errors import ConfigError, UnknownNameError
 
 
 def test_group_advantages_normalise_within_each_group() -> None:
@@ -56,3 +59,37 @@ def test_kl_k3_is_zero_at_equality_and_positive_otherwise() -> None:
     assert kl_k3(a, a, mask).abs().max().item() == 0.0
     assert (kl_k3(a, a - 0.3, mask) > 0).all()
     assert sequence_sum(torch.ones(2, 3), max_new_tokens=6).tolist() == [0.5, 0.5]
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+
+def test_builtin_algorithms_are_registered_with_their_properties() -> None:
+    assert {"reinforce", "grpo", "ppo"} <= set(list_algorithms())
+    assert get_algorithm("ppo").reuses_batch and not get_algorithm("grpo").reuses_batch
+    rewards = np.array([1.0, 0.0, 3.0, 3.0])
+    np.testing.assert_allclose(
+        compute_advantages("grpo", rewards, 2, RunningBaseline()), group_advantages(rewards, 2)
+    )
+    with pytest.raises(UnknownNameError, match=r"unknown algorithm 'grop'; did you mean 'grpo'"):
+        get_algorithm("grop")
+    with pytest.raises(ConfigError, match=r"grpo normalises advantages within groups: group_"):
+        TrainConfig(task="translate", algo="grpo", group_size=1)
+
+
+def test_a_registered_algorithm_is_selected_by_name(monkeypatch) -> None:
+    from rewardgym.agents import algorithms
+
+    monkeypatch.setattr(algorithms, "_REGISTRY", dict(algorithms._REGISTRY))
+    spec = register_algorithm(
+        "pairs_only", lambda r, g, b: r - r.mean(), min_group_size=4, needs_groups_because="x"
+    )
+    assert get_algorithm("pairs_only") is spec and "pairs_only" in list_algorithms()
+    assert compute_advantages("pairs_only", np.array([1.0, 3.0]), 1, None).tolist() == [-1, 1]
+    assert TrainConfig(task="translate", algo="pairs_only", group_size=4).algo == "pairs_only"
+    with pytest.raises(ConfigError, match=r"pairs_only x: group_size must be >= 4, got 2"):
+        TrainConfig(task="translate", algo="pairs_only", group_size=2)
+    with pytest.raises(ConfigError, match=r"'pairs_only' is already registered; pass overwrite"):
+        register_algorithm("pairs_only", lambda r, g, b: r)
+    with pytest.raises(ConfigError, match=r"must be callable"):
+        register_algorithm("broken", 3)

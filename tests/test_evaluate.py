@@ -29,6 +29,7 @@ from rewardgym.envs.tasks import Example, Task
 from rewardgym.envs.text_env import TextTaskEnv
 from rewardgym.errors import CheckpointError, ConfigError, RunDataError, UnknownNameError
 from rewardgym.evaluation.evaluate import (
+    EvalConfig,
     EvalResult,
     compare,
     evaluate,
@@ -124,7 +125,13 @@ def test_metrics_read_the_answer_and_token_counts_read_everything(tmp_path: Path
     oracle = oracle_for(task)
     wordy = FakePolicy(lambda p: f"note: sure, here is my answer answer: {oracle.answer(p)}")
     plain, noted = (
-        evaluate(p, task, noise=["word_drop"], severities=[0.1], reward="task_only", out_dir=d)
+        evaluate(
+            p,
+            task,
+            EvalConfig(noise=["word_drop"], severities=[0.1]),
+            reward="task_only",
+            out_dir=d,
+        )
         for p, d in ((oracle, tmp_path / "plain"), (wordy, tmp_path / "noted"))
     )
     assert noted.bleu == plain.bleu == pytest.approx(100.0)
@@ -152,9 +159,7 @@ def test_arithmetic_reads_the_last_number_and_headlines_exact_match() -> None:
     result = evaluate(
         FakePolicy(lambda p: worked.get(p, noised_away)),
         task,
-        n_examples=20,
-        noise=["word_drop"],
-        severities=[0.1],
+        EvalConfig(n_examples=20, noise=["word_drop"], severities=[0.1]),
     )
     assert result.metric == "exact_match"
     assert result.exact_match == 0.5 and result.quality == 50.0
@@ -165,9 +170,11 @@ def test_arithmetic_reads_the_last_number_and_headlines_exact_match() -> None:
     assert set(result.noise_quality) == {"word_drop"}
     noisy = result.noise_quality["word_drop"]["0.1"]
     assert result.robustness == pytest.approx(noisy / result.quality)
-    later = evaluate(FakePolicy(lambda p: str(answers[p])), task, n_examples=20, noise=None)
+    later = evaluate(
+        FakePolicy(lambda p: str(answers[p])), task, EvalConfig(n_examples=20, noise=None)
+    )
     change = compare(
-        evaluate(FakePolicy(worked.__getitem__), task, n_examples=20, noise=None), later
+        evaluate(FakePolicy(worked.__getitem__), task, EvalConfig(n_examples=20, noise=None)), later
     )
     assert change["metric"] == "exact_match"
     assert (change["quality_before"], change["quality_after"]) == (50.0, 100.0)
@@ -181,18 +188,19 @@ def test_bleu_degeneracy_is_noted_for_one_word_references() -> None:
     task = Task.from_examples(
         "short", {"train": examples, "validation": examples, "test": examples}
     )
-    result = evaluate(oracle_for(task), task, noise=None)
+    result = evaluate(oracle_for(task), task, EvalConfig(noise=None))
     (note,) = [n for n in result.notes if "degenerate" in n]
     assert "shorter than 4 tokens (median 1)" in note and "declare another primary_metric" in note
     assert result.metric == "bleu" and result.quality == result.bleu
     assert not any(
-        "degenerate" in n for n in evaluate(oracle_for(toy_task()), toy_task(), noise=None).notes
+        "degenerate" in n
+        for n in evaluate(oracle_for(toy_task()), toy_task(), EvalConfig(noise=None)).notes
     )
 
 
 def test_oracle_scores_bleu_100_and_robustness_1() -> None:
     task = toy_task()
-    result = evaluate(oracle_for(task), task, n_examples=None)
+    result = evaluate(oracle_for(task), task, EvalConfig(n_examples=None))
     refs = [ex.reference for ex in task.split("test")]
     assert result.bleu == corpus_bleu(refs, refs) == pytest.approx(100.0)
     assert result.chrf == pytest.approx(100.0)
@@ -205,7 +213,9 @@ def test_oracle_scores_bleu_100_and_robustness_1() -> None:
 def test_echo_policy_matches_hand_computed_noise_bleu() -> None:
     task = toy_task()
     result = evaluate(
-        FakePolicy(reverse_input), task, noise=["char_drop", "word_drop"], severities=[0.1, 0.2]
+        FakePolicy(reverse_input),
+        task,
+        EvalConfig(noise=["char_drop", "word_drop"], severities=[0.1, 0.2]),
     )
     refs = [ex.reference for ex in task.split("test")]
     inputs = [ex.meta["input"] for ex in task.split("test")]
@@ -224,7 +234,7 @@ def test_echo_policy_matches_hand_computed_noise_bleu() -> None:
 def test_lengths_finished_latency_and_entropy() -> None:
     task = toy_task()
     policy = FakePolicy(reverse_input, wall_s=0.8)
-    greedy = evaluate(policy, task, noise=None, batch_size=4)
+    greedy = evaluate(policy, task, EvalConfig(noise=None, batch_size=4))
     words = [len(ex.reference.split()) for ex in task.split("test")]
     assert greedy.completion_tokens == pytest.approx(np.mean(words))  # eos not counted
     assert greedy.tokens_per_sample == pytest.approx(np.mean(words) + 1)
@@ -235,9 +245,11 @@ def test_lengths_finished_latency_and_entropy() -> None:
     # batches of 4, 4, 2 prompts, each taking 0.8 s: per sample 0.2, 0.2, 0.4
     assert greedy.latency_s_per_sample == pytest.approx((8 * 0.2 + 2 * 0.4) / 10)
     assert greedy.entropy_bits is None
-    sampled = evaluate(FakePolicy(reverse_input), task, noise=None, greedy=False, seed=3)
+    sampled = evaluate(
+        FakePolicy(reverse_input), task, EvalConfig(noise=None, greedy=False, seed=3)
+    )
     assert sampled.entropy_bits == 1.5
-    unfinished = evaluate(FakePolicy(reverse_input, finished=False), task, noise=None)
+    unfinished = evaluate(FakePolicy(reverse_input, finished=False), task, EvalConfig(noise=None))
     assert unfinished.finished_share == 0.0
     assert unfinished.completion_tokens == unfinished.tokens_per_sample == np.mean(words)
 
@@ -246,7 +258,7 @@ def test_batching_and_n_examples() -> None:
     task = toy_task()
     policy = FakePolicy(reverse_input)
     result = evaluate(
-        policy, task, noise=["char_swap"], severities=[0.1], n_examples=7, batch_size=3
+        policy, task, EvalConfig(noise=["char_swap"], severities=[0.1], n_examples=7, batch_size=3)
     )
     assert [c["n"] for c in policy.calls] == [3, 3, 1, 3, 3, 1]
     assert all(c["greedy"] for c in policy.calls)
@@ -268,11 +280,9 @@ def test_sampling_seeds_are_deterministic_and_distinct() -> None:
         evaluate(
             policy,
             task,
-            noise=["word_drop"],
-            severities=[0.2],
-            greedy=False,
-            seed=seed,
-            batch_size=4,
+            EvalConfig(
+                noise=["word_drop"], severities=[0.2], greedy=False, seed=seed, batch_size=4
+            ),
         )
         runs.append([c["seed"] for c in policy.calls])
     assert runs[0] == runs[1]
@@ -284,7 +294,7 @@ def test_reward_equals_what_the_env_pays() -> None:
     task = toy_task()
     reward = make_reward({"composite": {"speed": 0.5, "bleu": 0.5}})
     policy = FakePolicy(half_right, wall_s=0.5)
-    result = evaluate(policy, task, noise=None, reward=reward, batch_size=5)
+    result = evaluate(policy, task, EvalConfig(noise=None, batch_size=5), reward=reward)
     env = TextTaskEnv(task, reward=reward, split="test")
     paid, components = [], {"speed": [], "bleu": []}
     for i, ex in enumerate(task.split("test")):
@@ -304,7 +314,7 @@ def test_reward_equals_what_the_env_pays() -> None:
     for name, values in components.items():
         assert result.reward["components"][name] == pytest.approx(np.mean(values), abs=1e-12)
     assert result.reward["applies_share"] == 1.0
-    assert evaluate(policy, task, noise=None).reward is None
+    assert evaluate(policy, task, EvalConfig(noise=None)).reward is None
 
 
 def test_zero_bleu_gives_none_and_valid_json(tmp_path: Path) -> None:
@@ -312,9 +322,7 @@ def test_zero_bleu_gives_none_and_valid_json(tmp_path: Path) -> None:
     result = evaluate(
         FakePolicy(lambda p: "", finished=False),
         task,
-        noise=["char_drop"],
-        severities=[0.1],
-        greedy=False,
+        EvalConfig(noise=["char_drop"], severities=[0.1], greedy=False),
         out_dir=tmp_path,
     )
     assert result.bleu == 0.0 and result.robustness is None
@@ -335,7 +343,10 @@ def test_zero_bleu_gives_none_and_valid_json(tmp_path: Path) -> None:
 def test_saved_files_reproduce_bleu_with_sacrebleu_cli(tmp_path: Path) -> None:
     task = toy_task()
     result = evaluate(
-        FakePolicy(half_right), task, noise=["word_drop"], severities=[0.2], out_dir=tmp_path
+        FakePolicy(half_right),
+        task,
+        EvalConfig(noise=["word_drop"], severities=[0.2]),
+        out_dir=tmp_path,
     )
     assert 0 < result.bleu < 100
     assert sorted(os.listdir(tmp_path)) == [
@@ -361,10 +372,8 @@ def test_json_round_trip_and_atomic_save(tmp_path: Path) -> None:
     result = evaluate(
         FakePolicy(half_right),
         task,
-        noise=["keyboard_typo"],
-        severities=[0.05],
+        EvalConfig(noise=["keyboard_typo"], severities=[0.05], retention_task=toy_task("other")),
         reward="speed_only",
-        retention_task=toy_task("other"),
         out_dir=tmp_path,
     )
     again = EvalResult.from_dict(json.loads(json.dumps(result.to_dict())))
@@ -377,7 +386,7 @@ def test_json_round_trip_and_atomic_save(tmp_path: Path) -> None:
 
 
 def test_from_dict_errors(tmp_path: Path) -> None:
-    data = evaluate(FakePolicy(half_right), toy_task(), noise=None).to_dict()
+    data = evaluate(FakePolicy(half_right), toy_task(), EvalConfig(noise=None)).to_dict()
     with pytest.raises(RunDataError, match=r"has format_version 9, but this rewardgym reads"):
         EvalResult.from_dict({**data, "format_version": 9})
     with pytest.raises(RunDataError, match=r"unknown fields \['blue'\], missing fields \[\]"):
@@ -447,7 +456,7 @@ def test_compare_refuses_different_splits() -> None:
 def test_retention_task_measured_on_real_answers() -> None:
     task, other = toy_task(), toy_task("other", n=6)
     # The echo policy reverses any toy input, so it is right on both tasks.
-    result = evaluate(FakePolicy(reverse_input), task, noise=None, retention_task=other)
+    result = evaluate(FakePolicy(reverse_input), task, EvalConfig(noise=None, retention_task=other))
     assert result.retention["task"] == "other" and result.retention["n_examples"] == 6
     assert result.retention["bleu"] == pytest.approx(100.0)
 
@@ -462,15 +471,30 @@ def test_retention_task_measured_on_real_answers() -> None:
         ({"n_examples": -1}, ConfigError, r"n_examples must be an int >= 1, got -1"),
         ({"max_new_tokens": 0}, ConfigError, r"max_new_tokens must be an int >= 1, got 0"),
         ({"seed": -2}, ConfigError, r"seed must be an int >= 0, got -2"),
-        ({"task": 3}, ConfigError, r"task must be a task name or a Task, got int"),
-        ({"task": "translat"}, UnknownNameError, r"did you mean 'translate'"),
+        ({"temperature": 0}, ConfigError, r"temperature must be a number > 0, got 0"),
+        ({"top_p": 1.5}, ConfigError, r"top_p must be a number \(0, 1\], got 1.5"),
+        ({"retention_split": "dev"}, UnknownNameError, r"unknown split 'dev'"),
+        ({"greedy": "no"}, ConfigError, r"greedy must be true or false, got 'no'"),
     ],
 )
-def test_bad_options_fail_before_generating(kwargs, error, match) -> None:
-    policy = FakePolicy(reverse_input)
-    kwargs = {"task": toy_task(), **kwargs}
+def test_bad_eval_config_fails_when_built(kwargs, error, match) -> None:
     with pytest.raises(error, match=match):
-        evaluate(policy, **kwargs)
+        EvalConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("task", "config", "error", "match"),
+    [
+        (3, None, ConfigError, r"task must be a task name or a Task, got int"),
+        ("translat", None, UnknownNameError, r"did you mean 'translate'"),
+        (None, {"noise": None}, ConfigError, r"config must be an EvalConfig, got dict"),
+        (None, EvalConfig(retention_task="translat"), UnknownNameError, r"did you mean"),
+    ],
+)
+def test_bad_arguments_fail_before_generating(task, config, error, match) -> None:
+    policy = FakePolicy(reverse_input)
+    with pytest.raises(error, match=match):
+        evaluate(policy, toy_task() if task is None else task, config)
     assert policy.calls == []
 
 
@@ -480,7 +504,7 @@ def test_policy_answering_too_few_prompts() -> None:
             return super().generate(list(prompts)[:-1], **kw)
 
     with pytest.raises(ConfigError, match=r"Short.generate returned 9 completions for 10"):
-        evaluate(Short(reverse_input), toy_task(), noise=None)
+        evaluate(Short(reverse_input), toy_task(), EvalConfig(noise=None))
 
 
 # -- end to end with a tiny real model ---------------------------------------------------------
@@ -521,14 +545,10 @@ def tiny_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def test_tiny_model_end_to_end(tiny_model_dir: Path, tmp_path: Path) -> None:
     policy = load_policy(str(tiny_model_dir), device="cpu")
-    kwargs = {
-        "noise": ["char_swap"],
-        "severities": [0.2],
-        "n_examples": 12,
-        "max_new_tokens": 6,
-        "batch_size": 5,
-    }
-    result = evaluate(policy, "translate", out_dir=tmp_path, reward="speed_only", **kwargs)
+    config = EvalConfig(
+        noise=["char_swap"], severities=[0.2], n_examples=12, max_new_tokens=6, batch_size=5
+    )
+    result = evaluate(policy, "translate", config, out_dir=tmp_path, reward="speed_only")
     assert result.n_examples == 12 and 0 < result.tokens_per_sample <= 6
     assert sacrebleu_cli(tmp_path / "test.refs.txt", tmp_path / "test.hyps.txt") == round(
         result.bleu, 1
@@ -540,13 +560,17 @@ def test_tiny_model_end_to_end(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert EvalResult.load(tmp_path / "test.json") == result
     assert result.settings["policy"] == str(tiny_model_dir)
     # greedy is deterministic; seeded sampling repeats itself
-    again = evaluate(policy, "translate", **kwargs)
+    again = evaluate(policy, "translate", config)
     assert again.samples == result.samples and again.noise == result.noise
     one = evaluate(
-        policy, "translate", greedy=False, seed=4, noise=None, n_examples=12, max_new_tokens=6
+        policy,
+        "translate",
+        EvalConfig(greedy=False, seed=4, noise=None, n_examples=12, max_new_tokens=6),
     )
     two = evaluate(
-        policy, "translate", greedy=False, seed=4, noise=None, n_examples=12, max_new_tokens=6
+        policy,
+        "translate",
+        EvalConfig(greedy=False, seed=4, noise=None, n_examples=12, max_new_tokens=6),
     )
     assert one.samples == two.samples and one.entropy_bits == two.entropy_bits > 0
 
@@ -555,7 +579,7 @@ def test_evaluate_run_loads_the_latest_complete_checkpoint(
     tiny_run: Path, tiny_model_dir: Path
 ) -> None:
     result = evaluate_run(
-        tiny_run, noise=["word_drop"], severities=[0.1], n_examples=8, batch_size=8
+        tiny_run, EvalConfig(noise=["word_drop"], severities=[0.1], n_examples=8, batch_size=8)
     )
     assert result.settings["checkpoint_step"] == 3
     assert result.settings["max_new_tokens"] == 6  # the run's setting
@@ -567,9 +591,7 @@ def test_evaluate_run_loads_the_latest_complete_checkpoint(
     base = evaluate(
         load_policy(str(tiny_model_dir), device="cpu"),
         "translate",
-        noise=None,
-        n_examples=8,
-        max_new_tokens=6,
+        EvalConfig(noise=None, n_examples=8, max_new_tokens=6),
     )
     assert [s["completion"] for s in base.samples] != [s["completion"] for s in result.samples]
 
@@ -590,7 +612,7 @@ def test_evaluate_run_errors(tmp_path: Path, tiny_run: Path) -> None:
     with pytest.raises(CheckpointError, match=r"has no complete checkpoint in"):
         evaluate_run(tmp_path)
     with pytest.raises(UnknownNameError, match=r"did you mean 'char_drop'"):
-        evaluate_run(tiny_run, noise=["char_drp"])
+        evaluate_run(tiny_run, EvalConfig(noise=["char_drp"]))
 
 
 def test_script_main(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from rewardgym.agents.trainer import train
 from rewardgym.errors import ConfigError, RunDataError, UnknownNameError
+from rewardgym.evaluation.eval_config import EvalConfig
 from rewardgym.evaluation.study import record_path, run_dir, run_study, study_monitors
 from rewardgym.evaluation.study_config import (
     SweepConfig,
@@ -177,8 +178,17 @@ def test_sweep_expansion() -> None:
 def test_shipped_studies_load() -> None:
     cfg = load_study_config("speed_vs_balanced")
     assert cfg.baseline == "task_only" and len(expand_units(cfg)) == 9
+    assert isinstance(cfg.evaluation, EvalConfig) and cfg.evaluation.max_new_tokens == 64
     with pytest.raises(UnknownNameError, match="did you mean 'speed_vs_balanced'"):
         load_study_config("speed_vs_balanc")
+
+
+def test_study_evaluation_is_an_eval_config_with_200_examples_by_default() -> None:
+    data = {"name": "s", "schemes": {"a": "speed_only"}, "baseline": "a"}
+    assert load_study_config(data).evaluation == EvalConfig(n_examples=200)
+    given = load_study_config({**data, "evaluation": {"greedy": False, "seed": 3}}).evaluation
+    assert given == EvalConfig(n_examples=200, greedy=False, seed=3)
+    assert load_study_config(load_study_config(data).to_dict()).evaluation.n_examples == 200
 
 
 @pytest.mark.parametrize(
@@ -192,6 +202,11 @@ def test_shipped_studies_load() -> None:
         ({"train": {"seed": 3}}, ConfigError, r"train: \['seed'\] are set per run"),
         ({"format_version": 99}, RunDataError, "format_version 99 is newer"),
         ({"evaluation": {"splt": "test"}}, UnknownNameError, "section evaluation"),
+        (
+            {"evaluation": {"top_p": 2}},
+            ConfigError,
+            r"section evaluation: top_p must be a number \(0, 1\], got 2",
+        ),
     ],
 )
 def test_bad_study_configs(changes, error, message) -> None:

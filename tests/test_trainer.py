@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import small_train_config
@@ -158,3 +159,20 @@ def test_nucleus_sampled_rollouts_are_rescored_under_the_nucleus(random_model_di
         assert 0.0 <= record["ppo/clip_fraction"] <= 1.0
     if algo == "grpo":  # one epoch on fresh samples: nothing to clip
         assert all(r["ppo/clip_fraction"] == 0.0 for r in result.metrics)
+
+
+def test_the_trainer_takes_advantages_from_the_registered_algorithm(
+    random_model_dir, monkeypatch
+) -> None:
+    """An algorithm that pays nothing leaves every weight as it was: the trainer reads the
+    registry."""
+    from rewardgym.agents import algorithms
+    from rewardgym.agents.registry import load_policy
+
+    monkeypatch.setattr(algorithms, "_REGISTRY", dict(algorithms._REGISTRY))
+    algorithms.register_algorithm("no_signal", lambda r, g, b: np.zeros_like(r))
+    before = load_policy(random_model_dir).model.state_dict()
+    result = train(small_train_config(random_model_dir, algo="no_signal", updates=1))
+    after = result.policy.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert result.metrics[-1]["zero_advantage/share"] == 1.0
