@@ -24,6 +24,8 @@ _EXPORTS = {
     "register_task": "rewardgym.envs.tasks",
     "list_tasks": "rewardgym.envs.tasks",
     "load_task_jsonl": "rewardgym.envs.tasks",
+    "register_quality_metric": "rewardgym.envs.tasks",
+    "list_quality_metrics": "rewardgym.envs.tasks",
     "Reward": "rewardgym.rewards",
     "RewardOutput": "rewardgym.rewards",
     "register_reward": "rewardgym.rewards",

@@ -280,6 +280,10 @@ def study_plan(config, out: str | None) -> str:
 def _report(args: argparse.Namespace) -> int:
     from rewardgym.evaluation.report import report_summary, write_report
 
+    if args.refresh:
+        from rewardgym.evaluation.study import refresh_records
+
+        print(f"results: {refresh_records(args.study_dir).results_path}")
     print(report_summary(write_report(args.study_dir, args.out)))
     return 0
 
@@ -431,6 +435,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write report.md and report.html for a study directory")
     p.add_argument("study_dir", help="a study directory (holds results.json)")
     p.add_argument("--out", help="report directory (default: STUDY_DIR/report)")
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="first recompute every run's record and results.json from the run files (for a "
+        "study recorded by an older rewardgym; nothing trains again)",
+    )
     p.set_defaults(func=_report)
     return parser
 

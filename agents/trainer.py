@@ -587,7 +587,7 @@ def _evaluate_during_training(run: _Run, prefix: str = "eval/") -> dict[str, flo
     refs, answers = [ex.reference for ex in examples], run.env.task.answers(gen.completions)
     scores = corpus_scores(answers, refs)
     result = {
-        f"{prefix}quality": scores.of(run.env.task.primary_metric),
+        f"{prefix}quality": run.env.task.quality(answers, refs, scores),
         f"{prefix}bleu": scores.bleu,
         f"{prefix}chrf": scores.chrf,
         f"{prefix}reward": float(output.total.mean()),

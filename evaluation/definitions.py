@@ -1,8 +1,8 @@
 """What every number in a study report means (docs/definitions.md), as data.
 
 Both report formats render these same entries, so the Markdown and HTML reports can never
-disagree about a definition. ``SOURCES`` says, per headline metric, which run file and field a
-reader opens to check a cell.
+disagree about a definition. Each headline metric's source file and field is in its row of
+``report.metrics.HEADLINE``.
 
 Example:
     >>> DEFINITIONS[0].term
@@ -42,8 +42,8 @@ DEFINITIONS: tuple[Definition, ...] = (
     ),
     Definition(
         "BLEU improvement (%)",
-        "(BLEU_after − BLEU_before) / BLEU_before × 100, where *before* is the starting policy "
-        "on the same split. Undefined (n/a) when BLEU_before is 0.",
+        "(BLEU_after − BLEU_before) / BLEU_before × 100, where 'before' means the starting "
+        "policy on the same split. Undefined (n/a) when BLEU_before is 0.",
     ),
     Definition(
         "Noise robustness",
@@ -73,8 +73,8 @@ DEFINITIONS: tuple[Definition, ...] = (
         "embedding counted once, as the output projection). Compute waste (%) = wasted / total, "
         "wasted = FLOPs on padding positions + FLOPs on samples whose advantage is exactly zero "
         "(no learning signal) + FLOPs of updates that monitors skipped or rolled back. FLOPs "
-        "per BLEU point = total training FLOPs / (BLEU_after − BLEU_before), undefined when no "
-        "BLEU was gained.",
+        "per point gained = total training FLOPs / (Q_after − Q_before), Q the task's primary "
+        "metric (BLEU unless the task names another), undefined when nothing was gained.",
     ),
     Definition(
         "Entropy",
@@ -110,67 +110,3 @@ DEFINITIONS: tuple[Definition, ...] = (
         "counting half.",
     ),
 )
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a headline metric comes from: the run file, the field, and how to recompute it."""
-
-    file: str
-    field: str
-    recompute: str = ""
-
-
-# RUN = runs/<scheme>/<task>/<seed>; SPLIT = the evaluation split (e.g. test)
-SOURCES: dict[str, Source] = {
-    "quality_improvement_pct": Source(
-        "RUN/eval/SPLIT.json and before/<task>/SPLIT.json",
-        '"quality" (the task\'s primary metric, named in "metric") of each',
-        "(after − before) / before × 100",
-    ),
-    "final_quality": Source("RUN/eval/SPLIT.json", '"quality" (the metric named in "metric")'),
-    "bleu_improvement_pct": Source(
-        "RUN/eval/SPLIT.json and before/<task>/SPLIT.json",
-        '"bleu" of each',
-        "(after − before) / before × 100",
-    ),
-    "robustness_change_pct": Source(
-        "RUN/eval/SPLIT.json and before/<task>/SPLIT.json",
-        '"robustness" of each (R; the B(n,s) are under "noise")',
-        "(R_after / R_before − 1) × 100",
-    ),
-    "grad_variance_change_pct": Source(
-        "RUN/metrics.jsonl and the baseline's metrics.jsonl (same task and seed)",
-        '"grad/nu" of every update',
-        "(median ν / baseline median ν − 1) × 100",
-    ),
-    "compute_waste_pct": Source("RUN/metrics.jsonl", '"compute_waste_pct" of the last update'),
-    "final_bleu": Source(
-        "RUN/eval/SPLIT.json",
-        '"bleu"',
-        "sacrebleu RUN/eval/SPLIT.refs.txt -i RUN/eval/SPLIT.hyps.txt -b",
-    ),
-    "final_chrf": Source(
-        "RUN/eval/SPLIT.json",
-        '"chrf"',
-        "sacrebleu RUN/eval/SPLIT.refs.txt -i RUN/eval/SPLIT.hyps.txt -m chrf -b",
-    ),
-    "completion_length": Source("RUN/eval/SPLIT.json", '"completion_tokens"'),
-    "entropy_bits": Source(
-        "RUN/metrics.jsonl", '"entropy_bits"', "mean over the last fifth of the updates"
-    ),
-    "monitor_alerts": Source("RUN/metrics.jsonl", '"alerts"', "count over all updates"),
-    "forgetting_pct": Source(
-        "RUN/eval/SPLIT.json and before/<task>/SPLIT.json",
-        '"retention" → "bleu" of each',
-        "(before − after) / before × 100",
-    ),
-    "flops_per_bleu_point": Source(
-        "RUN/metrics.jsonl and RUN/eval/SPLIT.json",
-        '"flops/total" of the last update; "bleu" after and before',
-        "flops/total / (BLEU_after − BLEU_before)",
-    ),
-    "train_reward_last": Source(
-        "RUN/metrics.jsonl", '"reward/mean"', "mean over the last fifth of the updates"
-    ),
-}

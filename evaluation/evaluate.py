@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 
 from rewardgym.agents.meters.text_metrics import (
-    METRIC_LABELS,
     bleu_degeneracy,
     corpus_bleu,
     corpus_chrf,
@@ -48,7 +47,7 @@ from rewardgym.agents.meters.text_metrics import (
 )
 from rewardgym.envs.scoring import resolve_reward, score_completions
 from rewardgym.envs.spaces import Action
-from rewardgym.envs.tasks import Example, Task, make_task
+from rewardgym.envs.tasks import Example, Task, make_task, quality_label
 from rewardgym.errors import (
     CheckpointError,
     ConfigError,
@@ -470,7 +469,7 @@ def _clean_result(
     if degenerate is not None:
         notes.append(
             f"corpus BLEU is degenerate on this split: {degenerate}; read "
-            f"{METRIC_LABELS[task.primary_metric]} (the task's primary metric)"
+            f"{quality_label(task.primary_metric)} (the task's primary metric)"
             + (
                 ", or declare another primary_metric for the task (exact_match or chrf)"
                 if task.primary_metric == "bleu"
@@ -485,7 +484,7 @@ def _clean_result(
         chrf=scores.chrf,
         exact_match=exact_match_rate(hyps, refs),
         metric=task.primary_metric,
-        quality=scores.of(task.primary_metric),
+        quality=task.quality(hyps, refs, scores),
         completion_tokens=_completion_tokens(answers),
         completion_chars=_mean(len(h) for h in hyps),
         finished_share=_mean(answers.finished),
@@ -507,7 +506,7 @@ def _add_sweep(
     result.robustness = robustness_ratio(result.quality, sweep.quality)
     if result.robustness is None:
         result.notes.append(
-            f"robustness R is None: clean {METRIC_LABELS[result.metric]} {result.quality:.2f} "
+            f"robustness R is None: clean {quality_label(result.metric)} {result.quality:.2f} "
             f"is below {MIN_CLEAN_BLEU:g}, so B(n, s) / B_clean is undefined (or meaningless)"
         )
     top = levels[-1] if len(levels) == 1 else max(levels)
@@ -602,7 +601,7 @@ def compare(before: EvalResult, after: EvalResult) -> dict[str, Any]:
     }
     _note(notes, "BLEU improvement", before.bleu, after.bleu)
     if after.metric != "bleu":
-        label = f"{METRIC_LABELS[after.metric]} improvement"
+        label = f"{quality_label(after.metric)} improvement"
         _note(notes, label, _quality(before), _quality(after))
     if _conditions(before) != _conditions(after):
         notes.append(
@@ -805,7 +804,7 @@ def format_summary(result: EvalResult, path: str | os.PathLike[str] | None = Non
         f"finished {_fmt(result.finished_share, 3)}  tokens/sample "
         f"{_fmt(result.tokens_per_sample, 1)}",
     ]
-    label = METRIC_LABELS[result.metric]
+    label = quality_label(result.metric)
     if result.metric != "bleu":
         lines.append(f"primary metric: {label} {_fmt(result.quality)} (0-100)")
     if result.reward is not None:

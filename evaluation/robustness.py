@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from rewardgym.agents.meters.text_metrics import corpus_scores
 from rewardgym.envs.noise import NOISE_TYPES, noisy_example
-from rewardgym.envs.tasks import Example
+from rewardgym.envs.tasks import Example, get_quality_metric
 from rewardgym.errors import ConfigError, UnknownNameError
 
 __all__ = [
@@ -151,7 +151,7 @@ def noise_sweep(
         noise: noise types (see :data:`NOISE_TYPES`); None or ``[]`` for no sweep.
         severities: shares of characters (words for ``word_drop``) touched, each in (0, 1].
         noise_seed: example ``i`` is noised with seed ``noise_seed + i``.
-        metric: the task's primary quality metric (a key of ``METRIC_LABELS``).
+        metric: the task's primary quality metric (a name ``get_quality_metric`` knows).
 
     Example:
         >>> echo = lambda prompts, condition: [p.split(": ")[1][:-3] for p in prompts]
@@ -160,6 +160,7 @@ def noise_sweep(
         {'word_drop': {'0.25': 0.0}}
     """
     kinds, levels = check_noise(noise, severities)
+    metric = get_quality_metric(metric)
     sweep = NoiseSweep()
     refs = [ex.reference for ex in examples]
     condition = 0
@@ -173,7 +174,7 @@ def noise_sweep(
             scores, key = corpus_scores(hyps, refs), severity_key(level)
             sweep.bleu.setdefault(kind, {})[key] = scores.bleu
             sweep.chrf.setdefault(kind, {})[key] = scores.chrf
-            sweep.quality.setdefault(kind, {})[key] = scores.of(metric)
+            sweep.quality.setdefault(kind, {})[key] = metric.value(hyps, refs, scores)
     return sweep
 
 

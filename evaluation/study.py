@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -26,8 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from rewardgym.agents.meters.text_metrics import METRIC_LABELS
-from rewardgym.envs.tasks import task_label
+from rewardgym.envs.tasks import quality_label, task_label
 from rewardgym.errors import RunDataError, RunLockedError
 from rewardgym.evaluation.report.metrics import HEADLINE as HEADLINE_METRICS
 from rewardgym.evaluation.stats import prob_beats, summarise
@@ -189,7 +189,6 @@ def execute_unit(config_dict: dict, study_dir: str, unit: RunUnit, label: str = 
 
 def _train_and_record(config: StudyConfig, study: Path, unit: RunUnit, label: str) -> dict:
     from rewardgym.agents.trainer import train
-    from rewardgym.evaluation.evaluate import EvalResult, compare
 
     out = run_dir(study, unit)
     started = time.perf_counter()
@@ -201,13 +200,53 @@ def _train_and_record(config: StudyConfig, study: Path, unit: RunUnit, label: st
     if result.interrupted:
         return {"interrupted": True, "key": unit.key}
     after = _evaluate(result.policy, config, unit.task, out / "eval", reward=unit.reward)
-    split = config.evaluation.split
-    before = EvalResult.load(study / "before" / task_label(unit.task) / f"{split}.json")
-    record = summarise_run(unit, result.metrics, before, after, compare(before, after))
-    record["run_dir"] = str(out.relative_to(study))
+    record = _record(config, study, unit, result.metrics, after)
     record["wall_s"] = time.perf_counter() - started
     write_json_atomic(record_path(study, unit), record)
     return record
+
+
+def _record(config: StudyConfig, study: Path, unit: RunUnit, metrics: list[dict], after) -> dict:
+    from rewardgym.evaluation.evaluate import EvalResult, compare
+
+    split = config.evaluation.split
+    before = EvalResult.load(study / "before" / task_label(unit.task) / f"{split}.json")
+    record = summarise_run(unit, metrics, before, after, compare(before, after))
+    record["run_dir"] = str(run_dir(study, unit).relative_to(study))
+    return record
+
+
+def refresh_records(study_dir: str | os.PathLike[str]) -> StudyResult:
+    """Recompute every finished run's record, then ``results.json``, from the run files on disk.
+
+    For a study recorded by an older rewardgym whose report now has other rows: no run trains
+    or evaluates again; each record is summarised anew from the run's ``metrics.jsonl`` and
+    evaluations (its ``wall_s`` kept), and the study's wall time is kept. Run it while no
+    process is running the study.
+
+    Raises:
+        RunDataError: ``study_dir`` holds no study (no ``study.yaml``) or a run file is bad.
+    """
+    from rewardgym.agents.runlog import read_metrics
+    from rewardgym.evaluation.evaluate import EVAL_DIR, EvalResult
+
+    study = Path(study_dir)
+    if not (study / "study.yaml").exists():
+        raise RunDataError(f"{str(study)!r} is not a study directory: it has no study.yaml")
+    config = load_study_config(study / "study.yaml")
+    for unit in expand_units(config):
+        path = record_path(study, unit)
+        if not path.exists():
+            continue
+        old = json.loads(path.read_text(encoding="utf-8"))
+        out = run_dir(study, unit)
+        after = EvalResult.load(out / EVAL_DIR / f"{config.evaluation.split}.json")
+        record = _record(config, study, unit, read_metrics(out / "metrics.jsonl"), after)
+        write_json_atomic(path, {**record, "wall_s": old.get("wall_s")})
+    previous = json.loads((study / "results.json").read_text(encoding="utf-8"))
+    results = collect_results(config, study, wall_s=previous.get("wall_s"))
+    write_json_atomic(study / "results.json", results)
+    return StudyResult(study, results, False)
 
 
 def _notice(line: str) -> None:
@@ -232,7 +271,8 @@ def summarise_run(unit: RunUnit, metrics: list[dict], before, after, change: dic
         nus = []
     last = metrics[-1] if metrics else {}
     tail = metrics[-max(1, len(metrics) // 5) :]
-    bleu_gain = (after.bleu - before.bleu) if after.bleu is not None else None
+    before_quality, after_quality = change.get("quality_before"), change.get("quality_after")
+    gain = None if None in (before_quality, after_quality) else after_quality - before_quality
     flops_total = last.get("flops/total")
     return {
         "key": unit.key,
@@ -258,8 +298,8 @@ def summarise_run(unit: RunUnit, metrics: list[dict], before, after, change: dic
         "compute_waste_pct": last.get("compute_waste_pct"),
         "flops_total": flops_total,
         "flops_by_category": {k[6:]: v for k, v in last.items() if k.startswith("flops/")},
-        "flops_per_bleu_point": (flops_total / bleu_gain)
-        if flops_total and bleu_gain and bleu_gain > 0
+        "flops_per_quality_point": (flops_total / gain)
+        if flops_total and gain and gain > 0
         else None,
         "completion_length": after.completion_tokens,
         "entropy_bits": float(np.mean([m["entropy_bits"] for m in tail]))
@@ -401,7 +441,7 @@ def _log_progress(
     elapsed = time.perf_counter() - started
     left = elapsed / n * (n_pending - n)
     quality = record.get("final_quality", record.get("final_bleu"))
-    label = METRIC_LABELS.get(record.get("metric", "bleu"), "BLEU")
+    label = quality_label(record.get("metric", "bleu"))
     by = f" by {record['by']}" if "by" in record else ""
     log(
         f"[{done}/{total}] {record['key']} done{by} in {record.get('wall_s', 0):.0f} s: "

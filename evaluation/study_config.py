@@ -153,9 +153,13 @@ def expand_units(config: StudyConfig) -> list[RunUnit]:
 def sweep_schemes(sweep: SweepConfig) -> dict[str, dict]:
     """The composite rewards of a weight sweep, named ``<base>@<component>=<weight>``.
 
+    The swept component gets the weight and the others share what is left of the base's total
+    weight in their base proportions, so every sweep point pays on the base's scale (0-1 for
+    ``balanced``) and training rewards compare across points.
+
     Example:
-        >>> sweep_schemes(SweepConfig("balanced", "speed", [0.0, 0.5]))["balanced@speed=0.5"]
-        {'composite': {'completion': 0.25, 'fidelity': 0.6, 'speed': 0.5}}
+        >>> sweep_schemes(SweepConfig("balanced", "speed", [0.0, 1.0]))["balanced@speed=1"]
+        {'composite': {'completion': 0.0, 'fidelity': 0.0, 'speed': 1.0}}
     """
     from rewardgym.rewards import reward_spec
 
@@ -168,12 +172,24 @@ def sweep_schemes(sweep: SweepConfig) -> dict[str, dict]:
     weights = dict(spec.entry_point)
     if sweep.component not in weights:
         raise UnknownNameError(f"component of {sweep.base!r}", sweep.component, weights)
+    total = sum(weights.values())
+    others = total - weights[sweep.component]
+    if others <= 0:
+        raise ConfigError(
+            f"sweep base {sweep.base!r} has no weight outside {sweep.component!r} to trade "
+            "against; sweep a composite with at least two weighted components"
+        )
     out = {}
     for w in sweep.weights:
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
-            raise ConfigError(f"sweep weights must be numbers >= 0, got {w!r}")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= total:
+            raise ConfigError(
+                f"sweep weights must be numbers from 0 to {total:g} (the total weight of "
+                f"{sweep.base!r}), got {w!r}"
+            )
+        scale = (total - w) / others
+        point = {name: weight * scale for name, weight in weights.items()}
         out[f"{sweep.base}@{sweep.component}={w:g}"] = {
-            "composite": {**weights, sweep.component: float(w)}
+            "composite": {**point, sweep.component: float(w)}
         }
     return out
 

@@ -6,15 +6,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-
-# benchmarks/ sits beside the package at the repository root, not inside the installed package
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import generation, roofline, run_all, sb3_bench, study_bench, training, trl_compare
 from rewardgym.agents.decoding import PACK_MIN_PARAMS

@@ -507,6 +507,41 @@ def test_policy_answering_too_few_prompts() -> None:
         evaluate(Short(reverse_input), toy_task(), EvalConfig(noise=None))
 
 
+def same_words(hyps, refs):
+    """Share of answers with the reference's words in any order, 0-100 (a user's metric)."""
+    same = [sorted(h.split()) == sorted(r.split()) for h, r in zip(hyps, refs, strict=True)]
+    return 100.0 * sum(same) / len(same)
+
+
+def test_a_registered_quality_metric_is_a_tasks_primary_metric(monkeypatch) -> None:
+    from rewardgym.envs.tasks import quality
+
+    monkeypatch.setattr(quality, "_REGISTRY", dict(quality._REGISTRY))
+    quality.register_quality_metric("same_words", same_words, label="same words")
+    base = toy_task()
+    splits = {name: base.split(name) for name in ("train", "validation", "test")}
+    task = Task("toy_words", splits, primary_metric="same_words")
+    result = evaluate(
+        FakePolicy(prompt_input), task, EvalConfig(noise=["word_drop"], severities=0.5)
+    )
+    refs = [ex.reference for ex in task.split("test")]
+    assert result.metric == "same_words" and result.exact_match == 0.0
+    assert result.quality == same_words([prompt_input(e.prompt) for e in task.split("test")], refs)
+    assert result.quality == 100.0  # the input holds the reference's words, reversed
+    assert 0 <= result.noise_quality["word_drop"]["0.5"] < 100.0
+    assert "same words" in format_summary(result)
+    with pytest.raises(UnknownNameError, match=r"unknown quality metric 'same_wrds'; did you"):
+        Task("t", splits, primary_metric="same_wrds")
+    with pytest.raises(ConfigError, match=r"is a built-in quality metric"):
+        quality.register_quality_metric("bleu", same_words)
+    with pytest.raises(ConfigError, match=r"'same_words' is already registered; pass overwrite"):
+        quality.register_quality_metric("same_words", same_words)
+    quality.register_quality_metric("broken", lambda h, r: 250.0)
+    with pytest.raises(ConfigError, match=r"'broken' returned 250.0; it must return a number"):
+        evaluate(FakePolicy(prompt_input), Task("t", splits, primary_metric="broken"),
+                 EvalConfig(noise=None))  # fmt: skip
+
+
 # -- end to end with a tiny real model ---------------------------------------------------------
 
 

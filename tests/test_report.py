@@ -10,9 +10,14 @@ from __future__ import annotations
 import base64
 import json
 import re
+from dataclasses import replace
+from html import unescape
 from pathlib import Path
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
 from markupsafe import escape as html_escape
 
 from rewardgym.agents.meters.text_metrics import corpus_bleu, corpus_chrf, write_hyps_refs
@@ -27,6 +32,14 @@ from rewardgym.evaluation.report import (
     report_summary,
     write_report,
 )
+from rewardgym.evaluation.report.render import (
+    _md_table,
+    build_content,
+    code_segments,
+    md_prose,
+    render_html,
+)
+from rewardgym.evaluation.report.tables import Table
 from rewardgym.evaluation.study import (
     StudyResult,
     collect_results,
@@ -228,7 +241,8 @@ def test_every_headline_cell_is_in_both_formats(study, report) -> None:
     res = _results(study)
     md, html = _text(report, "report.md"), _text(report, "report.html")
     rows = load_study(study).metrics()
-    assert [m.key for m in rows] == [m.key for m in HEADLINE if "{metric}" not in m.label]
+    assert [m.key for m in rows] == [m.key for m in HEADLINE if not m.repeats_bleu_row]
+    assert "FLOPs per BLEU point gained" in [m.label for m in rows]  # a BLEU study's metric
     for metric in rows:
         assert md_escape(metric.label) in md
         assert metric.label.replace("&", "&amp;") in html
@@ -287,7 +301,7 @@ def test_model_output_is_escaped_in_html_with_a_strict_csp(report) -> None:
 def test_markdown_cells_escape_pipes_and_html_and_keep_tables_whole(report) -> None:
     md = _text(report, "report.md")
     assert "<script" not in md.lower()
-    assert "&lt;script&gt;alert(1)&lt;/script&gt; a\\|b \\`code\\` \\*x\\*" in md
+    assert "&lt;script>alert(1)&lt;/script> a\\|b \\`code\\` \\*x\\*" in md
     header_cells = None
     for line in md.splitlines():
         if not line.startswith("|"):
@@ -300,11 +314,105 @@ def test_markdown_cells_escape_pipes_and_html_and_keep_tables_whole(report) -> N
 
 def test_md_escape_cases() -> None:
     assert md_escape("a|b") == "a\\|b"
-    assert md_escape("<b>&") == "&lt;b&gt;&amp;"
+    assert md_escape("<b>&") == "&lt;b>&"
+    assert md_escape("&amp; &#123; &#x1F; AT&T") == "&amp;amp; &amp;#123; &amp;#x1F; AT&T"
     assert md_escape("line1\nline2\r\nline3") == "line1<br>line2<br>line3"
     assert md_escape("`x` _y_ [z] task_only") == "\\`x\\` \\_y\\_ [z] task_only"
     assert md_escape("![i](http://x) [a][b]") == "!\\[i](http://x) \\[a][b]"
+    assert md_escape("a `b") == "a `b"  # one backtick cannot open a code span
+    assert md_escape("**bold** a*b*c ~~s~~") == "\\*\\*bold\\*\\* a\\*b\\*c \\~\\~s\\~\\~"
+    assert md_escape("2*3 and x_") == "2*3 and x_"  # one run alone cannot pair
+    assert md_escape("#### 1") == "\\#### 1"
+    assert md_escape("#hashtag C#") == "#hashtag C#"
+    assert md_escape("x ##") == "x \\##"  # a heading would drop it as a closing sequence
+    assert md_escape("- item") == "\\- item" and md_escape("-3.5 + 2") == "-3.5 + 2"
+    assert md_escape("1. item") == "1\\. item" and md_escape("0.5") == "0.5"
+    assert md_escape("> quote") == "\\> quote" and md_escape("---") == "\\---"
+    assert md_escape("\\* a\\b \\") == "\\\\* a\\b \\\\"
+    assert md_escape("  padded  ") == "padded"
     assert md_escape(3.5) == "3.5"
+
+
+def test_md_escape_leaves_what_cannot_change_the_rendering() -> None:
+    for text in ("12 * 2 = 24", "ν_scheme", "a => b", "task_only", "x_1 and y_2"):
+        assert md_escape(text) == text
+    assert md_escape("Sam buys 8 packs * 6 buttons = 48") == "Sam buys 8 packs * 6 buttons = 48"
+
+
+MD = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+_INLINE = r"((?:[^<]|<br>)*)"  # rendered text: no tag but a <br> we wrote ourselves
+CONTEXTS = {  # how the report places an escaped text, and the HTML that must come out
+    "table cell": ("| {0} |\n| --- |\n| {0} |\n", "<table>\n<thead>\n<tr>\n<th>{0}</th>\n"
+                   "</tr>\n</thead>\n<tbody>\n<tr>\n<td>{0}</td>\n</tr>\n</tbody>\n</table>\n"),
+    "list item": ("- {0}\n", "<ul>\n<li>{0}</li>\n</ul>\n"),
+    "caveat": ("> - {0}\n", "<blockquote>\n<ul>\n<li>{0}</li>\n</ul>\n</blockquote>\n"),
+    "heading": ("### {0}\n", "<h3>{0}</h3>\n"),
+    "paragraph": ("{0}\n", "<p>{0}</p>\n"),
+}  # fmt: skip
+NASTY = [
+    "12 * 2 = 24", "**bold**", "a*b*c", "_x_", "ν_scheme", "task_only", "`code`", "``a`b``",
+    "#### 1", "# x #", "x ##", "- item", "-", "+ x", "* x", "1. item", "2) x", "> quote",
+    "a | b", "\\|", "[a](b)", "![i](x)", "[a [b] c](d)", "[a][b]", "[a]: http://x", "<script>",
+    "<http://x>", "&amp;", "&#123;", "AT&T", "~~s~~", "~x~", "~~~", "```", "\\*", "\\", "a\\",
+    "=>", "a => b", "---", "--", "- -", "***", "_ _ _", "    code", "__a__", "*a **b** c*", "x_y_z",
+    "snake_case_", "_a_b", "a*", "*a", "(*a*)", "\"*a*\"", "a\nb", "*a\nb*", "line\\\n>x",
+    "&lt;", "a&b;c", "%_%x_", "中_文_", "é_é", "e\u0301_x_", "x\u00a0*y*\u00a0z",
+]  # fmt: skip
+
+
+def _assert_renders_as_text(text: str) -> None:
+    """md_escape(text) renders, in every place the report puts one, as exactly this text."""
+    escaped = md_escape(text)
+    expected = text.replace("\r\n", "\n").strip(" \t")
+    for name, (markdown, html) in CONTEXTS.items():
+        rendered = MD.render(markdown.format(escaped))
+        match = re.fullmatch(html.format(_INLINE), rendered)
+        assert match, (name, text, escaped, rendered)  # no markup, block or extra cell
+        for got in match.groups():
+            assert unescape(got.replace("<br>", "\n")) == expected, (name, text, rendered)
+
+
+@pytest.mark.parametrize("text", NASTY)
+def test_md_escape_renders_the_literal_text(text: str) -> None:
+    _assert_renders_as_text(text)
+
+
+_MARKS = list("*_~`#>|-+.)[]()!<&;:\\ 1aν中")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.text(
+        st.sampled_from(_MARKS) | st.characters(categories=("L", "M", "N", "P", "S", "Zs")),
+        max_size=24,
+    )
+)
+def test_md_escape_renders_any_printable_text_literally(text: str) -> None:
+    text = text.strip(" \t")
+    assume(text and not text[0].isspace() and not text[-1].isspace())  # Markdown trims those
+    _assert_renders_as_text(text)
+
+
+def test_notes_are_escaped_together_so_they_cannot_pair() -> None:
+    table = Table(["h"], [["n/a [1]"]], notes=["a *b or `c", "d* e` f", "[x", "y](z)"])
+    rendered = MD.render("\n".join(_md_table(table)))
+    assert not re.search(r"<(em|strong|code|a)\b", rendered), rendered
+    assert "[1] a *b or `c<br />\n[2] d* e` f<br />\n[3] [x<br />\n[4] y](z)</p>" in rendered
+
+
+def test_prose_keeps_code_spans_and_escapes_around_them(study, report) -> None:
+    assert md_prose("run `a *b* | c` then *x*") == "run `a *b* | c` then \\*x\\*"
+    assert md_prose("`a` and `b`") == "`a` and `b`"
+    assert md_prose("no code: 12 * 2") == "no code: 12 * 2"
+    assert code_segments("a `b` c") == [(False, "a "), (True, "b"), (False, " c")]
+    md, html = _text(report, "report.md"), _text(report, "report.html")
+    assert "`sacrebleu refs.txt -i hyps.txt` gives the same figure" in md
+    assert "<code>sacrebleu refs.txt -i hyps.txt</code> gives the same figure" in html
+    assert "where 'before' means the starting policy" in md
+    assert "where &#39;before&#39; means the starting policy" in html
+    # the code inside a span is escaped in HTML like any other text
+    content = replace(build_content(load_study(study)), definitions=[("t", "a <b> `<i>` & c")])
+    assert "<dd>a &lt;b&gt; <code>&lt;i&gt;</code> &amp; c</dd>" in render_html(content)
 
 
 def test_cells_can_be_checked_against_the_run_files(study, report) -> None:
@@ -342,7 +450,7 @@ def test_alert_timeline_and_samples_per_scheme(report) -> None:
     assert "### task_only (runs/task_only/translate/0/eval/test.json)" in md
     assert "### starting policy (before/translate/test.json)" in md
     assert (
-        "| translate: the red cat sat on the mat today =&gt; "
+        "| translate: the red cat sat on the mat today => "
         "| the red cat sat on the mat today | (empty completion) |" in md
     )
 

@@ -9,7 +9,13 @@ import pytest
 from rewardgym.agents.trainer import train
 from rewardgym.errors import ConfigError, RunDataError, UnknownNameError
 from rewardgym.evaluation.eval_config import EvalConfig
-from rewardgym.evaluation.study import record_path, run_dir, run_study, study_monitors
+from rewardgym.evaluation.study import (
+    record_path,
+    run_dir,
+    run_study,
+    study_monitors,
+    summarise_run,
+)
 from rewardgym.evaluation.study_config import (
     SweepConfig,
     expand_units,
@@ -74,6 +80,28 @@ def test_local_study_writes_every_run_and_the_aggregate(local_study) -> None:
     assert all(v in (0.0, None) for v in baseline)
     saved = json.loads(local_study.results_path.read_text())
     assert saved["summary"] == res["summary"]
+
+
+def test_flops_per_point_follows_the_primary_metric(local_study) -> None:
+    """On arithmetic (exact match) the cost per point is per exact-match point, not BLEU's."""
+    from dataclasses import replace
+
+    from rewardgym.agents.runlog import read_metrics
+    from rewardgym.evaluation.evaluate import EvalResult, compare
+    from rewardgym.evaluation.study_config import RunUnit
+
+    for record in local_study.results["runs"]:
+        assert record["metric"] == "exact_match"
+        gain = record["final_quality"] - record["before_quality"]
+        expected = record["flops_total"] / gain if gain > 0 else None
+        assert record["flops_per_quality_point"] == expected
+    record = local_study.results["runs"][0]
+    before = EvalResult.load(local_study.study_dir / "before" / "arithmetic" / "test.json")
+    after = replace(before, quality=before.quality + 10.0, bleu=before.bleu + 40.0)
+    metrics = read_metrics(local_study.study_dir / record["run_dir"] / "metrics.jsonl")
+    unit = RunUnit(record["scheme"], record["reward"], "arithmetic", record["seed"])
+    summary = summarise_run(unit, metrics, before, after, compare(before, after))
+    assert summary["flops_per_quality_point"] == pytest.approx(summary["flops_total"] / 10.0)
 
 
 def test_rerun_skips_finished_runs(local_study, random_model_dir) -> None:
@@ -152,9 +180,15 @@ def test_two_studies_on_one_directory_share_its_runs(random_model_dir, tmp_path)
 def test_sweep_expansion() -> None:
     schemes = sweep_schemes(SweepConfig("balanced", "speed", [0.0, 0.5, 1]))
     assert list(schemes) == ["balanced@speed=0", "balanced@speed=0.5", "balanced@speed=1"]
-    assert schemes["balanced@speed=0.5"] == {
-        "composite": {"completion": 0.25, "fidelity": 0.6, "speed": 0.5}
-    }
+    for name, spec in schemes.items():
+        weights = spec["composite"]
+        assert sum(weights.values()) == pytest.approx(1.0), name  # every point on a 0-1 scale
+        share = 1.0 - weights["speed"]  # what the other components of balanced keep, pro rata
+        assert weights["completion"] == pytest.approx(0.25 / 0.85 * share), name
+        assert weights["fidelity"] == pytest.approx(0.6 / 0.85 * share), name
+    assert schemes["balanced@speed=0.5"]["composite"]["speed"] == 0.5
+    with pytest.raises(ConfigError, match=r"sweep weights must be numbers from 0 to 1 \(the"):
+        sweep_schemes(SweepConfig("balanced", "speed", [1.5]))
     cfg = load_study_config(
         {
             "name": "s",
@@ -227,3 +261,25 @@ def test_report_of_a_real_study(local_study) -> None:
     md = paths["report.md"].read_text()
     assert "speed_only" in md and "task_only" in md
     assert paths["report.html"].read_text().count("data:image/png;base64,") >= 5
+
+
+def test_refresh_records_rebuilds_results_from_run_files(random_model_dir, tmp_path) -> None:
+    """A record from an older rewardgym (a row missing, a stale value) is rebuilt from the run's
+    files; nothing trains again, and the figures equal the original study's."""
+    from rewardgym.cli import main as cli_main
+    from rewardgym.evaluation.study import refresh_records
+
+    out = tmp_path / "study"
+    first = run_study(_study(random_model_dir, seeds=[0]), out=out, log=lambda line: None)
+    path = next((out / "records").iterdir())
+    old = json.loads(path.read_text(encoding="utf-8"))
+    stale = {k: v for k, v in old.items() if k != "flops_per_quality_point"}
+    path.write_text(json.dumps({**stale, "final_chrf": -1.0}), encoding="utf-8")
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*") if p.is_file()}
+    refreshed = refresh_records(out)
+    assert json.loads(path.read_text(encoding="utf-8")) == old
+    assert refreshed.results["summary"] == first.results["summary"]
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes  # no run file was touched
+    assert cli_main(["report", str(out), "--refresh"]) == 0
+    with pytest.raises(RunDataError, match=r"is not a study directory: it has no study.yaml"):
+        refresh_records(tmp_path)

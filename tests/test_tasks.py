@@ -465,7 +465,7 @@ def test_answer_formats_and_primary_metrics() -> None:
     assert set(ANSWER_FORMATS) == {"marker", "number"}
     ex = [Example("p =>", "r")]
     splits = {"train": ex, "validation": ex, "test": ex}
-    with pytest.raises(UnknownNameError, match=r"unknown primary metric 'bleu4'.*bleu, chrf"):
+    with pytest.raises(UnknownNameError, match=r"unknown quality metric 'bleu4'.*bleu, chrf"):
         Task.from_examples("t", splits, primary_metric="bleu4")
     with pytest.raises(UnknownNameError, match=r"unknown answer format 'numbr'; did you mean"):
         Task.from_examples("t", splits, answer_format="numbr")
@@ -477,5 +477,5 @@ def test_jsonl_task_declares_its_metric(tmp_path) -> None:
     path.write_text("\n".join(lines), encoding="utf-8")
     task = load_task_jsonl(path, primary_metric="chrf")
     assert task.primary_metric == "chrf" and task.answer_format == "marker"
-    with pytest.raises(UnknownNameError, match="unknown primary metric 'exact'"):
+    with pytest.raises(UnknownNameError, match="unknown quality metric 'exact'"):
         load_task_jsonl(path, primary_metric="exact")

@@ -124,6 +124,41 @@ def test_the_entry_point_group_is_read_from_installed_metadata(monkeypatch) -> N
     assert seen == ["rewardgym.tasks"]
 
 
+# -- quality metrics ---------------------------------------------------------------------------
+
+
+def reversed_words(hyps, refs):
+    """Share of answers whose words are the reference's, in any order, 0-100."""
+    same = [sorted(h.split()) == sorted(r.split()) for h, r in zip(hyps, refs, strict=True)]
+    return 100.0 * sum(same) / len(same)
+
+
+def test_a_quality_metric_module_spec_works_from_the_command_line(
+    random_model_dir, tmp_path, monkeypatch, capsys
+) -> None:
+    (tmp_path / "mymetrics_cwd.py").write_text(
+        "def same_words(hyps, refs):\n"
+        "    same = [sorted(h.split()) == sorted(r.split()) for h, r in zip(hyps, refs)]\n"
+        "    return 100.0 * sum(same) / len(same)\n",
+        encoding="utf-8",
+    )
+    write_reverse_task(tmp_path / "rev.jsonl")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    metric = "mymetrics_cwd:same_words"
+    argv = _train(random_model_dir, out, "--task", "rev.jsonl", "--reward", "chrf",
+                  "--set", f"task_kwargs={{primary_metric: '{metric}'}}")  # fmt: skip
+    assert cli_main(argv) == 0
+    argv = ["evaluate", str(out), "--noise", "none", "--n-examples", "3", "--max-new-tokens", "4"]
+    assert cli_main(argv) == 0
+    result = json.loads((out / "eval" / "test.json").read_text(encoding="utf-8"))
+    hyps = (out / "eval" / "test.hyps.txt").read_text(encoding="utf-8").splitlines()
+    refs = (out / "eval" / "test.refs.txt").read_text(encoding="utf-8").splitlines()
+    assert result["metric"] == metric and result["quality"] == reversed_words(hyps, refs)
+    with pytest.raises(ConfigError, match=r"cannot import module 'nomodule_here'"):
+        make_task(str(tmp_path / "rev.jsonl"), primary_metric="nomodule_here:f")
+
+
 # -- the command line --------------------------------------------------------------------------
 
 

@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 import sacrebleu
 
-from rewardgym.errors import ConfigError, UnknownNameError
+from rewardgym.errors import ConfigError
 from rewardgym.fileio import write_text_atomic
 
 __all__ = [
-    "METRIC_LABELS",
     "CorpusScores",
     "bleu_degeneracy",
     "corpus_bleu",
@@ -108,18 +107,12 @@ class CorpusScores:
     exact_match: float
     bleu_4gram_matches: int
 
-    def of(self, metric: str) -> float:
-        """The score of a task's primary metric (a name in :data:`METRIC_LABELS`)."""
-        if metric not in METRIC_LABELS:
-            raise UnknownNameError("quality metric", metric, METRIC_LABELS)
-        return float(getattr(self, metric))
-
 
 def corpus_scores(hyps: Sequence[str], refs: Sequence[str]) -> CorpusScores:
     """BLEU, chrF and exact match of ``hyps`` against ``refs``, one pass of each.
 
     Example:
-        >>> corpus_scores(["7", "12"], ["7", "13"]).of("exact_match")
+        >>> corpus_scores(["7", "12"], ["7", "13"]).exact_match
         50.0
     """
     h, r = _pair(hyps, refs)
@@ -203,10 +196,6 @@ def corpus_exact_match(hyps: Sequence[str], refs: Sequence[str]) -> float:
     """
     # counted, not 100 * rate: 100 * 0.29 is 28.999999999999996
     return 100.0 * _match_count(hyps, refs) / len(hyps)
-
-
-# The quality metrics a task may name as its primary one (Task.primary_metric), with labels.
-METRIC_LABELS = {"bleu": "BLEU", "chrf": "chrF", "exact_match": "exact match"}
 
 
 def mean_entropy_bits(entropies: Sequence[Sequence[float] | np.ndarray]) -> float:

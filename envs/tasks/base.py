@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardgym.envs.registration import register_task_envs
+from rewardgym.envs.tasks.quality import get_quality_metric
 from rewardgym.errors import ConfigError, TaskDataError, UnknownNameError, did_you_mean
 
 SPLITS = ("train", "validation", "test")
@@ -80,9 +81,6 @@ ANSWER_FORMATS: dict[str, Callable[[str], str]] = {
     "marker": extract_answer,
     "number": extract_number,
 }
-# The quality metrics a task may name as its primary one; the meters compute each
-# (agents/meters/text_metrics.METRIC_LABELS, kept equal by tests/test_text_metrics.py).
-QUALITY_METRICS = ("bleu", "chrf", "exact_match")
 
 
 @dataclass(frozen=True)
@@ -130,8 +128,10 @@ class Task:
         description: one line on what the task asks.
         answer_format: how :meth:`answer` finds the answer in a completion, a key of
             :data:`ANSWER_FORMATS` (``"marker"``: the text after the last ``answer:``).
-        primary_metric: the quality metric headlines and improvement figures use, one of
-            :data:`QUALITY_METRICS` (corpus BLEU means little for one-word references).
+        primary_metric: the quality metric headlines and improvement figures use: ``bleu``,
+            ``chrf``, ``exact_match``, a registered one or a ``module:function`` spec (see
+            :mod:`rewardgym.envs.tasks.quality`; corpus BLEU means little for one-word
+            references).
 
     Example:
         >>> task = Task.from_examples("toy", {
@@ -154,7 +154,7 @@ class Task:
         self.seed = seed
         self.description = description
         self.answer_format = _check_choice("answer_format", answer_format, tuple(ANSWER_FORMATS))
-        self.primary_metric = _check_choice("primary_metric", primary_metric, QUALITY_METRICS)
+        self.primary_metric = get_quality_metric(primary_metric).name
         self._splits = _check_splits(name, splits)
 
     @classmethod
@@ -191,6 +191,11 @@ class Task:
             '8'
         """
         return ANSWER_FORMATS[self.answer_format](completion)
+
+    def quality(self, answers: Sequence[str], refs: Sequence[str], corpus: Any) -> float:
+        """The primary metric of ``answers`` (as :meth:`answers` reads them) against ``refs``;
+        ``corpus`` is their ``text_metrics.corpus_scores``, which holds the built-ins."""
+        return get_quality_metric(self.primary_metric).value(answers, refs, corpus)
 
     def answers(self, completions: Sequence[str]) -> list[str]:
         """:meth:`answer` of each completion."""
@@ -558,7 +563,7 @@ def load_task_jsonl(
         name: the task name; defaults to the file's stem.
         seed: seed of the automatic split.
         answer_format: how answers are read from completions (see :data:`ANSWER_FORMATS`).
-        primary_metric: the task's headline quality metric (see :data:`QUALITY_METRICS`).
+        primary_metric: the task's headline quality metric (see :attr:`Task.primary_metric`).
 
     Raises:
         TaskDataError: the file is missing, empty or has malformed lines.
@@ -572,7 +577,7 @@ def load_task_jsonl(
     path = Path(path)
     check_seed(seed)
     _check_choice("answer_format", answer_format, tuple(ANSWER_FORMATS))
-    _check_choice("primary_metric", primary_metric, QUALITY_METRICS)
+    get_quality_metric(primary_metric)
     records, problems = _read_records(path)
     if not records and not problems:
         raise TaskDataError(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rewardgym.agents.meters.text_metrics import METRIC_LABELS
+from rewardgym.envs.tasks import quality_label
 from rewardgym.errors import RunDataError
 from rewardgym.evaluation.report.metrics import HEADLINE, Metric
 
@@ -58,10 +58,9 @@ class StudyFiles:
 
     def metrics(self) -> list[Metric]:
         """The headline rows of this study, labels naming its primary metric."""
-        if self.metric == "bleu":
-            return [m for m in HEADLINE if "{metric}" not in m.label]
-        label = METRIC_LABELS.get(self.metric, self.metric)
-        return [replace(m, label=m.label.format(metric=label)) for m in HEADLINE]
+        rows = [m for m in HEADLINE if not (m.repeats_bleu_row and self.metric == "bleu")]
+        label = quality_label(self.metric)
+        return [replace(m, label=m.label.format(metric=label)) for m in rows]
 
 
 def load_study(study_dir: str | os.PathLike[str], results: dict | None = None) -> StudyFiles:

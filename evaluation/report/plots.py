@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from rewardgym.agents.meters.text_metrics import METRIC_LABELS
+from rewardgym.envs.tasks import quality_label
 from rewardgym.evaluation.report.load import RunFiles, StudyFiles
 from rewardgym.evaluation.report.tables import _finite
 
@@ -101,7 +101,7 @@ def _line_panels(
 
 
 def plot_reward_vs_bleu(study: StudyFiles) -> Plot | None:
-    label = METRIC_LABELS.get(study.metric, study.metric)
+    label = quality_label(study.metric)
     # runs logged before eval/quality existed have their (BLEU) gold under eval/bleu
     gold = (
         "eval/quality"

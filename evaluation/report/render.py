@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,21 +150,103 @@ def _wall_lines(study: StudyFiles) -> list[str]:
 
 # -- Markdown ------------------------------------------------------------------------------------
 
-# emphasis, code, cell breaks, headings, strike-through; "_" only where it can open or close
-# emphasis (not inside a word, e.g. "task_only"); "]" only where it would close a link or image
-_MD_SPECIAL = re.compile(r"([\\`*|#~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])|\[(?=[^\]]*\][(\[:]))")
+# Escape only what could change how CommonMark/GFM renders a text, so "12 * 2", "ν_scheme" and
+# "a => b" read as written. Newlines become <br>, so a text is always one line of inline content.
+_ALWAYS = re.compile(
+    r"\|"  # a table-cell break
+    r"|&(?=#[0-9]{1,7};|#[xX][0-9a-fA-F]{1,6};|[A-Za-z][A-Za-z0-9]*;)"  # would start an entity
+    r"|\[(?=.*\][(\[:])"  # a later "](", "][" or "]:" could make it a link, image or definition
+    r"|\\(?=[!-/:-@\[-`{-~\n\ue000]|\Z)",  # escapes what follows (\ue000: a code span's place)
+    re.S,
+)
+# at the very start a text could open a block: heading, quote, list item, code fence, or a rule
+# (two marks are enough: after the bullet of "- " a text "--" makes "- --")
+_BLOCK_START = re.compile(
+    r"#{1,6}(?=[ \t]|\Z)|>|[-+*](?=[ \t]|\Z)|~~~|\d{1,9}(?P<dot>[.)])(?=[ \t]|\Z)"
+    r"|([-*_])(?:[ \t]*\2)+[ \t]*\Z"
+)
+_HEADING_END = re.compile(r"(?:^|(?<=[ \t]))#+\Z")  # a heading would drop it as closing "#"s
+_EMPHASIS_RUN = re.compile(r"\*+|_+|~+")
+_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+_HOLE = "\ue000"  # stands in for a code span while the prose around it is escaped
+
+
+def _is_space(ch: str) -> bool:
+    return ch == "\t" or unicodedata.category(ch) == "Zs"
+
+
+def _may_delimit(run: re.Match[str]) -> bool:
+    """Whether a run of ``*``, ``_`` or ``~`` could open or close emphasis or strike-through:
+    CommonMark's flanking rules, read cautiously. Never with white space (or the text's start
+    or end) on both sides; ``_`` also never inside a word."""
+    text = run.string
+    before = text[run.start() - 1] if run.start() else " "
+    after = text[run.end()] if run.end() < len(text) else " "
+    if _is_space(before) and _is_space(after):
+        return False
+    return not (run.group()[0] == "_" and before.isalnum() and after.isalnum())
+
+
+def _marks(text: str) -> set[int]:
+    """Positions in ``text`` that need a backslash (``&`` an ``&amp;``) to stay literal."""
+    marks = {m.start() for m in _ALWAYS.finditer(text)}
+    if text.count("`") >= 2:  # one backtick alone cannot open a code span
+        marks.update(i for i, ch in enumerate(text) if ch == "`")
+    runs: dict[str, list[re.Match[str]]] = {}
+    for run in filter(_may_delimit, _EMPHASIS_RUN.finditer(text)):
+        runs.setdefault(run.group()[0], []).append(run)
+    for same in runs.values():
+        if len(same) >= 2:  # emphasis needs an opening and a closing run
+            marks.update(i for run in same for i in range(*run.span()))
+    start = _BLOCK_START.match(text)
+    if start:
+        marks.add(start.start("dot") if start.group("dot") else 0)
+    end = _HEADING_END.search(text)
+    if end:
+        marks.add(end.start())
+    return marks
 
 
 def md_escape(text: Any) -> str:
-    """Escape text for one Markdown table cell: no HTML, no formatting, no cell breaks.
+    """Escape data text (model output, names, config values) for Markdown: it renders as exactly
+    this text in a table cell, list item, heading or paragraph, and only what could change
+    that is escaped (``|`` always, ``<`` as ``&lt;``; the rest by context). Surrounding spaces,
+    which Markdown drops anyway, go; newlines become ``<br>``.
 
     Example:
-        >>> md_escape("a|b <script> [x](y)")
-        'a\\\\|b &lt;script&gt; \\\\[x](y)'
+        >>> md_escape("a|b <script> [x](y) 12 * 2 ν_scheme *x*")
+        'a\\\\|b &lt;script> \\\\[x](y) 12 * 2 ν_scheme \\\\*x\\\\*'
     """
-    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = _MD_SPECIAL.sub(r"\\\1", text)
-    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "<br>")
+    text = str(text).replace("\r\n", "\n").replace("\r", "\n").strip(" \t")
+    marks = _marks(text)
+    out = []
+    for i, ch in enumerate(text):
+        if ch == "<":
+            ch = "&lt;"
+        elif i in marks:
+            ch = "&amp;" if ch == "&" else "\\" + ch
+        out.append(ch)
+    return "".join(out).replace("\n", "<br>")
+
+
+def code_segments(text: str) -> list[tuple[bool, str]]:
+    """Trusted prose (definitions, probability note, captions) as ``(is_code, part)`` pairs.
+
+    Example:
+        >>> code_segments("run `rewardgym report DIR` again")
+        [(False, 'run '), (True, 'rewardgym report DIR'), (False, ' again')]
+    """
+    parts = _CODE_SPAN.split(str(text))
+    return [(i % 2 == 1, part) for i, part in enumerate(parts) if part]
+
+
+def md_prose(text: str) -> str:
+    """Trusted prose for Markdown: its `code spans` stay code spans (content verbatim) and the
+    text around them is escaped as one, so that marks on both sides of a span cannot pair."""
+    parts = _CODE_SPAN.split(str(text))
+    around = md_escape(_HOLE.join(parts[::2])).split(_HOLE)
+    codes = [f"`{code}`" for code in parts[1::2]] + [""]
+    return "".join(a + c for a, c in zip(around, codes))
 
 
 def _md_table(table: Table) -> list[str]:
@@ -173,8 +256,10 @@ def _md_table(table: Table) -> list[str]:
     ]
     lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in table.rows]
     if table.notes:
-        lines.append("")
-        lines += [f"[{k}] {md_escape(note)}  " for k, note in enumerate(table.notes, start=1)]
+        # the notes are one paragraph: escape them together, so marks in two notes can't pair
+        one_line = (" ".join(note.splitlines()) for note in table.notes)
+        notes = md_escape("\n".join(one_line)).split("<br>")
+        lines += [""] + [f"[{k}] {note}  " for k, note in enumerate(notes, start=1)]
     return lines
 
 
@@ -192,7 +277,7 @@ def render_markdown(content: ReportContent) -> str:
         out += ["> **Caveats**", ">"] + [f"> - {md_escape(c)}" for c in content.caveats] + [""]
     out += ["## Headline", "", "Mean over seeds [95 % bootstrap CI]; see Definitions.", ""]
     out += _md_table(content.headline) + [""]
-    out += [md_escape(PROBABILITY_NOTE), ""] + _md_table(content.probabilities) + [""]
+    out += [md_prose(PROBABILITY_NOTE), ""] + _md_table(content.probabilities) + [""]
     out += ["### Where each number comes from", ""]
     out += [f"- {md_escape(s)}" for s in content.sources] + [""]
     out += ["## Starting policy (before training)", ""] + _md_table(content.before) + [""]
@@ -203,7 +288,7 @@ def render_markdown(content: ReportContent) -> str:
             "",
             f"![{md_escape(plot.title)}](plots/{plot.name})",
         ]
-        out += ["", md_escape(plot.caption), ""]
+        out += ["", md_prose(plot.caption), ""]
     out += ["## Monitor alerts", ""]
     out += _md_table(content.alerts) if content.alerts.rows else ["No monitor raised an alert."]
     out += ["", "## Per-run figures", ""] + _md_table(content.per_run) + [""]
@@ -213,7 +298,7 @@ def render_markdown(content: ReportContent) -> str:
     if not content.samples:
         out += ["No samples were saved.", ""]
     out += ["## Definitions", ""]
-    out += [f"- **{md_escape(term)}** — {md_escape(text)}" for term, text in content.definitions]
+    out += [f"- **{md_escape(term)}** — {md_prose(text)}" for term, text in content.definitions]
     out += ["", "## Reproduce", ""] + _fence("\n".join(content.commands), "sh") + [""]
     out += ["### Config", ""] + _fence(content.config_yaml, "yaml") + [""]
     out += ["### Environment", ""] + _md_table(content.environment) + [""]
@@ -229,12 +314,14 @@ def _jinja_env():
 
     folder = Path(__file__).resolve().parents[1] / "templates"
     # autoescape everything this environment renders; StrictUndefined: a typo fails loudly
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(folder)),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
+    env.filters["code_spans"] = code_segments  # parts only; the template escapes each one
+    return env
 
 
 def render_html(content: ReportContent) -> str:

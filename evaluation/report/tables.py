@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewardgym.evaluation.definitions import SOURCES
 from rewardgym.evaluation.report.load import RunFiles, StudyFiles
 from rewardgym.evaluation.report.metrics import _LABELS, Metric, _fixed
 from rewardgym.evaluation.stats import defined
@@ -38,42 +37,42 @@ def _notes_about(runs: Sequence[RunFiles], words: str) -> list[str]:
     return found
 
 
-def undefined_reason(metric: str, runs: Sequence[RunFiles], baseline: bool = False) -> str:
-    """Why ``metric`` has no value for some run of a scheme, in the words a report cell uses.
+def undefined_reason(metric: Metric, runs: Sequence[RunFiles], baseline: bool = False) -> str:
+    """Why ``metric`` has no value for some run of a scheme, in the words a report cell uses:
+    a reason the runs' data give (a zero "before", an evaluation note), else the row's own.
 
     Example:
-        >>> undefined_reason("bleu_improvement_pct", runs_with_bleu_before_0)
+        >>> undefined_reason(BLEU_IMPROVEMENT, runs_with_bleu_before_0)
         'BLEU before = 0: improvement undefined'
     """
-    recs = [r.record for r in runs]
-    if metric == "bleu_improvement_pct":
-        if any(_finite(r.get("before_bleu")) == 0 for r in recs):
-            return "BLEU before = 0: improvement undefined"
-        if any(r.get("before_bleu") is None for r in recs):
-            return "BLEU before missing: improvement undefined"
-    if metric == "quality_improvement_pct":
-        if any(_finite(r.get("before_quality")) == 0 for r in recs):
-            return "before = 0: improvement undefined"
-    if metric == "robustness_change_pct":
-        if any(_finite(r.get("robustness_before")) == 0 for r in recs):
-            return "R before = 0: robustness change undefined"
-        notes = _notes_about(runs, "robustness")
-        if notes:
-            return "; ".join(notes)
-        return "no noise sweep (R missing): robustness change undefined"
-    if metric == "grad_variance_change_pct":
-        if baseline:
-            return "baseline against itself"
-        return "no ν for this seed or its baseline seed, or baseline ν = 0: change undefined"
-    if metric == "forgetting_pct":
-        notes = _notes_about(runs, "forgetting")
-        return "; ".join(notes) if notes else "no retention task in the study: not measured"
-    if metric == "flops_per_bleu_point":
-        return "no BLEU gained: FLOPs per point undefined"
-    if metric == "entropy_bits":
-        return "no entropy logged (greedy decoding or no tokens)"
-    notes = _notes_about(runs, _LABELS.get(metric, metric).split(" (")[0])
-    return "; ".join(notes) if notes else "no seed has a value"
+    if baseline and metric.key == "grad_variance_change_pct":
+        return "baseline against itself"
+    specific = _data_reason(metric.key, [r.record for r in runs])
+    if specific is not None:
+        return specific
+    about = {"robustness_change_pct": "robustness", "forgetting_pct": "forgetting"}
+    notes = _notes_about(runs, about.get(metric.key, metric.label.split(" (")[0]))
+    return "; ".join(notes) if notes else metric.undefined
+
+
+# (record field that is zero or missing, reason): a before value that makes a change undefined
+_BEFORE_VALUES = {
+    "bleu_improvement_pct": ("before_bleu", "BLEU before"),
+    "quality_improvement_pct": ("before_quality", "before"),
+    "robustness_change_pct": ("robustness_before", "R before"),
+}
+
+
+def _data_reason(key: str, recs: list[dict]) -> str | None:
+    if key not in _BEFORE_VALUES:
+        return None
+    name, words = _BEFORE_VALUES[key]
+    change = "robustness change" if key == "robustness_change_pct" else "improvement"
+    if any(_finite(r.get(name)) == 0 for r in recs):
+        return f"{words} = 0: {change} undefined"
+    if key == "bleu_improvement_pct" and any(r.get(name) is None for r in recs):
+        return f"{words} missing: {change} undefined"
+    return None
 
 
 def headline_cell(
@@ -92,7 +91,7 @@ def headline_cell(
     n = int(entry.get("n") or 0)
     mean = _finite(entry.get("mean"))
     if n == 0 or mean is None:
-        return f"n/a ({undefined_reason(metric.key, runs)})"
+        return f"n/a ({undefined_reason(metric, runs)})"
     low, high = _finite(entry.get("ci_low")), _finite(entry.get("ci_high"))
     text = metric.fmt(mean)
     if low is not None and high is not None:
@@ -105,7 +104,7 @@ def headline_cell(
         text += f", IQM {metric.fmt(middle)}"
     total = len(entry.get("values") or runs)
     if n < total:
-        text += f" (n={n} of {total}; {total - n} n/a: {undefined_reason(metric.key, runs)})"
+        text += f" (n={n} of {total}; {total - n} n/a: {undefined_reason(metric, runs)})"
     return text
 
 
@@ -323,9 +322,7 @@ def source_lines(study: StudyFiles) -> list[str]:
     """Per headline row: the file and field to open to check it."""
     lines = []
     for metric in study.metrics():
-        src = SOURCES.get(metric.key)
-        if src is None:
-            continue
+        src = metric.source
         where = src.file.replace("SPLIT", study.split)
         line = f"{metric.label}: {where}, field {src.field}"
         if src.recompute:
