@@ -17,7 +17,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 from rewardgym.agents.callbacks import CallbackList, TrainContext
 from rewardgym.errors import CheckpointError, ConfigError, UnknownNameError
 from rewardgym.evaluation.monitors import (
-    MONITORS,
+    BUILTIN_MONITORS,
     AttentionReversalMonitor,
     EntropyMonitor,
     GradientSpikeMonitor,
@@ -383,7 +383,9 @@ def test_reward_hacking_missing_key_names_the_choices(ctx: TrainContext) -> None
 
 def test_default_monitors_builds_all_seven() -> None:
     monitors = default_monitors()
-    assert [m.name for m in monitors] == list(MONITORS)
+    assert [m.name for m in monitors] == list(BUILTIN_MONITORS)
+    assert BUILTIN_MONITORS == ("gradient_spike", "entropy", "norm_drift", "attention_reversal",
+                                "spectral_spread", "saturation", "reward_hacking")  # fmt: skip
     assert len(monitors) == 7 and all(m.action == "log" for m in monitors)
     spike = default_monitors(
         gradient_spike={"factor": 2.0, "action": "skip"}, attention_reversal=False
@@ -662,3 +664,40 @@ def test_a_resumed_run_raises_the_alerts_of_the_uninterrupted_one(
     alerts = [r.get("alerts", []) for r in whole]
     assert {"gradient_spike", "norm_drift"} <= {a["monitor"] for r in alerts[3:] for a in r}
     assert [r.get("alerts", []) for r in split] == alerts
+
+
+def test_a_users_monitor_is_registered_in_one_place(tmp_path, monkeypatch) -> None:
+    """A decorated class is built by name; a 'module:Class' spec works from a config file."""
+    from rewardgym.evaluation.monitors import base, register_monitor
+
+    monkeypatch.setattr(base, "MONITORS", dict(base.MONITORS))
+    from rewardgym.evaluation.monitors import registry
+
+    monkeypatch.setattr(registry, "MONITORS", base.MONITORS)
+
+    @register_monitor
+    class LossCeiling(Monitor):
+        name = "loss_ceiling"
+
+        def __init__(self, ceiling: float = 10.0, **kw) -> None:
+            super().__init__(**kw)
+            self.ceiling = ceiling
+
+    assert make_monitors({"loss_ceiling": {"ceiling": 3.0}})[0].ceiling == 3.0
+    assert [m.name for m in default_monitors()] == list(BUILTIN_MONITORS)  # defaults unchanged
+    with pytest.raises(ConfigError, match=r"'loss_ceiling' is already registered by"):
+        register_monitor(type("Other", (Monitor,), {"name": "loss_ceiling"}))
+    with pytest.raises(ConfigError, match=r"needs its own name"):
+        register_monitor(type("Nameless", (Monitor,), {}))
+    (tmp_path / "mymonitors_cwd.py").write_text(
+        "from rewardgym.evaluation.monitors import Monitor\n"
+        "class Quiet(Monitor):\n"
+        "    name = 'quiet'\n",
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+    assert make_monitors(["mymonitors_cwd:Quiet"])[0].name == "quiet"
+    with pytest.raises(ConfigError, match=r"cannot import module 'no_such_mod' for monitor"):
+        make_monitors(["no_such_mod:X"])
+    with pytest.raises(UnknownNameError, match=r"unknown monitor 'entropi'; did you mean"):
+        make_monitors(["entropi"])

@@ -51,9 +51,10 @@ Example:
     >>> result = train(config, callbacks=monitors)
 """
 
-from rewardgym.evaluation.monitors.base import ACTIONS, Finding, Monitor
+from rewardgym.evaluation.monitors.base import ACTIONS, Finding, Monitor, register_monitor
 from rewardgym.evaluation.monitors.hacking import RewardHackingMonitor
 from rewardgym.evaluation.monitors.registry import (
+    BUILTIN_MONITORS,
     MONITORS,
     default_monitors,
     make_monitor,
@@ -70,6 +71,7 @@ from rewardgym.evaluation.monitors.weights import (
 
 __all__ = [
     "ACTIONS",
+    "BUILTIN_MONITORS",
     "MONITORS",
     "AttentionReversalMonitor",
     "EntropyMonitor",
@@ -84,4 +86,5 @@ __all__ = [
     "make_monitor",
     "make_monitors",
     "top_singular_ratio",
+    "register_monitor",
 ]

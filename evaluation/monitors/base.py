@@ -214,3 +214,35 @@ def _check_probe(monitor: str, probe_ids: Sequence[Sequence[int]]) -> list[list[
             f"non-negative token ids, got {probe_ids!r}"
         )
     return rows
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+#: every registered monitor class by its ``name``, in registration order
+MONITORS: dict[str, type[Monitor]] = {}
+
+
+def register_monitor(cls: type[Monitor]) -> type[Monitor]:
+    """Class decorator: make ``cls`` buildable by its ``name`` in monitor configs.
+
+    Raises:
+        ConfigError: ``cls`` is not a Monitor subclass with its own ``name``, or the name is
+            taken by another class.
+
+    Example:
+        >>> @register_monitor
+        ... class LossCeiling(Monitor):
+        ...     name = "loss_ceiling"
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Monitor)):
+        raise ConfigError(f"register_monitor takes a Monitor subclass, got {cls!r}")
+    name = cls.name
+    if not isinstance(name, str) or not name.isidentifier() or name == Monitor.name:
+        raise ConfigError(f"monitor class {cls.__name__} needs its own name, got {name!r}")
+    if MONITORS.get(name, cls) is not cls:
+        raise ConfigError(
+            f"monitor {name!r} is already registered by {MONITORS[name].__qualname__}; pick "
+            "another name"
+        )
+    MONITORS[name] = cls
+    return cls

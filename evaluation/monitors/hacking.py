@@ -8,11 +8,18 @@ from typing import Any
 
 from rewardgym.agents.callbacks import TrainContext
 from rewardgym.errors import ConfigError
-from rewardgym.evaluation.monitors.base import Finding, Monitor, _check_float, _check_int
+from rewardgym.evaluation.monitors.base import (
+    Finding,
+    Monitor,
+    _check_float,
+    _check_int,
+    register_monitor,
+)
 
 # -- evaluation monitor ----------------------------------------------------------------------
 
 
+@register_monitor
 class RewardHackingMonitor(Monitor):
     """Alerts when the proxy (training) reward rises while held-out quality falls.
 

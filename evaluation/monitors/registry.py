@@ -6,31 +6,43 @@ import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from rewardgym._lazy import import_user_module
 from rewardgym.errors import ConfigError, UnknownNameError, did_you_mean
-from rewardgym.evaluation.monitors.base import Monitor
-from rewardgym.evaluation.monitors.hacking import RewardHackingMonitor
-from rewardgym.evaluation.monitors.signals import EntropyMonitor, GradientSpikeMonitor
-from rewardgym.evaluation.monitors.weights import (
-    AttentionReversalMonitor,
-    NormDriftMonitor,
-    SaturationMonitor,
-    SpectralSpreadMonitor,
+
+# importing the families registers their monitors (each class is @register_monitor'ed)
+from rewardgym.evaluation.monitors import hacking, signals, weights
+from rewardgym.evaluation.monitors.base import MONITORS, Monitor, register_monitor
+
+#: the built-in monitors, in the order default_monitors builds them: pre-step signals, weight
+#: state, then evaluations (within a family, in the order its module defines them)
+BUILTIN_MONITORS = tuple(
+    name
+    for family in (signals, weights, hacking)
+    for name, cls in MONITORS.items()
+    if cls.__module__ == family.__name__
 )
 
 # -- building monitors from config ------------------------------------------------------------
 
-MONITORS: dict[str, type[Monitor]] = {
-    cls.name: cls
-    for cls in (
-        GradientSpikeMonitor,
-        EntropyMonitor,
-        NormDriftMonitor,
-        AttentionReversalMonitor,
-        SpectralSpreadMonitor,
-        SaturationMonitor,
-        RewardHackingMonitor,
-    )
-}
+
+def _resolve(name: str) -> type[Monitor]:
+    """The class registered as ``name``, or the class a ``"module:Class"`` spec names."""
+    if name not in MONITORS and isinstance(name, str) and ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            cls = getattr(import_user_module(module), attr, None)
+        except Exception as exc:  # a user's module may fail in any way; say which and why
+            raise ConfigError(
+                f"cannot import module {module!r} for monitor {name!r}: {type(exc).__name__}: {exc}"
+            ) from None
+        if cls is None:
+            raise ConfigError(f"module {module!r} has no class {attr!r} (monitor {name!r})")
+        return register_monitor(cls)
+    if name not in MONITORS:
+        raise UnknownNameError(
+            "monitor", name, MONITORS, hint="Or name your own as 'module:Class'."
+        )
+    return MONITORS[name]
 
 
 def make_monitor(name: str, options: Mapping[str, Any] | None = None) -> Monitor:
@@ -44,14 +56,12 @@ def make_monitor(name: str, options: Mapping[str, Any] | None = None) -> Monitor
         >>> make_monitor("entropy", {"max_bits": 4.0}).max_bits
         4.0
     """
-    if name not in MONITORS:
-        raise UnknownNameError("monitor", name, MONITORS)
+    cls = _resolve(name)
     options = {} if options is None else options
     if not isinstance(options, Mapping):
         raise ConfigError(
             f"options of monitor {name!r} must be a mapping of option to value, got {options!r}"
         )
-    cls = MONITORS[name]
     valid = [p for p in inspect.signature(cls).parameters if p not in ("self",)]
     for key in options:
         if key not in valid:
@@ -126,10 +136,10 @@ def default_monitors(action: str = "log", **overrides: Mapping[str, Any] | bool)
         6
     """
     for name in overrides:
-        if name not in MONITORS:
-            raise UnknownNameError("monitor", name, MONITORS)
+        if name not in BUILTIN_MONITORS:
+            raise UnknownNameError("monitor", name, BUILTIN_MONITORS)
     config: dict[str, Any] = {}
-    for name in MONITORS:
+    for name in BUILTIN_MONITORS:
         extra = overrides.get(name, {})
         if extra is False:
             continue

@@ -16,11 +16,13 @@ from rewardgym.evaluation.monitors.base import (
     _check_float,
     _check_int,
     _median,
+    register_monitor,
 )
 
 # -- pre-step monitors -----------------------------------------------------------------------
 
 
+@register_monitor
 class GradientSpikeMonitor(Monitor):
     """Alerts when the global gradient norm exceeds ``factor`` × the median of earlier updates.
 
@@ -95,6 +97,7 @@ class GradientSpikeMonitor(Monitor):
         return findings
 
 
+@register_monitor
 class EntropyMonitor(Monitor):
     """Alerts when per-token entropy rises above ``max_bits`` or collapses below ``floor_bits``.
 

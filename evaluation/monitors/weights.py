@@ -20,6 +20,7 @@ from rewardgym.evaluation.monitors.base import (
     _check_int,
     _check_probe,
     _relative_change,
+    register_monitor,
 )
 
 # -- weight-state monitors -------------------------------------------------------------------
@@ -60,6 +61,7 @@ class _WeightMonitor(Monitor):
         raise NotImplementedError
 
 
+@register_monitor
 class NormDriftMonitor(_WeightMonitor):
     """Alerts when a weight matrix's norm moves too far from its start or within a short window.
 
@@ -153,209 +155,7 @@ class NormDriftMonitor(_WeightMonitor):
         )
 
 
-class SpectralSpreadMonitor(_WeightMonitor):
-    """Alerts when a weight matrix's top singular values spread apart.
-
-    For every 2-D weight the ratio σ1/σk of its largest to its k-th largest singular value
-    (k = ``top_k`` or the smaller side) is compared with its start value; the singular values
-    come from the eigenvalues of the smaller Gram matrix, which is cheap even for an embedding.
-
-    Args:
-        factor: ratio growth vs the start that alerts (default 1.5).
-        max_ratio: absolute ratio that alerts (default 10), for matrices that started below it.
-        top_k: how many top singular values span the ratio.
-        action, every: see :class:`Monitor` (log, pause, rollback); checks every 10 updates.
-
-    Example:
-        >>> monitor = SpectralSpreadMonitor(every=5)
-    """
-
-    name = "spectral_spread"
-
-    def __init__(
-        self,
-        factor: float = 1.5,
-        max_ratio: float = 10.0,
-        top_k: int = 10,
-        *,
-        action: str = "log",
-        every: int = 10,
-    ) -> None:
-        super().__init__(min_ndim=2, action=action, every=every)
-        self.factor = _check_float(self.name, "factor", factor, minimum=1.0)
-        self.max_ratio = _check_float(self.name, "max_ratio", max_ratio, minimum=1.0)
-        self.top_k = _check_int(self.name, "top_k", top_k, minimum=2)
-        self._start: torch.Tensor | None = None
-
-    def _select(self, model: torch.nn.Module) -> None:
-        super()._select(model)
-        keep = [i for i, p in enumerate(self._params) if p.ndim == 2 and min(p.shape) >= 2]
-        self._names = [self._names[i] for i in keep]
-        self._params = [self._params[i] for i in keep]
-        if not self._params:
-            raise ConfigError(f"{self.name}: the model has no trainable 2-D weight matrix")
-
-    def start(self, ctx: TrainContext) -> None:
-        self._select(ctx.model)
-        with torch.no_grad():
-            self._start = self._ratios()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "start": self._start}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        super().load_state_dict(state)
-        self._start = self._restored(state["start"], self._start, "start ratios")
-
-    def _ratios(self) -> torch.Tensor:
-        return torch.stack([top_singular_ratio(p.detach(), self.top_k) for p in self._params])
-
-    def measure(self, ctx: TrainContext) -> list[Finding]:
-        ratios = self._ratios()
-        findings = []
-        growth = ratios / self._start.clamp(min=_EPS)
-        i = int(torch.argmax(growth))
-        if float(growth[i]) > self.factor:
-            findings.append(
-                Finding(
-                    float(ratios[i]),
-                    self.factor * float(self._start[i]),
-                    f"σ1/σ{self.top_k} of {self._names[i]} grew {float(growth[i]):.2f}× since the "
-                    f"start ({float(self._start[i]):.3g} -> {float(ratios[i]):.3g})",
-                )
-            )
-        crossed = torch.where(self._start <= self.max_ratio, ratios, torch.zeros_like(ratios))
-        j = int(torch.argmax(crossed))
-        if float(crossed[j]) > self.max_ratio:
-            findings.append(
-                Finding(
-                    float(ratios[j]),
-                    self.max_ratio,
-                    f"σ1/σ{self.top_k} of {self._names[j]} is {float(ratios[j]):.3g} "
-                    f"> {self.max_ratio:g}",
-                )
-            )
-        return findings
-
-
-def top_singular_ratio(weight: torch.Tensor, top_k: int = 10) -> torch.Tensor:
-    """σ1/σk of a matrix, k = min(top_k, smaller side), via the smaller Gram matrix's eigenvalues.
-
-    Example:
-        >>> float(top_singular_ratio(torch.diag(torch.tensor([4.0, 2.0, 1.0])), top_k=3))
-        4.0
-    """
-    w = weight.float()
-    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
-    eig = torch.linalg.eigvalsh(gram.double())  # ascending; float64 keeps small σk honest
-    k = min(top_k, eig.numel())
-    top, kth = eig[-1].clamp(min=0).sqrt(), eig[-k].clamp(min=0).sqrt()
-    return (top / kth).float() if float(kth) > 0 else torch.tensor(math.inf)
-
-
-class SaturationMonitor(_WeightMonitor):
-    """Alerts when a weight matrix's share of near-zero weights falls below ``min_share``.
-
-    A weight is near zero when ``|w| < rel_tol × rms`` with the matrix's RMS at the start, so
-    weights pushed away from zero (saturating) lower the share. Matrices that started below
-    ``min_share`` are left out. ``max_share`` optionally alerts on the opposite failure: a matrix
-    going dead (most weights near zero).
-
-    Args:
-        min_share: share of near-zero weights below which the matrix counts as saturated (0.02).
-        rel_tol: "near zero" as a fraction of the matrix's start RMS (0.1).
-        max_share: share above which the matrix counts as dead; ``None`` (default) turns it off.
-        min_ndim: tensors with fewer dims are left out.
-        action, every: see :class:`Monitor` (log, pause, rollback); checks every 5 updates.
-
-    Example:
-        >>> monitor = SaturationMonitor(min_share=0.01, max_share=0.9)
-    """
-
-    name = "saturation"
-
-    def __init__(
-        self,
-        min_share: float = 0.02,
-        rel_tol: float = 0.1,
-        max_share: float | None = None,
-        *,
-        min_ndim: int = 2,
-        action: str = "log",
-        every: int = 5,
-    ) -> None:
-        super().__init__(min_ndim=min_ndim, action=action, every=every)
-        self.min_share = _check_float(self.name, "min_share", min_share, minimum=0.0, maximum=1.0)
-        self.rel_tol = _check_float(self.name, "rel_tol", rel_tol, minimum=0.0)
-        self.max_share = (
-            None
-            if max_share is None
-            else _check_float(self.name, "max_share", max_share, minimum=0.0, maximum=1.0)
-        )
-        if self.max_share is not None and self.max_share <= self.min_share:
-            raise ConfigError(
-                f"{self.name}: max_share ({max_share}) must be above min_share ({min_share})"
-            )
-        self._tols: list[float] = []
-        self._watched: torch.Tensor | None = None
-
-    def start(self, ctx: TrainContext) -> None:
-        self._select(ctx.model)
-        with torch.no_grad():
-            self._tols = [
-                self.rel_tol * float(p.detach().float().pow(2).mean().sqrt()) for p in self._params
-            ]
-            self._watched = self._shares() >= self.min_share
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "tols": list(self._tols), "watched": self._watched}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        super().load_state_dict(state)
-        self._watched = self._restored(state["watched"], self._watched, "watched mask")
-        tols = [float(t) for t in state["tols"]]
-        if self._params and len(tols) != len(self._params):
-            raise CheckpointError(
-                f"{self.name}: the checkpoint has tolerances for {len(tols)} tensors but this "
-                f"run watches {len(self._params)}; resume with the model and monitor options of "
-                "the run that saved the checkpoint"
-            )
-        self._tols = tols
-
-    def _shares(self) -> torch.Tensor:
-        return torch.stack(
-            [
-                (p.detach().abs() < tol).float().mean()
-                for p, tol in zip(self._params, self._tols, strict=True)
-            ]
-        )
-
-    def measure(self, ctx: TrainContext) -> list[Finding]:
-        shares = self._shares()
-        findings = []
-        watched = torch.where(self._watched, shares, torch.ones_like(shares))
-        i = int(torch.argmin(watched))
-        if float(watched[i]) < self.min_share:
-            findings.append(
-                Finding(
-                    float(shares[i]),
-                    self.min_share,
-                    f"only {float(shares[i]):.2%} of {self._names[i]} is near "
-                    f"zero (|w| < {self._tols[i]:.3g}): saturating",
-                )
-            )
-        j = int(torch.argmax(shares))
-        if self.max_share is not None and float(shares[j]) > self.max_share:
-            findings.append(
-                Finding(
-                    float(shares[j]),
-                    self.max_share,
-                    f"{float(shares[j]):.2%} of {self._names[j]} is near zero: dead weights",
-                )
-            )
-        return findings
-
-
+@register_monitor
 class AttentionReversalMonitor(Monitor):
     """Alerts when attention on a fixed probe batch reverses: scores flip sign once centred.
 
@@ -492,3 +292,208 @@ def _probe_attentions(model: torch.nn.Module, ids: torch.Tensor) -> tuple[torch.
             "output_attentions=True and eager attention; drop this monitor for this model"
         )
     return attentions
+
+
+@register_monitor
+class SpectralSpreadMonitor(_WeightMonitor):
+    """Alerts when a weight matrix's top singular values spread apart.
+
+    For every 2-D weight the ratio σ1/σk of its largest to its k-th largest singular value
+    (k = ``top_k`` or the smaller side) is compared with its start value; the singular values
+    come from the eigenvalues of the smaller Gram matrix, which is cheap even for an embedding.
+
+    Args:
+        factor: ratio growth vs the start that alerts (default 1.5).
+        max_ratio: absolute ratio that alerts (default 10), for matrices that started below it.
+        top_k: how many top singular values span the ratio.
+        action, every: see :class:`Monitor` (log, pause, rollback); checks every 10 updates.
+
+    Example:
+        >>> monitor = SpectralSpreadMonitor(every=5)
+    """
+
+    name = "spectral_spread"
+
+    def __init__(
+        self,
+        factor: float = 1.5,
+        max_ratio: float = 10.0,
+        top_k: int = 10,
+        *,
+        action: str = "log",
+        every: int = 10,
+    ) -> None:
+        super().__init__(min_ndim=2, action=action, every=every)
+        self.factor = _check_float(self.name, "factor", factor, minimum=1.0)
+        self.max_ratio = _check_float(self.name, "max_ratio", max_ratio, minimum=1.0)
+        self.top_k = _check_int(self.name, "top_k", top_k, minimum=2)
+        self._start: torch.Tensor | None = None
+
+    def _select(self, model: torch.nn.Module) -> None:
+        super()._select(model)
+        keep = [i for i, p in enumerate(self._params) if p.ndim == 2 and min(p.shape) >= 2]
+        self._names = [self._names[i] for i in keep]
+        self._params = [self._params[i] for i in keep]
+        if not self._params:
+            raise ConfigError(f"{self.name}: the model has no trainable 2-D weight matrix")
+
+    def start(self, ctx: TrainContext) -> None:
+        self._select(ctx.model)
+        with torch.no_grad():
+            self._start = self._ratios()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "start": self._start}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._start = self._restored(state["start"], self._start, "start ratios")
+
+    def _ratios(self) -> torch.Tensor:
+        return torch.stack([top_singular_ratio(p.detach(), self.top_k) for p in self._params])
+
+    def measure(self, ctx: TrainContext) -> list[Finding]:
+        ratios = self._ratios()
+        findings = []
+        growth = ratios / self._start.clamp(min=_EPS)
+        i = int(torch.argmax(growth))
+        if float(growth[i]) > self.factor:
+            findings.append(
+                Finding(
+                    float(ratios[i]),
+                    self.factor * float(self._start[i]),
+                    f"σ1/σ{self.top_k} of {self._names[i]} grew {float(growth[i]):.2f}× since the "
+                    f"start ({float(self._start[i]):.3g} -> {float(ratios[i]):.3g})",
+                )
+            )
+        crossed = torch.where(self._start <= self.max_ratio, ratios, torch.zeros_like(ratios))
+        j = int(torch.argmax(crossed))
+        if float(crossed[j]) > self.max_ratio:
+            findings.append(
+                Finding(
+                    float(ratios[j]),
+                    self.max_ratio,
+                    f"σ1/σ{self.top_k} of {self._names[j]} is {float(ratios[j]):.3g} "
+                    f"> {self.max_ratio:g}",
+                )
+            )
+        return findings
+
+
+def top_singular_ratio(weight: torch.Tensor, top_k: int = 10) -> torch.Tensor:
+    """σ1/σk of a matrix, k = min(top_k, smaller side), via the smaller Gram matrix's eigenvalues.
+
+    Example:
+        >>> float(top_singular_ratio(torch.diag(torch.tensor([4.0, 2.0, 1.0])), top_k=3))
+        4.0
+    """
+    w = weight.float()
+    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+    eig = torch.linalg.eigvalsh(gram.double())  # ascending; float64 keeps small σk honest
+    k = min(top_k, eig.numel())
+    top, kth = eig[-1].clamp(min=0).sqrt(), eig[-k].clamp(min=0).sqrt()
+    return (top / kth).float() if float(kth) > 0 else torch.tensor(math.inf)
+
+
+@register_monitor
+class SaturationMonitor(_WeightMonitor):
+    """Alerts when a weight matrix's share of near-zero weights falls below ``min_share``.
+
+    A weight is near zero when ``|w| < rel_tol × rms`` with the matrix's RMS at the start, so
+    weights pushed away from zero (saturating) lower the share. Matrices that started below
+    ``min_share`` are left out. ``max_share`` optionally alerts on the opposite failure: a matrix
+    going dead (most weights near zero).
+
+    Args:
+        min_share: share of near-zero weights below which the matrix counts as saturated (0.02).
+        rel_tol: "near zero" as a fraction of the matrix's start RMS (0.1).
+        max_share: share above which the matrix counts as dead; ``None`` (default) turns it off.
+        min_ndim: tensors with fewer dims are left out.
+        action, every: see :class:`Monitor` (log, pause, rollback); checks every 5 updates.
+
+    Example:
+        >>> monitor = SaturationMonitor(min_share=0.01, max_share=0.9)
+    """
+
+    name = "saturation"
+
+    def __init__(
+        self,
+        min_share: float = 0.02,
+        rel_tol: float = 0.1,
+        max_share: float | None = None,
+        *,
+        min_ndim: int = 2,
+        action: str = "log",
+        every: int = 5,
+    ) -> None:
+        super().__init__(min_ndim=min_ndim, action=action, every=every)
+        self.min_share = _check_float(self.name, "min_share", min_share, minimum=0.0, maximum=1.0)
+        self.rel_tol = _check_float(self.name, "rel_tol", rel_tol, minimum=0.0)
+        self.max_share = (
+            None
+            if max_share is None
+            else _check_float(self.name, "max_share", max_share, minimum=0.0, maximum=1.0)
+        )
+        if self.max_share is not None and self.max_share <= self.min_share:
+            raise ConfigError(
+                f"{self.name}: max_share ({max_share}) must be above min_share ({min_share})"
+            )
+        self._tols: list[float] = []
+        self._watched: torch.Tensor | None = None
+
+    def start(self, ctx: TrainContext) -> None:
+        self._select(ctx.model)
+        with torch.no_grad():
+            self._tols = [
+                self.rel_tol * float(p.detach().float().pow(2).mean().sqrt()) for p in self._params
+            ]
+            self._watched = self._shares() >= self.min_share
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "tols": list(self._tols), "watched": self._watched}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._watched = self._restored(state["watched"], self._watched, "watched mask")
+        tols = [float(t) for t in state["tols"]]
+        if self._params and len(tols) != len(self._params):
+            raise CheckpointError(
+                f"{self.name}: the checkpoint has tolerances for {len(tols)} tensors but this "
+                f"run watches {len(self._params)}; resume with the model and monitor options of "
+                "the run that saved the checkpoint"
+            )
+        self._tols = tols
+
+    def _shares(self) -> torch.Tensor:
+        return torch.stack(
+            [
+                (p.detach().abs() < tol).float().mean()
+                for p, tol in zip(self._params, self._tols, strict=True)
+            ]
+        )
+
+    def measure(self, ctx: TrainContext) -> list[Finding]:
+        shares = self._shares()
+        findings = []
+        watched = torch.where(self._watched, shares, torch.ones_like(shares))
+        i = int(torch.argmin(watched))
+        if float(watched[i]) < self.min_share:
+            findings.append(
+                Finding(
+                    float(shares[i]),
+                    self.min_share,
+                    f"only {float(shares[i]):.2%} of {self._names[i]} is near "
+                    f"zero (|w| < {self._tols[i]:.3g}): saturating",
+                )
+            )
+        j = int(torch.argmax(shares))
+        if self.max_share is not None and float(shares[j]) > self.max_share:
+            findings.append(
+                Finding(
+                    float(shares[j]),
+                    self.max_share,
+                    f"{float(shares[j]):.2%} of {self._names[j]} is near zero: dead weights",
+                )
+            )
+        return findings
