@@ -119,7 +119,10 @@ def gqa_policy(random_model_dir):
 def assert_greedy_matches_hf(policy, gen, max_new_tokens: int) -> None:
     """Our greedy decode loop gives the tokens of Hugging Face ``generate``, eos and padding
     included (``gen`` came from ``policy.generate(..., greedy=True)``)."""
-    ids, mask = policy._left_pad(gen.prompt_ids)
+    from rewardgym.agents.padding import pad_ids
+
+    ids, real = pad_ids(gen.prompt_ids, policy.pad_id, side="left")
+    mask = real.long()
     reference = policy.model.generate(
         input_ids=ids,
         attention_mask=mask,

@@ -33,6 +33,7 @@ from rewardgym.agents.decoding import (
     supports,
 )
 from rewardgym.agents.meters.compute import FlopCounter
+from rewardgym.agents.padding import pad_ids
 from rewardgym.agents.policy import LMPolicy
 from rewardgym.agents.registry import load_policy
 from rewardgym.agents.rollout import count_generation_flops
@@ -696,7 +697,9 @@ def test_bfloat16_logprobs_agree_with_sequence_logprobs(decoders: list) -> None:
     assert decoder.keys.dtype == torch.float32 and decoder.values.dtype == torch.bfloat16
     with torch.no_grad():
         out = half.sequence_logprobs(gen.prompt_ids, gen.token_ids)
-        ids, mask = half._left_pad([p + c for p, c in zip(gen.prompt_ids, gen.token_ids)])
+        rows = [p + c for p, c in zip(gen.prompt_ids, gen.token_ids)]
+        ids, real = pad_ids(rows, half.pad_id, side="left")
+        mask = real.long()
         logits = half.model(input_ids=ids, attention_mask=mask).logits
     peak = logits[mask.bool()].float().max().item()  # the largest logit at a real position
     step = 2.0 ** (math.floor(math.log2(peak)) - 7)
