@@ -71,6 +71,9 @@ class Callback:
     def on_eval_end(self, ctx: TrainContext, metrics: dict[str, Any]) -> None:
         """Called after every held-out evaluation during training."""
 
+    def on_checkpoint(self, ctx: TrainContext, path: Path) -> None:
+        """Called after a checkpoint is complete on disk (``path``: its folder)."""
+
     def on_train_end(self, ctx: TrainContext) -> None:
         """Called once when training ends, however it ends."""
 
@@ -115,6 +118,10 @@ class CallbackList(Callback):
     def on_eval_end(self, ctx: TrainContext, metrics: dict[str, Any]) -> None:
         for cb in self.callbacks:
             cb.on_eval_end(ctx, metrics)
+
+    def on_checkpoint(self, ctx: TrainContext, path: Path) -> None:
+        for cb in self.callbacks:
+            cb.on_checkpoint(ctx, path)
 
     def on_train_end(self, ctx: TrainContext) -> None:
         for cb in self.callbacks:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 import signal
 import sys
 import threading
@@ -609,7 +610,7 @@ def _checkpoint(run: _Run) -> None:
         "healthy": run.alerts_since_checkpoint == 0,
     }
     run.alerts_since_checkpoint = 0
-    save_checkpoint(
+    path = save_checkpoint(
         run.run_dir,
         run.update,
         run.policy.model,
@@ -619,6 +620,7 @@ def _checkpoint(run: _Run) -> None:
         callbacks_state=run.callbacks.state_dict(),
     )
     run.last_checkpoint = run.update
+    run.callbacks.on_checkpoint(run.ctx, path)
 
 
 def _close(run: _Run, final_eval: dict, stopped_early: bool, interrupted: bool) -> RunResult:
@@ -645,6 +647,7 @@ def _close(run: _Run, final_eval: dict, stopped_early: bool, interrupted: bool) 
             "flops": run.flops.snapshot(),
             "wall_s": time.perf_counter() - run.started,
             "torch_threads": torch.get_num_threads(),
+            "node": platform.node(),
             "machine": machine_record(),
         }
         with _writing(run.run_dir):

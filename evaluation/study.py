@@ -18,17 +18,21 @@ import contextlib
 import functools
 import json
 import os
+import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rewardgym.agents.callbacks import Callback
 from rewardgym.envs.tasks import quality_label, task_label
-from rewardgym.errors import RunDataError, RunLockedError
+from rewardgym.errors import ConfigError, RunDataError, RunLockedError
 from rewardgym.evaluation.report.metrics import HEADLINE as HEADLINE_METRICS
 from rewardgym.evaluation.stats import prob_beats, summarise
 from rewardgym.evaluation.study_config import (
@@ -41,6 +45,7 @@ from rewardgym.evaluation.study_config import (
 from rewardgym.fileio import write_json_atomic, write_text_atomic
 from rewardgym.locks import describe_owner, exclusive_lock, hold_run_dir, run_owner
 from rewardgym.machine import machine_record, torch_threads
+from rewardgym.storage import Storage
 
 # headline metrics: key -> is higher better (None: neither, reported without "beats")
 HEADLINE = {m.key: m.higher_is_better for m in HEADLINE_METRICS}
@@ -87,10 +92,18 @@ def run_study(
     study_dir = Path(out) if out is not None else Path("studies") / config.name
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     _prepare_study_dir(study_dir, config)
+    storage = _study_storage(config)
+    if config.executor == "ray" and config.ray_address:
+        _check_reachable(config.ray_address)
     started = time.perf_counter()
     units = expand_units(config)
     for task in config.tasks:
         _evaluate_before(config, task, study_dir, log)
+    if storage is not None:
+        _publish_before(storage, study_dir)
+        for unit in units:  # runs an earlier driver left in storage
+            if not record_path(study_dir, unit).exists():
+                _bring_home(storage, study_dir, unit)
     pending = [u for u in units if not record_path(study_dir, u).exists()]
     log(f"study {config.name!r}: {len(units)} runs, {len(units) - len(pending)} already done")
     interrupted = False
@@ -115,17 +128,17 @@ def record_path(study_dir: Path, unit: RunUnit) -> Path:
     return study_dir / "records" / f"{unit.scheme}__{task_label(unit.task)}__{unit.seed}.json"
 
 
+# options that say where a study runs, not what it computes: a rerun may change them
+WHERE_IT_RUNS = ("executor", "workers", "ray_address", "ray_resources", "storage")
+
+
 def _prepare_study_dir(study_dir: Path, config: StudyConfig) -> None:
     saved = study_dir / "study.yaml"
     resolved = config.to_dict()
-    comparable = {
-        k: v for k, v in resolved.items() if k not in ("executor", "workers", "ray_address")
-    }
+    comparable = {k: v for k, v in resolved.items() if k not in WHERE_IT_RUNS}
     if saved.exists():
         previous = load_study_config(saved).to_dict()
-        prev_cmp = {
-            k: v for k, v in previous.items() if k not in ("executor", "workers", "ray_address")
-        }
+        prev_cmp = {k: v for k, v in previous.items() if k not in WHERE_IT_RUNS}
         if prev_cmp != comparable:
             changed = sorted(k for k in comparable if comparable[k] != prev_cmp.get(k))
             raise RunDataError(
@@ -166,12 +179,19 @@ def _evaluate(policy, config: StudyConfig, task: str, out_dir: Path, reward: Any
 # -- one run (runs in worker processes too: module-level and picklable) ------------------------
 
 
-def execute_unit(config_dict: dict, study_dir: str, unit: RunUnit, label: str = "") -> dict:
+def execute_unit(
+    config_dict: dict,
+    study_dir: str,
+    unit: RunUnit,
+    label: str = "",
+    on_checkpoint: Callable[[], None] | None = None,
+) -> dict:
     """Train one run (resuming if it started before), evaluate it, write its record.
 
     The run directory is held for the whole unit, so another process on the same study skips
     it: the result is ``{"held_by": owner}`` then, ``{"interrupted": True}`` after Ctrl-C, and
     the record with ``"by"`` set when another process finished the run first.
+    ``on_checkpoint`` is called after each checkpoint the run writes.
     """
     config = load_study_config(config_dict)
     study = Path(study_dir)
@@ -182,12 +202,18 @@ def execute_unit(config_dict: dict, study_dir: str, unit: RunUnit, label: str = 
                     **json.loads(record_path(study, unit).read_text(encoding="utf-8")),
                     "by": "another process",
                 }
-            return _train_and_record(config, study, unit, label)
+            return _train_and_record(config, study, unit, label, on_checkpoint)
     except RunLockedError:
         return {"held_by": run_owner(run_dir(study, unit)) or {}, "key": unit.key}
 
 
-def _train_and_record(config: StudyConfig, study: Path, unit: RunUnit, label: str) -> dict:
+def _train_and_record(
+    config: StudyConfig,
+    study: Path,
+    unit: RunUnit,
+    label: str,
+    on_checkpoint: Callable[[], None] | None = None,
+) -> dict:
     from rewardgym.agents.trainer import train
 
     out = run_dir(study, unit)
@@ -196,7 +222,10 @@ def _train_and_record(config: StudyConfig, study: Path, unit: RunUnit, label: st
         unit.task, unit.reward, unit.seed, str(out), progress=bool(label)
     )
     resume = (out / "config.json").exists()
-    result = train(train_config, callbacks=study_monitors(config), resume=resume, label=label)
+    callbacks = study_monitors(config)
+    if on_checkpoint is not None:
+        callbacks.append(_AfterCheckpoint(on_checkpoint))
+    result = train(train_config, callbacks=callbacks, resume=resume, label=label)
     if result.interrupted:
         return {"interrupted": True, "key": unit.key}
     after = _evaluate(result.policy, config, unit.task, out / "eval", reward=unit.reward)
@@ -247,6 +276,127 @@ def refresh_records(study_dir: str | os.PathLike[str]) -> StudyResult:
     results = collect_results(config, study, wall_s=previous.get("wall_s"))
     write_json_atomic(study / "results.json", results)
     return StudyResult(study, results, False)
+
+
+# -- one run through storage (nodes that share no disk) ----------------------------------------
+
+
+def execute_unit_in_storage(
+    config_dict: dict, storage_uri: str, unit: RunUnit, label: str = ""
+) -> dict:
+    """:func:`execute_unit` in node-local scratch, its run kept in the study's storage.
+
+    The run's folder comes from storage when an earlier attempt left one (the run resumes
+    from its last checkpoint, on whichever node), goes back at every checkpoint and at the end,
+    and the record is written there last. ``RUN/placements.jsonl`` gains one line per attempt:
+    the node, its Ray node id, and the checkpoint it resumed from.
+    """
+    storage = Storage(storage_uri)
+    record_rel = _rel(record_path, unit)
+    if storage.exists(record_rel):  # an earlier attempt finished it
+        return {**json.loads(storage.read_text(record_rel)), "by": "another process"}
+    run_rel = _rel(run_dir, unit)
+    with tempfile.TemporaryDirectory(prefix="rewardgym-run-") as scratch:
+        study = Path(scratch)
+        before_rel = f"before/{task_label(unit.task)}"
+        storage.pull(before_rel, study / before_rel)
+        local = study / run_rel
+        storage.pull(run_rel, local)
+        _log_placement(local)
+        record = execute_unit(
+            config_dict, scratch, unit, label, on_checkpoint=lambda: storage.push(local, run_rel)
+        )
+        storage.push(local, run_rel)
+        if "key" in record and "held_by" not in record and not record.get("interrupted"):
+            storage.write_text(record_rel, json.dumps(record, indent=2))
+    return record
+
+
+def _rel(path_of: Callable[[Path, RunUnit], Path], unit: RunUnit) -> str:
+    """A run's folder or record relative to the study directory, as storage names it."""
+    return path_of(Path("."), unit).as_posix()
+
+
+def _log_placement(run: Path) -> None:
+    from rewardgym.agents.checkpoint import checkpoint_step, latest_checkpoint
+
+    checkpoint = latest_checkpoint(run) if run.is_dir() else None
+    line = {
+        "node": platform.node(),
+        "pid": os.getpid(),
+        "ray_node_id": _ray_node_id(),
+        "resumed_from_update": checkpoint_step(checkpoint) if checkpoint else None,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / PLACEMENTS, "a", encoding="utf-8") as out:
+        out.write(json.dumps(line) + "\n")
+
+
+PLACEMENTS = "placements.jsonl"
+
+
+def _ray_node_id() -> str | None:
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()
+
+
+class _AfterCheckpoint(Callback):
+    """Calls ``fn`` after each checkpoint (to copy the run to storage)."""
+
+    name = "after_checkpoint"
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self.fn = fn
+
+    def on_checkpoint(self, ctx, path: Path) -> None:
+        self.fn()
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not after Ray's minute of retries, when nothing listens at a
+    ``host:port`` (or ``ray://host:port``) Ray address; other forms (``auto``) go to Ray."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach Ray at ray_address {address!r}: {exc.strerror or exc}; start the "
+            "head there (`ray start --head`), or leave ray_address unset for a local Ray"
+        ) from None
+
+
+def _study_storage(config: StudyConfig) -> Storage | None:
+    """The study's storage, checked writable now (before any run starts), or None."""
+    if config.storage is None:
+        return None
+    storage = Storage(config.storage)
+    storage.check_writable()
+    return storage
+
+
+def _publish_before(storage: Storage, study_dir: Path) -> None:
+    """The starting policy's evaluations, where every run reads them to write its record."""
+    for folder in sorted((study_dir / "before").iterdir()):
+        if folder.is_dir():
+            storage.push(folder, f"before/{folder.name}")
+
+
+def _bring_home(storage: Storage, study_dir: Path, unit: RunUnit) -> dict | None:
+    """Copy a run finished in storage (its folder and record) into the study directory."""
+    record_rel = _rel(record_path, unit)
+    if not storage.exists(record_rel):
+        return None
+    storage.pull(_rel(run_dir, unit), run_dir(study_dir, unit))
+    record = json.loads(storage.read_text(record_rel))
+    write_json_atomic(record_path(study_dir, unit), record)
+    return record
 
 
 def _notice(line: str) -> None:
@@ -340,6 +490,8 @@ def _run_units(
                 if "held_by" in record:
                     held.append(by_key[record["key"]])
                     continue
+                if config.storage is not None:
+                    _bring_home(Storage(config.storage), study_dir, by_key[record["key"]])
                 done, n = done + 1, n + 1
                 _log_progress(log, record, done, total, n, len(pending), started)
             queue = held
@@ -377,12 +529,21 @@ def _wait_for_release(study_dir: Path, units: list[RunUnit], log) -> None:
         time.sleep(HELD_POLL_S)
 
 
+def _unit_runner(config: StudyConfig, study_dir: Path) -> tuple[Callable[..., dict], str]:
+    """What runs one unit and where it writes: the study directory, or the study's storage
+    (node-local scratch, synced) when ``storage`` is set."""
+    if config.storage is None:
+        return execute_unit, str(study_dir.resolve())
+    return execute_unit_in_storage, Storage(config.storage).uri
+
+
 def _local_batch(config: StudyConfig, study_dir: Path, units: list[RunUnit], progress):
     """In this process, one unit after another, each with a progress bar."""
     done, total = progress
+    run_one, where = _unit_runner(config, study_dir)
     for i, unit in enumerate(units):
         label = f"[{done + i + 1}/{total}] {unit.key}"
-        yield execute_unit(config.to_dict(), str(study_dir.resolve()), unit, label=label)
+        yield run_one(config.to_dict(), where, unit, label=label)
 
 
 def _pool_batch(config: StudyConfig, study_dir: Path, units: list[RunUnit], progress):
@@ -391,10 +552,9 @@ def _pool_batch(config: StudyConfig, study_dir: Path, units: list[RunUnit], prog
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+    run_one, where = _unit_runner(config, study_dir)
     with cf.ProcessPoolExecutor(config.workers, mp_context=context) as pool:
-        futures = [
-            pool.submit(execute_unit, config.to_dict(), str(study_dir.resolve()), u) for u in units
-        ]
+        futures = [pool.submit(run_one, config.to_dict(), where, u) for u in units]
         for future in cf.as_completed(futures):
             yield future.result()
 
@@ -405,20 +565,25 @@ def _ray_session(config: StudyConfig):
     try:
         import ray
     except ImportError as exc:
-        from rewardgym.errors import ConfigError
-
         raise ConfigError(
             "executor 'ray' needs Ray: pip install 'rewardgym[ray]' (or use executor: local)"
         ) from exc
     started_here = not ray.is_initialized()
     if started_here:
         # the dashboard is an HTTP server that can run jobs: never start one implicitly
-        ray.init(
-            address=config.ray_address,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+        try:
+            ray.init(
+                address=config.ray_address,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+        except (ConnectionError, TimeoutError) as exc:  # say where and why
+            raise ConfigError(
+                f"cannot connect to Ray at ray_address {config.ray_address!r}: "
+                f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}; start the head "
+                "with `ray start --head` there, or leave ray_address unset for a local Ray"
+            ) from None
     try:
         yield ray
     finally:
@@ -428,8 +593,13 @@ def _ray_session(config: StudyConfig):
 
 def _ray_batch(ray, config: StudyConfig, study_dir: Path, units: list[RunUnit], progress):
     """One Ray task per unit, results in the order they finish."""
-    remote = ray.remote(num_cpus=config.ray_num_cpus, num_gpus=config.ray_num_gpus)(execute_unit)
-    refs = [remote.remote(config.to_dict(), str(study_dir.resolve()), u) for u in units]
+    num_cpus = config.threads if config.ray_num_cpus is None else config.ray_num_cpus
+    run_one, where = _unit_runner(config, study_dir)
+    options = {"num_cpus": num_cpus, "num_gpus": config.ray_num_gpus}
+    if config.ray_resources:
+        options["resources"] = dict(config.ray_resources)
+    remote = ray.remote(**options)(run_one)
+    refs = [remote.remote(config.to_dict(), where, u) for u in units]
     while refs:
         ready, refs = ray.wait(refs, num_returns=1)
         yield ray.get(ready[0])

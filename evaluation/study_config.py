@@ -61,8 +61,10 @@ class StudyConfig:
     executor: str = "local"
     workers: int = 1
     ray_address: str | None = None
-    ray_num_cpus: float = 1.0
+    ray_num_cpus: float | None = None
     ray_num_gpus: float = 0.0
+    ray_resources: dict[str, float] = field(default_factory=dict)
+    storage: str | None = None
     format_version: int = STUDY_FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -87,6 +89,26 @@ class StudyConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        if self.ray_num_cpus is not None and self.ray_num_cpus != self.threads:
+            raise ConfigError(
+                f"ray_num_cpus {self.ray_num_cpus!r} differs from threads {self.threads}: each "
+                "run uses as many torch threads as the CPUs it asks Ray for (as on the local "
+                "executor), so set threads (ray_num_cpus follows it)"
+            )
+        resources = self.ray_resources
+        if not isinstance(resources, dict) or not all(
+            isinstance(k, str) and not isinstance(v, bool) and isinstance(v, (int, float)) and v > 0
+            for k, v in resources.items()
+        ):
+            raise ConfigError(
+                f"ray_resources must map custom resource names to amounts > 0 (e.g. "
+                f"{{gpu_node: 1}}), got {resources!r}"
+            )
+        if self.storage is not None and (not isinstance(self.storage, str) or not self.storage):
+            raise ConfigError(
+                f"storage must be a folder path or a URI (s3://, gs://, file://), got "
+                f"{self.storage!r}"
+            )
         clash = sorted(set(self.train) & set(PER_RUN_FIELDS))
         if clash:
             raise ConfigError(

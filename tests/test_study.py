@@ -126,23 +126,35 @@ def test_interrupted_study_resumes_to_the_same_results(
     assert _every_figure(resumed.results) == _every_figure(local_study.results)
 
 
-@pytest.mark.parametrize("executor", ["pool", "ray"])
+@pytest.mark.parametrize("executor", ["pool", "ray", "storage", "ray+storage"])
 def test_every_executor_gives_identical_figures(
     local_study, random_model_dir, tmp_path, executor: str
 ) -> None:
     """In this process (torch's own thread count), in a pool of 2 and on Ray (1 thread a
-    worker), every run sets the study's thread count, so every figure is the same."""
-    if executor == "ray":
+    worker), every run sets the study's thread count, so every figure is the same; with
+    ``storage`` each run trains in scratch and its folder comes home from storage."""
+    if "ray" in executor:
         pytest.importorskip("ray")
-    options = {"executor": "ray"} if executor == "ray" else {"workers": 2}
-    result = run_study(
-        _study(random_model_dir, **options), out=tmp_path / executor, log=lambda line: None
-    )
+    options: dict = {"executor": "ray"} if "ray" in executor else {"workers": 2}
+    if "storage" in executor:
+        pytest.importorskip("pyarrow")
+        options = {**options, "workers": 1, "storage": str(tmp_path / "storage")}
+    out = tmp_path / executor
+    result = run_study(_study(random_model_dir, **options), out=out, log=lambda line: None)
     assert _every_figure(result.results) == _every_figure(local_study.results)
     for study in (local_study, result):
         for record in study.results["runs"]:
             run = json.loads((study.study_dir / record["run_dir"] / "run.json").read_text())
             assert run["torch_threads"] == 1 == study.results["config"]["threads"]
+    if "storage" in executor:
+        for record in result.results["runs"]:
+            home = out / record["run_dir"]
+            (placement,) = [json.loads(x) for x in (home / "placements.jsonl").open()]
+            assert placement["resumed_from_update"] is None
+            assert (tmp_path / "storage" / record["run_dir"] / "run.json").exists()
+            assert sorted(p.name for p in (home / "checkpoints").iterdir()) == sorted(
+                p.name for p in (tmp_path / "storage" / record["run_dir"] / "checkpoints").iterdir()
+            )
 
 
 def _every_figure(results: dict) -> dict:
