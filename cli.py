@@ -292,7 +292,7 @@ def _report(args: argparse.Namespace) -> int:
 TRAIN_OPTION_GROUPS = {
     "task and model": ("task", "task_seed", "task_kwargs", "model", "model_options"),
     "reward and algorithm": (
-        "reward", "algo", "updates", "seed", "prompts_per_update", "group_size",
+        "reward", "algo", "aggregation", "updates", "seed", "prompts_per_update", "group_size",
         "micro_batches", "kl_coef", "entropy_coef", "baseline_momentum", "ppo_epochs",
         "clip_eps", "replay_share", "replay_confidence_weighting",
     ),

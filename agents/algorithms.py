@@ -23,10 +23,13 @@ import numpy as np
 from rewardgym.errors import ConfigError, UnknownNameError
 
 __all__ = [
+    "AGGREGATIONS",
     "AlgorithmSpec",
     "RunningBaseline",
     "batch_advantages",
+    "component_shares",
     "compute_advantages",
+    "decoupled_advantages",
     "get_algorithm",
     "group_advantages",
     "list_algorithms",
@@ -76,6 +79,58 @@ class RunningBaseline:
             mean if self.value is None else self.momentum * self.value + (1 - self.momentum) * mean
         )
         return adv
+
+
+# -- aggregating the components of a composite reward -----------------------------------------
+
+#: sum_then_normalize: weighted sum, then the algorithm's normalisation (GRPO's default);
+#: normalize_then_sum: each component normalised within its group, weighted, summed, and the sum
+#: normalised over the batch (GDPO), so a component with a wide spread cannot drown the others
+AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
+
+
+def decoupled_advantages(
+    components: dict[str, np.ndarray], weights: dict[str, float], group_size: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """GDPO's advantages and each component's part in them (before the batch normalisation).
+
+    A component that does not apply to a sample (NaN) counts as 0 there; weight-0 components
+    take no part.
+
+    Example:
+        >>> adv, parts = decoupled_advantages(
+        ...     {"a": np.array([1.0, 0.0]), "b": np.array([0.0, 10.0])}, {"a": 1.0, "b": 1.0}, 2)
+        >>> adv.tolist(), parts["b"].tolist()
+        ([0.0, 0.0], [-1.0, 1.0])
+    """
+    parts = {
+        name: weights[name] * group_advantages(np.nan_to_num(values, nan=0.0), group_size)
+        for name, values in components.items()
+        if weights.get(name)
+    }
+    n = len(next(iter(components.values()))) if components else 0
+    total = np.sum(list(parts.values()), axis=0) if parts else np.zeros(n)
+    return batch_advantages(total), parts
+
+
+def component_shares(
+    components: dict[str, np.ndarray],
+    weights: dict[str, float],
+    totals: np.ndarray,
+    group_size: int,
+) -> dict[str, np.ndarray]:
+    """Each component's part of GRPO's group-normalised advantage of the weighted sum:
+    ``w_k (r_k − mean_group r_k) / std_group(total)``; the parts add up to the advantage
+    wherever every component applies."""
+    std = totals.reshape(-1, group_size).std(axis=1, keepdims=True)
+    shares = {}
+    for name, values in components.items():
+        if not weights.get(name):
+            continue
+        groups = np.nan_to_num(values, nan=0.0).reshape(-1, group_size)
+        centred = weights[name] * (groups - groups.mean(axis=1, keepdims=True))
+        shares[name] = np.where(std > EPS, centred / np.maximum(std, EPS), 0.0).reshape(-1)
+    return shares
 
 
 #: ``advantages(rewards, group_size, baseline) -> one advantage per sample``

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from rewardgym.agents.algorithms import get_algorithm
+from rewardgym.agents.algorithms import AGGREGATIONS, get_algorithm
 from rewardgym.envs.tasks import is_task_file
 from rewardgym.errors import ConfigError, UnknownNameError
 
@@ -54,6 +54,12 @@ class TrainConfig:
         "grpo",
         "policy-gradient algorithm: reinforce, grpo, ppo or one registered with "
         "rewardgym.agents.algorithms.register_algorithm",
+    )
+    aggregation: str = _field(
+        "sum_then_normalize",
+        "how a composite reward's components become advantages: sum_then_normalize (weighted "
+        "sum, then group normalisation) or normalize_then_sum (each component normalised within "
+        "its group, then weighted and summed: GDPO)",
     )
     updates: int = _field(100, "optimizer updates to run")
     seed: int = _field(0, "seed of sampling, batches and initialisation")
@@ -102,6 +108,16 @@ class TrainConfig:
             # recorded by its absolute path, so the run's task is found again from any folder
             self.task = str(Path(self.task).resolve())
         algorithm = get_algorithm(self.algo)
+        if self.aggregation not in AGGREGATIONS:
+            raise UnknownNameError("aggregation", self.aggregation, AGGREGATIONS)
+        if self.aggregation == "normalize_then_sum" and (
+            self.group_size < 2 or algorithm.name == "reinforce"
+        ):
+            raise ConfigError(
+                "aggregation 'normalize_then_sum' normalises each component within its group: "
+                f"it needs group_size >= 2 and a group algorithm (grpo, ppo), got group_size "
+                f"{self.group_size} with {self.algo!r}"
+            )
         if self.lr_schedule not in LR_SCHEDULES:
             raise UnknownNameError("lr schedule", self.lr_schedule, LR_SCHEDULES)
         if self.dtype not in DTYPES:

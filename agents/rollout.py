@@ -25,6 +25,7 @@ class Rollout:
     generation: object  # agents.policy.Generation
     rewards: np.ndarray
     components: dict[str, np.ndarray]
+    weights: dict[str, float]  # each component's weight at this update
 
     @property
     def n_tokens(self) -> np.ndarray:
@@ -49,6 +50,12 @@ class Rollout:
             if finite.size:
                 out[f"reward/{name}/mean"] = float(finite.mean())
                 out[f"reward/{name}/std"] = float(finite.std())
+            if name in self.weights:
+                weight = self.weights[name]
+                out[f"reward/{name}/weight"] = weight
+                # what it added to reward/mean: a component that does not apply adds 0
+                paid = np.nan_to_num(weight * values, nan=0.0) if weight else np.zeros_like(values)
+                out[f"reward/{name}/contribution"] = float(paid.mean())
         return out
 
 
@@ -96,7 +103,8 @@ def collect_rollout(
     components = {k[len("reward/") :]: v for k, v in infos.items() if k.startswith("reward/")}
     if flops is not None:
         count_generation_flops(flops, gen)
-    return Rollout(examples, list(prompts), gen, np.asarray(rewards, dtype=np.float64), components)
+    rewards = np.asarray(rewards, dtype=np.float64)
+    return Rollout(examples, list(prompts), gen, rewards, components, dict(env.reward.weights))
 
 
 def count_generation_flops(flops: FlopCounter, gen) -> None:

@@ -23,7 +23,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from rewardgym.agents.algorithms import RunningBaseline, compute_advantages, get_algorithm
+from rewardgym.agents.algorithms import (
+    RunningBaseline,
+    component_shares,
+    compute_advantages,
+    decoupled_advantages,
+    get_algorithm,
+)
 from rewardgym.agents.callbacks import Callback, CallbackList, TrainContext
 from rewardgym.agents.checkpoint import (
     latest_checkpoint,
@@ -319,6 +325,7 @@ def _one_update(run: _Run) -> dict[str, Any]:
     run.ctx.alerts = []
     start = time.perf_counter()
     lr = _set_learning_rate(run)
+    run.env.reward.set_progress(run.update, config.updates)
     rollout = collect_rollout(
         run.policy,
         run.env,
@@ -330,8 +337,13 @@ def _one_update(run: _Run) -> dict[str, Any]:
         token_budget=config.token_budget,
         flops=run.flops,
     )
-    advantages = compute_advantages(config.algo, rollout.rewards, config.group_size, run.baseline)
+    advantages, parts = _advantages(run, rollout)
     record: dict[str, Any] = {"update": run.update, "lr": lr, **rollout.metrics()}
+    for name in rollout.weights if parts else ():  # a weight-0 component's part is 0
+        part = parts.get(name)
+        record[f"advantage/{name}/mean_abs"] = (
+            float(np.abs(part).mean()) if part is not None else 0.0
+        )
     record["zero_advantage/share"] = float(np.mean(advantages == 0.0))
     clip_fractions = []
     epochs = config.ppo_epochs if get_algorithm(config.algo).reuses_batch else 1
@@ -345,6 +357,20 @@ def _one_update(run: _Run) -> dict[str, Any]:
     record["ppo/clip_fraction"] = float(np.mean(clip_fractions))
     record["time/update_s"] = time.perf_counter() - start
     return record
+
+
+def _advantages(run: _Run, rollout: Rollout) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Every sample's advantage, and each reward component's part in it (logged)."""
+    config = run.config
+    if config.aggregation == "normalize_then_sum":
+        return decoupled_advantages(rollout.components, rollout.weights, config.group_size)
+    advantages = compute_advantages(config.algo, rollout.rewards, config.group_size, run.baseline)
+    if config.group_size < 2:
+        return advantages, {}
+    shares = component_shares(
+        rollout.components, rollout.weights, rollout.rewards, config.group_size
+    )
+    return advantages, shares
 
 
 def _optimise(

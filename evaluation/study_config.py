@@ -194,6 +194,11 @@ def sweep_schemes(sweep: SweepConfig) -> dict[str, dict]:
     weights = dict(spec.entry_point)
     if sweep.component not in weights:
         raise UnknownNameError(f"component of {sweep.base!r}", sweep.component, weights)
+    if not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights.values()):
+        raise ConfigError(
+            f"sweep base {sweep.base!r} has component parameters or schedules; a weight sweep "
+            "needs a composite of plain weights (write the sweep points as schemes instead)"
+        )
     total = sum(weights.values())
     others = total - weights[sweep.component]
     if others <= 0:

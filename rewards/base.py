@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from rewardgym.errors import ConfigError, RewardError
+from rewardgym.rewards.schedules import WeightSchedule
 
 RewardFn = Callable[..., Sequence[Any]]
 
@@ -365,11 +366,13 @@ def weighted_formula(pairs: Sequence[tuple[str, float]]) -> str:
 
 @dataclass(frozen=True)
 class Term:
-    """One weighted component of a :class:`Reward`."""
+    """One weighted component of a :class:`Reward`; ``schedule`` (if any) sets its weight at
+    each update (see :mod:`rewardgym.rewards.schedules`), ``weight`` is its value at update 0."""
 
     name: str
     fn: RewardFn
     weight: float = 1.0
+    schedule: WeightSchedule | None = None
 
 
 class Reward:
@@ -412,18 +415,38 @@ class Reward:
         self.name = name
         self.__name__ = name  # TRL logs rewards/<__name__>
         self.terms: tuple[Term, ...] = tuple(terms)
+        self._weights = [t.weight for t in self.terms]
         self.on_error = check_on_error(on_error)
         self.needs_references = needs_references
         self.formula = formula or self._default_formula()
         self.n_skipped = 0
 
     def _default_formula(self) -> str:
+        if any(t.schedule is not None for t in self.terms):
+            return " + ".join(
+                f"{t.schedule.describe() if t.schedule else f'{t.weight:g}'}·{t.name}"
+                for t in self.terms
+            )
         return weighted_formula([(t.name, t.weight) for t in self.terms])
 
     @property
     def component_names(self) -> list[str]:
         """The names of the components, in order."""
         return [t.name for t in self.terms]
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Each component's weight now (at the update :meth:`set_progress` last set)."""
+        return {t.name: w for t, w in zip(self.terms, self._weights, strict=True)}
+
+    def set_progress(self, update: int, run_updates: int) -> None:
+        """Move scheduled weights to ``update`` of a run of ``run_updates`` (nested composite
+        components too); fixed weights stay as they are."""
+        for i, term in enumerate(self.terms):
+            if term.schedule is not None:
+                self._weights[i] = term.schedule.value(update, run_updates)
+            if isinstance(term.fn, Reward):
+                term.fn.set_progress(update, run_updates)
 
     def score(
         self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any
@@ -459,7 +482,7 @@ class Reward:
         return self._combine(components, len(completions))
 
     def _combine(self, components: dict[str, np.ndarray], n: int) -> RewardOutput:
-        paid = [t.weight * components[t.name] for t in self.terms if t.weight != 0]
+        paid = [w * components[t.name] for t, w in zip(self.terms, self._weights) if w != 0]
         if not paid:
             return RewardOutput(np.zeros(n), components, np.zeros(n, dtype=bool))
         stacked = np.vstack(paid)

@@ -34,6 +34,7 @@ from typing import Any, Literal, TypeVar
 from rewardgym._lazy import import_user_module
 from rewardgym.errors import ConfigError, UnknownNameError, did_you_mean
 from rewardgym.rewards.base import Reward, RewardFn, Term, check_on_error, weighted_formula
+from rewardgym.rewards.schedules import SCHEDULE_KEYS, WeightSchedule
 
 ENTRY_POINT_GROUP = "rewardgym.rewards"
 _UNKNOWN_HINT = (
@@ -433,9 +434,22 @@ def _check_composite(name: str, weights: Mapping[str, Any]) -> dict[str, Any]:
     return dict(weights)
 
 
-def _split_value(name: str, key: str, value: Any) -> tuple[float, dict[str, Any]]:
-    """``(weight, params)`` from a composite entry: a number or ``{"weight": w, **params}``."""
+def _split_value(
+    name: str, key: str, value: Any
+) -> tuple[float, dict[str, Any], WeightSchedule | None]:
+    """``(weight, params, schedule)`` from a composite entry: a number, ``{"weight": w,
+    **params}`` or ``{"schedule": kind, "start": ..., ..., **params}``."""
     params: dict[str, Any] = {}
+    if isinstance(value, Mapping) and "schedule" in value:
+        if "weight" in value:
+            raise ConfigError(
+                f"composite reward {name!r}: {key!r} has both a weight and a schedule; give one"
+            )
+        params = {k: v for k, v in value.items() if k not in SCHEDULE_KEYS}
+        schedule = WeightSchedule.from_mapping(
+            key, {k: value[k] for k in SCHEDULE_KEYS & set(value)}
+        )
+        return schedule.start, params, schedule
     if isinstance(value, Mapping):
         params = dict(value)
         value = params.pop("weight", 1.0)
@@ -444,7 +458,7 @@ def _split_value(name: str, key: str, value: Any) -> tuple[float, dict[str, Any]
         raise ConfigError(
             f"composite reward {name!r}: weight of {key!r} is {value!r}; use a finite number"
         )
-    return float(value), params
+    return float(value), params, None
 
 
 def _make_composite(
@@ -453,9 +467,9 @@ def _make_composite(
     merged = _merge_overrides(name, _check_composite(name, weights), overrides)
     terms, needs = [], False
     for key, value in merged.items():
-        weight, params = _split_value(name, key, value)
+        weight, params, schedule = _split_value(name, key, value)
         fn, key_needs = _component(key, params, on_error)
-        terms.append(Term(key, fn, weight))
+        terms.append(Term(key, fn, weight, schedule))
         needs = needs or key_needs
     return Reward(name, terms, on_error=on_error, needs_references=needs)
 

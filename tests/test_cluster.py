@@ -1,12 +1,12 @@
 """A study on a two-node Ray cluster whose nodes share no disk, on one machine.
 
 The head node runs in this machine's mount namespace; the second node runs in its own
-(``unshare -m``), with a private tmpfs over ``/tmp``, so its scratch and Ray's temp folders are
-invisible to everyone else. The model and the study's storage sit in a folder both can reach
-(under the checkout, not ``/tmp``). Each node offers one ``slot``, each run asks for one, so the
-runs land on both nodes. The worker node is killed mid-run; Ray retries its run on the head,
-which resumes it from the checkpoint in storage. The study's results must equal the same study
-on the local executor, every run recorded once.
+(``unshare -m``), with a private tmpfs over its scratch folder (its ``TMPDIR``, where runs train)
+and over the cluster's Ray temp folder, so neither is visible to anyone else. The model and the
+study's storage sit in a folder both can reach (under the checkout). Each node offers one
+``slot`` and each run asks for one, so the runs land on both nodes. The worker node is killed
+mid-run; Ray retries its run on the head, which resumes it from the checkpoint in storage. The
+study's results must equal the same study on the local executor, every run recorded once.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -47,12 +48,12 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def _unshare_works() -> str | None:
+def _unshare_works(folder: Path) -> str | None:
     """None when a private mount namespace with a tmpfs can be made here, else why not."""
     if shutil.which("unshare") is None:
         return "no unshare command"
     probe = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", "mount -t tmpfs tmpfs /tmp"],
+        ["unshare", "-m", "--propagation", "private", "mount", "-t", "tmpfs", "tmpfs", folder],
         capture_output=True,
         text=True,
     )
@@ -77,18 +78,25 @@ def _namespace_pids(leader: int) -> list[int]:
 
 @pytest.fixture
 def cluster():
-    why = _unshare_works()
+    name = uuid.uuid4().hex[:8]
+    shared = REPO / ".cache" / f"cluster-{name}"
+    # short paths: Ray's unix sockets live in its temp folder
+    temp = Path(tempfile.gettempdir())
+    ray_tmp, scratch = temp / f"rg-{name}-ray", temp / f"rg-{name}-node"
+    for folder in (shared, ray_tmp, scratch):
+        folder.mkdir(parents=True)
+    why = _unshare_works(scratch)
     if why is not None:
         pytest.skip(why)
-    shared = REPO / ".cache" / f"cluster-{uuid.uuid4().hex[:8]}"
-    shared.mkdir(parents=True)
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     gcs, *ports = _free_ports(8)
     common = ["--num-cpus", "1", "--resources", '{"slot": 1}', "--disable-usage-stats"]
-    head = [RAY, "start", "--head", "--port", str(gcs), "--include-dashboard", "false", *common]
+    head = [RAY, "start", "--head", "--port", str(gcs), "--include-dashboard", "false",
+            "--temp-dir", str(ray_tmp), *common]  # fmt: skip
     subprocess.run(head, env=env, check=True, capture_output=True)
     node = (
-        f"mount -t tmpfs tmpfs /tmp && exec {RAY} start --address 127.0.0.1:{gcs} --block "
+        f"mount -t tmpfs tmpfs {scratch} && mount -t tmpfs tmpfs {ray_tmp} && "
+        f"TMPDIR={scratch} exec {RAY} start --address 127.0.0.1:{gcs} --block "
         + " ".join(common).replace('{"slot": 1}', "'{\"slot\": 1}'")
         + f" --dashboard-agent-listen-port {ports[0]} --dashboard-agent-grpc-port {ports[1]}"
         f" --metrics-export-port {ports[2]} --runtime-env-agent-port {ports[3]}"
@@ -109,7 +117,8 @@ def cluster():
             with _quiet():
                 os.kill(pid, signal.SIGKILL)
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True)
-        shutil.rmtree(shared, ignore_errors=True)
+        for folder in (shared, ray_tmp, scratch):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class _quiet:
