@@ -78,7 +78,9 @@ def test_unknown_config_key(tmp_path, capsys) -> None:
     with pytest.raises(UnknownNameError, match=r"unknown option 'update'; did you mean 'updates'"):
         TrainConfig.from_yaml(path)
     message = _cli_error(capsys, _train_argv("tiny", tmp_path / "o", "--set", "lrr=0.1"))
-    assert message.startswith("unknown option 'lrr'; did you mean 'lr'? Valid options: aggregation, algo,")
+    assert message.startswith(
+        "unknown option 'lrr'; did you mean 'lr'? Valid options: aggregation, algo,"
+    )
     assert not (tmp_path / "o").exists()
 
 
