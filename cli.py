@@ -294,6 +294,7 @@ TRAIN_OPTION_GROUPS = {
     "reward and algorithm": (
         "reward", "algo", "aggregation", "updates", "seed", "prompts_per_update", "group_size",
         "micro_batches", "kl_coef", "entropy_coef", "baseline_momentum", "ppo_epochs",
+        "loss_type", "epsilon_high", "scale_rewards", "mask_truncated_completions",
         "clip_eps", "replay_share", "replay_confidence_weighting",
     ),
     "optimiser": ("lr", "lr_schedule", "warmup_updates", "weight_decay", "max_grad_norm"),

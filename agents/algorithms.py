@@ -37,21 +37,33 @@ __all__ = [
 ]
 
 EPS = 1e-6
+#: how the per-token terms become a loss (agents/losses.aggregate_loss), TRL's names
+LOSS_TYPES = ("dr_grpo", "grpo", "dapo", "bnpo")
+#: what group advantages are divided by: each group's std, the batch's std, or nothing
+SCALE_REWARDS = ("group", "batch", "none")
 
 
-def group_advantages(rewards: np.ndarray, group_size: int) -> np.ndarray:
-    """GRPO: each reward minus its group's mean, over the group's standard deviation.
+def group_advantages(rewards: np.ndarray, group_size: int, scale: str = "group") -> np.ndarray:
+    """GRPO: each reward minus its group's mean, over the group's standard deviation
+    (``scale="batch"``: the whole batch's; ``"none"``: not divided, as in Dr. GRPO).
 
     A group whose samples all scored the same gets zero advantage (no learning signal).
 
     Example:
         >>> group_advantages(np.array([1.0, 0.0, 0.5, 0.5]), group_size=2).round(3).tolist()
         [1.0, -1.0, 0.0, 0.0]
+        >>> group_advantages(np.array([1.0, 0.0, 0.5, 0.5]), 2, scale="none").tolist()
+        [0.5, -0.5, 0.0, 0.0]
     """
     groups = rewards.reshape(-1, group_size)
-    mean = groups.mean(axis=1, keepdims=True)
-    std = groups.std(axis=1, keepdims=True)
-    adv = np.where(std > EPS, (groups - mean) / np.maximum(std, EPS), 0.0)
+    centred = groups - groups.mean(axis=1, keepdims=True)
+    if scale == "none":
+        return centred.reshape(-1)
+    if scale == "batch":
+        std = np.full((groups.shape[0], 1), rewards.std())
+    else:
+        std = groups.std(axis=1, keepdims=True)
+    adv = np.where(std > EPS, centred / np.maximum(std, EPS), 0.0)
     return adv.reshape(-1)
 
 
@@ -90,7 +102,10 @@ AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
 
 
 def decoupled_advantages(
-    components: dict[str, np.ndarray], weights: dict[str, float], group_size: int
+    components: dict[str, np.ndarray],
+    weights: dict[str, float],
+    group_size: int,
+    scale: str = "group",
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """GDPO's advantages and each component's part in them (before the batch normalisation).
 
@@ -104,7 +119,7 @@ def decoupled_advantages(
         ([0.0, 0.0], [-1.0, 1.0])
     """
     parts = {
-        name: weights[name] * group_advantages(np.nan_to_num(values, nan=0.0), group_size)
+        name: weights[name] * group_advantages(np.nan_to_num(values, nan=0.0), group_size, scale)
         for name, values in components.items()
         if weights.get(name)
     }
@@ -148,6 +163,8 @@ class AlgorithmSpec:
         reuses_batch: True if each rollout is optimised for ``ppo_epochs`` epochs, else once.
         min_group_size: the smallest ``group_size`` the advantages make sense for.
         needs_groups_because: why, said in the error for a smaller group.
+        normalises_groups: its advantages are :func:`group_advantages` when ``group_size > 1``
+            (so ``scale_rewards`` applies to it).
     """
 
     name: str
@@ -155,6 +172,7 @@ class AlgorithmSpec:
     reuses_batch: bool = False
     min_group_size: int = 1
     needs_groups_because: str = ""
+    normalises_groups: bool = False
 
     def check_group_size(self, group_size: int) -> None:
         """Raise ConfigError if ``group_size`` is below what this algorithm needs."""
@@ -176,6 +194,7 @@ def register_algorithm(
     reuses_batch: bool = False,
     min_group_size: int = 1,
     needs_groups_because: str = "",
+    normalises_groups: bool = False,
     overwrite: bool = False,
 ) -> AlgorithmSpec:
     """Register an algorithm under ``name`` (``algo=name`` then selects it).
@@ -195,7 +214,9 @@ def register_algorithm(
         )
     if not callable(advantages):
         raise ConfigError(f"advantages of algorithm {name!r} must be callable, got {advantages!r}")
-    spec = AlgorithmSpec(name, advantages, reuses_batch, min_group_size, needs_groups_because)
+    spec = AlgorithmSpec(
+        name, advantages, reuses_batch, min_group_size, needs_groups_because, normalises_groups
+    )
     _REGISTRY[name] = spec
     return spec
 
@@ -214,10 +235,18 @@ def list_algorithms() -> list[str]:
 
 
 def compute_advantages(
-    algo: str, rewards: np.ndarray, group_size: int, baseline: RunningBaseline
+    algo: str,
+    rewards: np.ndarray,
+    group_size: int,
+    baseline: RunningBaseline,
+    scale: str = "group",
 ) -> np.ndarray:
-    """The advantage of every sample under the algorithm registered as ``algo``."""
-    return get_algorithm(algo).advantages(rewards, group_size, baseline)
+    """The advantage of every sample under the algorithm registered as ``algo``; ``scale`` is
+    what a group-normalising algorithm divides by (see :func:`group_advantages`)."""
+    spec = get_algorithm(algo)
+    if scale != "group" and spec.normalises_groups and group_size > 1:
+        return group_advantages(rewards, group_size, scale)
+    return spec.advantages(rewards, group_size, baseline)
 
 
 def _normalised(rewards: np.ndarray, group_size: int, baseline: RunningBaseline) -> np.ndarray:
@@ -232,5 +261,6 @@ register_algorithm(
     lambda rewards, group_size, _baseline: group_advantages(rewards, group_size),
     min_group_size=2,
     needs_groups_because="normalises advantages within groups",
+    normalises_groups=True,
 )
-register_algorithm("ppo", _normalised, reuses_batch=True)
+register_algorithm("ppo", _normalised, reuses_batch=True, normalises_groups=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from rewardgym.agents.algorithms import AGGREGATIONS, get_algorithm
+from rewardgym.agents.algorithms import AGGREGATIONS, LOSS_TYPES, SCALE_REWARDS, get_algorithm
 from rewardgym.envs.tasks import is_task_file
 from rewardgym.errors import ConfigError, UnknownNameError
 
@@ -82,6 +82,23 @@ class TrainConfig:
     baseline_momentum: float = _field(0.9, "reinforce: momentum of the running-mean baseline")
     ppo_epochs: int = _field(2, "ppo: epochs over the same rollouts")
     clip_eps: float = _field(0.2, "ppo: clip range of the importance ratio")
+    epsilon_high: float | None = _field(
+        None, "upper clip range, >= clip_eps (DAPO's clip-higher; None: clip_eps)"
+    )
+    loss_type: str = _field(
+        "dr_grpo",
+        "how per-token terms become the loss: dr_grpo (sum / max_new_tokens, no length bias), "
+        "grpo (each completion's token mean), dapo (token mean over the batch), bnpo (token "
+        "mean over the micro-batch)",
+    )
+    scale_rewards: str = _field(
+        "group",
+        "what group advantages are divided by: group (each group's std), batch (the batch's "
+        "std) or none (Dr. GRPO: centred only)",
+    )
+    mask_truncated_completions: bool = _field(
+        False, "leave completions that hit max_new_tokens out of the loss"
+    )
 
     token_budget: int | None = _field(None, "max tokens generated per update (None: no budget)")
     replay_share: float = _field(0.0, "share of each update spent on supervised warm-start data")
@@ -143,6 +160,29 @@ class TrainConfig:
         _require_number(self, "top_p", low=0.0, high=1.0, low_inclusive=False)
         _require_number(self, "baseline_momentum", low=0.0, high=1.0)
         _require_number(self, "clip_eps", low=0.0, low_inclusive=False)
+        if self.epsilon_high is not None:
+            _require_number(self, "epsilon_high", low=0.0, low_inclusive=False)
+            if self.epsilon_high < self.clip_eps:
+                raise ConfigError(
+                    f"epsilon_high {self.epsilon_high!r} is below clip_eps {self.clip_eps!r}: "
+                    "clip-higher widens the upper range only; set it >= clip_eps or leave it None"
+                )
+        if self.loss_type not in LOSS_TYPES:
+            raise UnknownNameError("loss type", self.loss_type, LOSS_TYPES)
+        if self.scale_rewards not in SCALE_REWARDS:
+            raise UnknownNameError("scale_rewards mode", self.scale_rewards, SCALE_REWARDS)
+        group_scaled = algorithm.normalises_groups or self.aggregation == "normalize_then_sum"
+        if self.scale_rewards != "group" and not (group_scaled and self.group_size > 1):
+            raise ConfigError(
+                f"scale_rewards {self.scale_rewards!r} changes how group advantages are "
+                f"scaled; {self.algo!r} with group_size {self.group_size} has none (use grpo "
+                "or ppo with group_size >= 2)"
+            )
+        if not isinstance(self.mask_truncated_completions, bool):
+            raise ConfigError(
+                "mask_truncated_completions must be true or false, got "
+                f"{self.mask_truncated_completions!r}"
+            )
         _require_number(self, "replay_share", low=0.0, high=1.0, high_inclusive=False)
         for name in ("token_budget", "threads"):
             if getattr(self, name) is not None:

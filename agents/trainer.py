@@ -40,7 +40,7 @@ from rewardgym.agents.checkpoint import (
     save_checkpoint,
 )
 from rewardgym.agents.config import TrainConfig
-from rewardgym.agents.losses import clipped_surrogate, kl_k3, ratio_stats, sequence_sum
+from rewardgym.agents.losses import aggregate_loss, clipped_surrogate, kl_k3, ratio_stats
 from rewardgym.agents.memory import keep_freed_memory
 from rewardgym.agents.meters.compute import FlopCounter
 from rewardgym.agents.meters.gradients import GradNoiseAccumulator
@@ -363,8 +363,12 @@ def _advantages(run: _Run, rollout: Rollout) -> tuple[np.ndarray, dict[str, np.n
     """Every sample's advantage, and each reward component's part in it (logged)."""
     config = run.config
     if config.aggregation == "normalize_then_sum":
-        return decoupled_advantages(rollout.components, rollout.weights, config.group_size)
-    advantages = compute_advantages(config.algo, rollout.rewards, config.group_size, run.baseline)
+        return decoupled_advantages(
+            rollout.components, rollout.weights, config.group_size, config.scale_rewards
+        )
+    advantages = compute_advantages(
+        config.algo, rollout.rewards, config.group_size, run.baseline, config.scale_rewards
+    )
     if config.group_size < 2:
         return advantages, {}
     shares = component_shares(
@@ -449,18 +453,29 @@ def _micro_batch_loss(
         with_entropy=config.entropy_coef > 0,
     )
     mask = out.mask
+    if config.mask_truncated_completions:  # a cut-off completion teaches nothing about its end
+        finished = torch.tensor([bool(gen.finished[i]) for i in chunk], device=mask.device)
+        mask = mask * finished[:, None].to(mask.dtype)
     old = pad_values([gen.logprobs[i] for i in chunk], mask.shape[1], mask.device)
     adv = torch.as_tensor(advantages[chunk], dtype=out.logprobs.dtype, device=mask.device)
-    per_token = clipped_surrogate(out.logprobs, old, adv, mask, config.clip_eps)
-    ratio_dev, clip_fraction = ratio_stats(out.logprobs, old, mask, config.clip_eps)
-    loss = sequence_sum(per_token, config.max_new_tokens).mean()
+    eps, eps_high = config.clip_eps, config.epsilon_high
+    per_token = clipped_surrogate(out.logprobs, old, adv, mask, eps, eps_high)
+    ratio_dev, clip_fraction = ratio_stats(out.logprobs, old, mask, eps, eps_high)
+
+    def aggregate(terms: torch.Tensor) -> torch.Tensor:
+        return aggregate_loss(
+            terms, mask, config.loss_type, config.max_new_tokens,
+            _loss_tokens(rollout, config), config.micro_batches,
+        )  # fmt: skip
+
+    loss = aggregate(per_token)
     kl = torch.zeros((), device=mask.device)
     if run.reference is not None:
         with torch.no_grad():
             ref = run.reference.sequence_logprobs(
                 prompt_ids, completion_ids, temperature=config.temperature, top_p=config.top_p
             )
-        kl = sequence_sum(kl_k3(out.logprobs, ref.logprobs, mask), config.max_new_tokens).mean()
+        kl = aggregate(kl_k3(out.logprobs, ref.logprobs, mask))
         loss = loss + config.kl_coef * kl
         run.flops.add_forward("reference", out.n_positions)
     if config.entropy_coef:
@@ -487,6 +502,16 @@ def _micro_batch_loss(
         "ppo/clip_fraction": clip_fraction,
     }
     return parts, flops
+
+
+def _loss_tokens(rollout: Rollout, config) -> int:
+    """The batch's tokens that enter the loss (``dapo`` averages over them)."""
+    gen = rollout.generation
+    return sum(
+        len(ids)
+        for ids, done in zip(gen.token_ids, gen.finished, strict=True)
+        if done or not config.mask_truncated_completions
+    )
 
 
 def _count_train_flops(run: _Run, out, chunk_advantages: np.ndarray) -> float:

@@ -2,8 +2,9 @@
 
 Both train the same model (loaded by rewardgym, same fp32 weights), on the same task prompts
 (formatted by the policy's chat template for TRL, which then sees plain text), with the same
-reward: rewardgym's own reward object passed to TRL as a ``reward_funcs`` entry, the task's
-references reaching it as the dataset column ``references`` (this is the interop check). Batch,
+reward: ``rewardgym.rewards.to_trl`` splits it into TRL's ``reward_funcs`` and
+``reward_weights`` (each component its own function), the task's references reaching them as
+the dataset column ``references`` (this is the interop check). Batch,
 group size, completion length, micro-batches (TRL's gradient accumulation) and sampling settings
 match; TRL runs with ``bf16=False`` and ``gradient_checkpointing=False`` on the same cores.
 A step is rollout + reward + update in both; each side's figure is the median step time after
@@ -39,7 +40,7 @@ from rewardgym.agents.memory import ENV_VAR as KEEP_FREED_MEMORY
 from rewardgym.agents.registry import load_policy
 from rewardgym.agents.trainer import train
 from rewardgym.envs.tasks import make_task
-from rewardgym.rewards import make_reward
+from rewardgym.rewards import to_trl
 
 TARGET_VS_TRL = 2.0
 HAVE_TRL = importlib.util.find_spec("trl") is not None
@@ -81,7 +82,7 @@ def trl_step_seconds(model: str, quick: bool, steps: int, device: str = "cpu") -
             "references": [e.reference for e in examples],
         }
     )
-    reward = make_reward(config.reward)
+    reward_funcs, reward_weights = to_trl(config.reward)  # each component, TRL-weighted
     batch = config.prompts_per_update * config.group_size
     with tempfile.TemporaryDirectory() as out:
         args = GRPOConfig(
@@ -105,11 +106,12 @@ def trl_step_seconds(model: str, quick: bool, steps: int, device: str = "cpu") -
             logging_steps=1,
             seed=config.seed,
             disable_tqdm=True,
+            reward_weights=reward_weights,
         )
         timer, stamps = _step_timer()
         trainer = GRPOTrainer(
             model=policy.model,
-            reward_funcs=[reward],
+            reward_funcs=reward_funcs,
             args=args,
             train_dataset=data,
             processing_class=policy.tokenizer,

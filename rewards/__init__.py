@@ -33,6 +33,7 @@ from rewardgym.rewards.base import (
     fill_reward_kwargs,
 )
 from rewardgym.rewards.builtin import Speed, bleu, chrf, completion, exact_match, length
+from rewardgym.rewards.interop import to_trl, to_verl
 from rewardgym.rewards.presets import PRESETS
 from rewardgym.rewards.registry import (
     ENTRY_POINT_GROUP,
@@ -77,4 +78,6 @@ __all__ = [
     "register_composite",
     "register_reward",
     "reward_spec",
+    "to_trl",
+    "to_verl",
 ]

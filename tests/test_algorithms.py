@@ -93,3 +93,62 @@ def test_a_registered_algorithm_is_selected_by_name(monkeypatch) -> None:
         register_algorithm("pairs_only", lambda r, g, b: r)
     with pytest.raises(ConfigError, match=r"must be callable"):
         register_algorithm("broken", 3)
+
+
+# -- loss variants (TRL's names), against hand computations ------------------------------------
+
+
+def test_each_loss_type_against_its_formula() -> None:
+    from rewardgym.agents.algorithms import LOSS_TYPES
+    from rewardgym.agents.losses import aggregate_loss
+
+    terms = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    # micro-batch of 2 of a batch with 8 tokens in 2 micro-batches
+    got = {k: aggregate_loss(terms, mask, k, 6, 8, 2).item() for k in LOSS_TYPES}
+    assert got["dr_grpo"] == pytest.approx(((1 + 2 + 3) / 6 + 4 / 6) / 2)
+    assert got["grpo"] == pytest.approx((6 / 3 + 4 / 1) / 2)  # a short answer weighs more
+    assert got["bnpo"] == pytest.approx(10 / 4)
+    assert got["dapo"] == pytest.approx(10 * 2 / 8)  # /K in the trainer: 10 / 8 of the batch
+
+
+def test_clip_higher_widens_only_the_upper_range() -> None:
+    old = torch.zeros(1, 2)
+    new = torch.log(torch.tensor([[1.3, 0.7]]))
+    mask = torch.ones(1, 2)
+    up = clipped_surrogate(new, old, torch.tensor([1.0]), mask, 0.2, clip_eps_high=0.28)
+    assert up[0, 0].item() == pytest.approx(-1.28)  # clipped at 1 + ε_high, not 1.2
+    down = clipped_surrogate(new, old, torch.tensor([-1.0]), mask, 0.2, clip_eps_high=0.28)
+    assert down[0, 1].item() == pytest.approx(0.8)  # the lower range is still 1 − ε
+    assert clipped_surrogate(new, old, torch.tensor([1.0]), mask, 0.2)[0, 0].item() == (
+        pytest.approx(-1.2)
+    )
+
+
+def test_scale_rewards_divides_by_the_group_the_batch_or_nothing() -> None:
+    rewards = np.array([1.0, 0.0, 3.0, 3.0, 0.0, 4.0])
+    centred = np.array([0.5, -0.5, 0.0, 0.0, -2.0, 2.0])
+    np.testing.assert_allclose(group_advantages(rewards, 2, "none"), centred)
+    np.testing.assert_allclose(group_advantages(rewards, 2, "batch"), centred / rewards.std())
+    np.testing.assert_allclose(group_advantages(rewards, 2), [1, -1, 0, 0, -1, 1])
+    base = RunningBaseline()
+    np.testing.assert_allclose(compute_advantages("grpo", rewards, 2, base, "none"), centred)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"loss_type": "dapoo"}, UnknownNameError, r"unknown loss type 'dapoo'; did you mean"),
+        ({"epsilon_high": 0.1}, ConfigError, r"epsilon_high 0.1 is below clip_eps 0.2"),
+        ({"scale_rewards": "batches"}, UnknownNameError, r"did you mean 'batch'"),
+        (
+            {"scale_rewards": "none", "algo": "reinforce", "group_size": 1},
+            ConfigError,
+            r"scale_rewards 'none' changes how group advantages are scaled",
+        ),
+        ({"mask_truncated_completions": "yes"}, ConfigError, r"must be true or false"),
+    ],
+)
+def test_bad_loss_options(options, error, match) -> None:
+    with pytest.raises(error, match=match):
+        TrainConfig(task="translate", **options)

@@ -176,3 +176,25 @@ def test_the_trainer_takes_advantages_from_the_registered_algorithm(
     after = result.policy.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert result.metrics[-1]["zero_advantage/share"] == 1.0
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo", "bnpo"])
+def test_every_loss_type_trains(random_model_dir, loss_type) -> None:
+    result = train(
+        small_train_config(
+            random_model_dir, loss_type=loss_type, epsilon_high=0.28, scale_rewards="batch"
+        )
+    )
+    assert all(np.isfinite(m["loss"]) for m in result.metrics)
+
+
+def test_masked_truncated_completions_teach_nothing(random_model_dir) -> None:
+    """With every completion cut off at max_new_tokens, masking them leaves no loss at all."""
+    from rewardgym.agents.registry import load_policy
+
+    before = load_policy(random_model_dir).model.state_dict()
+    config = small_train_config(random_model_dir, mask_truncated_completions=True, updates=1)
+    result = train(config)
+    assert result.metrics[0]["finished/share"] == 0.0  # the random model never ends in 6 tokens
+    after = result.policy.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
