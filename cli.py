@@ -45,6 +45,20 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from rewardgym.evaluation.replay import REPLAY_DIR, replay_run
+
+    result = replay_run(args.run_dir, parse_reward_spec(args.reward), name=args.name)
+    last = result["updates"][-1] if result["updates"] else {}
+    print(
+        f"replayed {len(result['updates'])} updates under {result['reward']!r}; last update: "
+        f"own reward {last.get('own_mean', float('nan')):.3f}, replayed "
+        f"{last.get('replayed_mean', float('nan')):.3f}, Kendall tau {last.get('kendall_tau')}"
+    )
+    print(f"written: {Path(args.run_dir) / REPLAY_DIR}/")
+    return 0
+
+
 def _audit(args: argparse.Namespace) -> int:
     from rewardgym.envs.tasks import list_tasks
     from rewardgym.evaluation.audit import audit_reward, format_audit
@@ -432,6 +446,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", help="override the config's seeds")
     p.add_argument("--no-report", action="store_true", help="skip writing the report")
     p.set_defaults(func=_study)
+
+    p = sub.add_parser(
+        "replay", help="re-score a run's training samples under another reward (no model)"
+    )
+    p.add_argument("run_dir", help="the --out folder of a `rewardgym train` run")
+    p.add_argument("--reward", required=True, help="reward spec (name, module:function, JSON)")
+    p.add_argument("--name", default=None, help="output name (default: the reward's name)")
+    p.set_defaults(func=_replay)
 
     p = sub.add_parser("report", help="write report.md and report.html for a study directory")
     p.add_argument("study_dir", help="a study directory (holds results.json)")

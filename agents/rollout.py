@@ -8,6 +8,7 @@ resumed run replays the same batches as an uninterrupted one without saving any 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -26,10 +27,26 @@ class Rollout:
     rewards: np.ndarray
     components: dict[str, np.ndarray]
     weights: dict[str, float]  # each component's weight at this update
+    indices: np.ndarray  # each sample's example index in the task's train split
 
     @property
     def n_tokens(self) -> np.ndarray:
         return np.asarray(self.generation.n_tokens)
+
+    def samples_record(self, update: int, group_size: int) -> dict[str, Any]:
+        """This batch as one line of ``samples.jsonl``: enough to score it again under another
+        reward with no model (``rewardgym replay``). Samples of a group are adjacent."""
+        gen = self.generation
+        return {
+            "update": update,
+            "group_size": group_size,
+            "index": [int(i) for i in self.indices],
+            "completion": list(gen.completions),
+            "n_tokens": [int(n) for n in gen.n_tokens],
+            "finished": [bool(f) for f in gen.finished],
+            "reward": [float(r) for r in self.rewards],
+            "components": {k: [float(v) for v in vals] for k, vals in self.components.items()},
+        }
 
     def metrics(self) -> dict[str, float]:
         """Reward, component and completion statistics of this batch, for metrics.jsonl."""
@@ -78,7 +95,7 @@ def collect_rollout(
 ) -> Rollout:
     """Sample completions for one batch of prompts and score them through ``env``."""
     batch_seed = update_seed(seed, update)
-    prompts, _ = env.reset(seed=batch_seed)
+    prompts, drawn = env.reset(seed=batch_seed)
     examples = env.batch
     gen = policy.generate(
         list(prompts),
@@ -104,7 +121,9 @@ def collect_rollout(
     if flops is not None:
         count_generation_flops(flops, gen)
     rewards = np.asarray(rewards, dtype=np.float64)
-    return Rollout(examples, list(prompts), gen, rewards, components, dict(env.reward.weights))
+    weights = dict(env.reward.weights)
+    indices = np.asarray(drawn["index"])
+    return Rollout(examples, list(prompts), gen, rewards, components, weights, indices)
 
 
 def count_generation_flops(flops: FlopCounter, gen) -> None:

@@ -15,6 +15,9 @@ from typing import Any
 
 from rewardgym.errors import RunDataError
 
+#: the training samples of every update, one JSON line each (``rewardgym replay`` reads them)
+SAMPLES_FILE = "samples.jsonl"
+
 
 def _jsonable(value: Any) -> Any:
     """Plain JSON: numpy scalars to Python, non-finite floats to None (JSON has no NaN)."""

@@ -49,7 +49,7 @@ from rewardgym.agents.padding import pad_values
 from rewardgym.agents.policy import LMPolicy
 from rewardgym.agents.registry import load_policy
 from rewardgym.agents.rollout import Rollout, collect_rollout
-from rewardgym.agents.runlog import MetricsLog, read_metrics
+from rewardgym.agents.runlog import SAMPLES_FILE, MetricsLog, read_metrics
 from rewardgym.agents.sft import replay_loss
 from rewardgym.envs.scoring import score_completions
 from rewardgym.envs.spaces import Action
@@ -94,6 +94,8 @@ class _Run:
     ctx: TrainContext
     run_dir: Path | None
     log: MetricsLog | None
+    samples: MetricsLog | None = None  # samples.jsonl: what each update trained on
+    pending_samples: dict[str, Any] | None = None
     tb: Any = None
     update: int = 0
     skipped_updates: int = 0
@@ -229,6 +231,7 @@ def _setup(config: TrainConfig, callbacks: list[Callback], resume: bool) -> _Run
         ctx=ctx,
         run_dir=run_dir,
         log=MetricsLog(run_dir / "metrics.jsonl") if run_dir else None,
+        samples=MetricsLog(run_dir / SAMPLES_FILE) if run_dir else None,
     )
     if resume and run_dir is not None:
         _restore(run, latest_checkpoint(run_dir))
@@ -287,8 +290,9 @@ def _writing(path: Path):
 def _restore(run: _Run, checkpoint: Path | None) -> None:
     """Continue from ``checkpoint`` (or from scratch when there is none)."""
     if checkpoint is None:
-        if run.log is not None:
-            run.log.truncate_to(0)
+        for log in (run.log, run.samples):
+            if log is not None:
+                log.truncate_to(0)
         return
     state = load_checkpoint(checkpoint, run.policy.model, run.optimizer, restore_rng=True)
     run.update = run.last_checkpoint = int(state["update"])
@@ -296,6 +300,8 @@ def _restore(run: _Run, checkpoint: Path | None) -> None:
     run.flops.load_state_dict(state["flops"])
     run.skipped_updates = int(state.get("skipped_updates", 0))
     run.rollbacks = int(state.get("rollbacks", 0))
+    if run.samples is not None:
+        run.samples.truncate_to(run.update)
     if run.log is not None:
         run.log.truncate_to(run.update)
         run.records = read_metrics(run.log.path)
@@ -337,6 +343,7 @@ def _one_update(run: _Run) -> dict[str, Any]:
         token_budget=config.token_budget,
         flops=run.flops,
     )
+    run.pending_samples = rollout.samples_record(run.update, config.group_size)
     advantages, parts = _advantages(run, rollout)
     record: dict[str, Any] = {"update": run.update, "lr": lr, **rollout.metrics()}
     for name in rollout.weights if parts else ():  # a weight-0 component's part is 0
@@ -611,6 +618,10 @@ def _finish_update(run: _Run, record: dict[str, Any]) -> None:
         record["alerts"] = list(run.ctx.alerts)
         run.alerts_since_checkpoint += len(run.ctx.alerts)
     run.records.append(record)
+    if run.samples is not None and run.pending_samples is not None:
+        with _writing(run.samples.path):
+            run.samples.append(run.pending_samples)
+    run.pending_samples = None
     if run.log is not None:
         with _writing(run.log.path):
             run.log.append(record)

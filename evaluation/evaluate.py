@@ -655,7 +655,8 @@ def _retention_bleu(result: EvalResult) -> float | None:
 # -- a training run ----------------------------------------------------------------------------
 
 
-def _read_run_config(run_dir: Path) -> Any:
+def read_run_config(run_dir: Path) -> Any:
+    """The TrainConfig a run saved (``RUN/config.json``), or a RunDataError saying why not."""
     from rewardgym.agents.config import TrainConfig
 
     if not run_dir.is_dir():
@@ -762,7 +763,7 @@ def evaluate_run(
         38.7
     """
     run_dir = Path(run_dir)
-    run_config = _read_run_config(run_dir)
+    run_config = read_run_config(run_dir)
     # Check the cheap options before loading the model.
     config = _checked_config(config)
     if config.max_new_tokens is None:

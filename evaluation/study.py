@@ -33,6 +33,7 @@ import numpy as np
 from rewardgym.agents.callbacks import Callback
 from rewardgym.envs.tasks import quality_label, task_label
 from rewardgym.errors import ConfigError, RunDataError, RunLockedError
+from rewardgym.evaluation.replay import replay_gold
 from rewardgym.evaluation.report.metrics import HEADLINE as HEADLINE_METRICS
 from rewardgym.evaluation.stats import prob_beats, summarise
 from rewardgym.evaluation.study_config import (
@@ -229,6 +230,7 @@ def _train_and_record(
     if result.interrupted:
         return {"interrupted": True, "key": unit.key}
     after = _evaluate(result.policy, config, unit.task, out / "eval", reward=unit.reward)
+    replay_gold(out)  # the training samples under the gold metric, for the report
     record = _record(config, study, unit, result.metrics, after)
     record["wall_s"] = time.perf_counter() - started
     write_json_atomic(record_path(study, unit), record)

@@ -273,6 +273,11 @@ def test_report_of_a_real_study(local_study) -> None:
     md = paths["report.md"].read_text()
     assert "speed_only" in md and "task_only" in md
     assert paths["report.html"].read_text().count("data:image/png;base64,") >= 5
+    assert "Reward disagreement: training samples re-scored by exact match" in md
+    for record in local_study.results["runs"]:  # every run re-scored its samples by the gold
+        run = local_study.study_dir / record["run_dir"]
+        gold = json.loads((run / "replay" / "gold.json").read_text())
+        assert gold["reward"] == "exact_match" and len(gold["updates"]) == record["updates"]
 
 
 def test_refresh_records_rebuilds_results_from_run_files(random_model_dir, tmp_path) -> None:

@@ -26,6 +26,7 @@ class RunFiles:
     path: str  # relative to the study directory
     metrics: list[dict[str, Any]]
     evaluation: dict[str, Any] | None
+    gold_replay: dict[str, Any] | None = None  # RUN/replay/gold.json, when the run has one
 
 
 @dataclass
@@ -125,7 +126,9 @@ def _read_run(study_dir: Path, record: dict, split: str, missing: list[str]) -> 
     if not metrics_path.exists():
         missing.append(f"{rel}/metrics.jsonl")
     evaluation = _read_json(folder / "eval" / f"{split}.json", missing, f"{rel}/eval/{split}.json")
-    return RunFiles(record, rel, metrics, evaluation)
+    gold = folder / "replay" / "gold.json"
+    replay = _read_json(gold, missing, f"{rel}/replay/gold.json") if gold.exists() else None
+    return RunFiles(record, rel, metrics, evaluation, replay)
 
 
 def _read_json(path: Path, missing: list[str], rel: str) -> dict[str, Any] | None:

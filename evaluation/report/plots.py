@@ -6,7 +6,7 @@ import base64
 import io
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -119,6 +119,38 @@ def plot_reward_vs_bleu(study: StudyFiles) -> Plot | None:
         f'Mean over each scheme\'s runs of metrics.jsonl "reward/mean" (left) and "{gold}" '
         f"(the task's primary metric, {label}) on validation examples every eval_every updates "
         f"(right). Reward rising while {label} falls is reward hacking.",
+        _png(fig),
+    )
+
+
+def plot_reward_disagreement(study: StudyFiles) -> Plot | None:
+    """Each scheme's training samples under its own reward and re-scored by the gold metric."""
+    runs = [
+        replace(run, metrics=[
+            {"update": u["update"], "proxy": u["own_mean"], "gold": u["replayed_mean"],
+             "tau": u["kendall_tau"]}
+            for u in run.gold_replay.get("updates", [])
+        ])
+        for run in study.runs
+        if run.gold_replay
+    ]  # fmt: skip
+    if not runs:
+        return None
+    label = quality_label(study.metric)
+    panels = [("proxy", "training reward (proxy)"), ("gold", f"{label} of the same samples"),
+              ("tau", "rank agreement (Kendall τ)")]  # fmt: skip
+    fig = _line_panels(replace(study, runs=runs), panels)
+    if fig is None:
+        return None
+    return Plot(
+        "reward_disagreement.png",
+        f"Reward disagreement: training samples re-scored by {label}",
+        "Mean over each scheme's runs, per update, of RUN/replay/gold.json (rewardgym replay "
+        f'under the task\'s primary metric, {label}, per sample): "own_mean", the reward the '
+        'run trained on (left); "replayed_mean", the same samples scored by the gold metric '
+        '(middle); "kendall_tau", how well the two order the samples within a group (right). '
+        "A proxy that rises while the gold falls, or a τ near 0 or below, is reward hacking "
+        "read from the training samples, with no extra evaluation.",
         _png(fig),
     )
 
@@ -345,6 +377,7 @@ def plot_alerts(study: StudyFiles) -> Plot | None:
 
 PLOTTERS: tuple[Callable[[StudyFiles], Plot | None], ...] = (
     plot_reward_vs_bleu,
+    plot_reward_disagreement,
     plot_noise,
     plot_grad_variance,
     plot_entropy_length,
