@@ -220,7 +220,7 @@ def _train_and_record(
     out = run_dir(study, unit)
     started = time.perf_counter()
     train_config = config.train_config(
-        unit.task, unit.reward, unit.seed, str(out), progress=bool(label)
+        unit.task, unit.reward, unit.seed, str(out), progress=bool(label), overrides=unit.train
     )
     resume = (out / "config.json").exists()
     callbacks = study_monitors(config)

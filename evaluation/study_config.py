@@ -115,15 +115,24 @@ class StudyConfig:
                 f"train: {clash} are set per run by the study; use the study's top-level "
                 "'tasks', 'model', 'schemes', 'seeds' and 'threads' instead"
             )
-        # validate the shared training options once, up front, not in the middle of the study
-        self.train_config(self.tasks[0], next(iter(self.schemes.values())), self.seeds[0], None)
+        # validate every scheme's training options once, up front, not in the middle of the study
+        for name, value in self.schemes.items():
+            reward, train = scheme_parts(name, value)
+            self.train_config(self.tasks[0], reward, self.seeds[0], None, overrides=train)
 
     def train_config(
-        self, task: str, reward: Any, seed: int, out: str | None, progress: bool = False
+        self,
+        task: str,
+        reward: Any,
+        seed: int,
+        out: str | None,
+        progress: bool = False,
+        overrides: dict[str, Any] | None = None,
     ) -> TrainConfig:
-        """The TrainConfig of one run of this study."""
+        """The TrainConfig of one run of this study (``overrides``: its scheme's own options)."""
         data = {
             **self.train,
+            **(overrides or {}),
             "task": task,
             "model": self.model,
             "model_options": self.model_options,
@@ -141,12 +150,13 @@ class StudyConfig:
 
 @dataclass(frozen=True)
 class RunUnit:
-    """One training run of a study."""
+    """One training run of a study (``train``: its scheme's own training options)."""
 
     scheme: str
     reward: Any
     task: str
     seed: int
+    train: dict = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -164,12 +174,36 @@ def expand_units(config: StudyConfig) -> list[RunUnit]:
     schemes = dict(config.schemes)
     if config.sweep is not None:
         schemes.update(sweep_schemes(config.sweep))
+    parts = {scheme: scheme_parts(scheme, value) for scheme, value in schemes.items()}
     return [
-        RunUnit(scheme, reward, task, seed)
-        for scheme, reward in schemes.items()
+        RunUnit(scheme, reward, task, seed, train)
+        for scheme, (reward, train) in parts.items()
         for task in config.tasks
         for seed in config.seeds
     ]
+
+
+def scheme_parts(name: str, value: Any) -> tuple[Any, dict[str, Any]]:
+    """``(reward, training options)`` of a scheme: a reward spec, or ``{reward: SPEC, train:
+    {option: value}}`` for a scheme that also trains differently (e.g. another loss_type).
+
+    Example:
+        >>> scheme_parts("g", {"reward": "balanced", "train": {"loss_type": "grpo"}})
+        ('balanced', {'loss_type': 'grpo'})
+    """
+    if not (isinstance(value, dict) and "reward" in value):
+        return value, {}
+    unknown = sorted(set(value) - {"reward", "train"})
+    train = value.get("train") or {}
+    if unknown or not isinstance(train, dict):
+        raise ConfigError(
+            f"scheme {name!r}: a scheme is a reward spec or {{reward: SPEC, train: {{option: "
+            f"value}}}}; got keys {sorted(value)}"
+        )
+    clash = sorted(set(train) & set(PER_RUN_FIELDS))
+    if clash:
+        raise ConfigError(f"scheme {name!r}: train: {clash} are set per run by the study")
+    return value["reward"], dict(train)
 
 
 def sweep_schemes(sweep: SweepConfig) -> dict[str, dict]:

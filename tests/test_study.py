@@ -229,6 +229,35 @@ def test_shipped_studies_load() -> None:
         load_study_config("speed_vs_balanc")
 
 
+def test_a_scheme_can_set_its_own_training_options(random_model_dir, tmp_path) -> None:
+    from rewardgym.evaluation.study_config import scheme_parts
+
+    schemes = {"plain": "speed_only", "grpo": {"reward": "speed_only",
+                                               "train": {"loss_type": "grpo"}}}  # fmt: skip
+    study = _study(random_model_dir, schemes=schemes, baseline="plain", seeds=[0])
+    study["train"]["updates"] = 1
+    cfg = load_study_config(study)
+    units = {u.scheme: u for u in expand_units(cfg)}
+    assert units["grpo"].train == {"loss_type": "grpo"} and units["plain"].train == {}
+    result = run_study(cfg, out=tmp_path / "s", log=lambda line: None)
+    saved = {
+        r["scheme"]: json.loads((tmp_path / "s" / r["run_dir"] / "config.json").read_text())
+        for r in result.results["runs"]
+    }
+    assert saved["grpo"]["loss_type"] == "grpo" and saved["plain"]["loss_type"] == "dr_grpo"
+    with pytest.raises(ConfigError, match=r"scheme 'x': a scheme is a reward spec or"):
+        scheme_parts("x", {"reward": "speed_only", "trian": {}})
+    with pytest.raises(ConfigError, match=r"scheme 'x': train: \['seed'\] are set per run"):
+        scheme_parts("x", {"reward": "speed_only", "train": {"seed": 1}})
+    with pytest.raises(UnknownNameError, match=r"unknown loss type 'grop'"):
+        load_study_config(
+            {
+                **study,
+                "schemes": {"plain": {"reward": "speed_only", "train": {"loss_type": "grop"}}},
+            }
+        )
+
+
 def test_study_evaluation_is_an_eval_config_with_200_examples_by_default() -> None:
     data = {"name": "s", "schemes": {"a": "speed_only"}, "baseline": "a"}
     assert load_study_config(data).evaluation == EvalConfig(n_examples=200)
