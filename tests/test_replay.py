@@ -69,3 +69,14 @@ def test_a_run_without_samples_says_so(run, tmp_path) -> None:
     (old / "config.json").write_text((out / "config.json").read_text())
     with pytest.raises(RunDataError, match=r"has no samples.jsonl: runs save their training"):
         replay_run(old, "exact_match")
+
+
+def test_a_resumed_run_saves_each_updates_samples_once(random_model_dir, tmp_path) -> None:
+    out = tmp_path / "run"
+    train(small_train_config(random_model_dir, updates=2, checkpoint_every=1, out=str(out)))
+    with open(out / "samples.jsonl", "a", encoding="utf-8") as log:  # an update lost in a crash
+        log.write(json.dumps({"update": 2, "index": [], "completion": []}) + "\n")
+    config = small_train_config(random_model_dir, updates=3, checkpoint_every=1, out=str(out))
+    train(config, resume=True)
+    updates = [json.loads(line)["update"] for line in (out / "samples.jsonl").open()]
+    assert updates == [0, 1, 2]
