@@ -149,19 +149,19 @@ class TrainConfig:
             "keep_checkpoints",
             "max_faults",
         ):
-            _require_int(self, name, low=1)
+            require_int(self, name, low=1)
         for name in ("task_seed", "seed", "warmup_updates", "eval_every", "checkpoint_every"):
-            _require_int(self, name, low=0)
-        _require_int(self, "micro_batches", low=4, why="gradient variance needs K >= 4")
+            require_int(self, name, low=0)
+        require_int(self, "micro_batches", low=4, why="gradient variance needs K >= 4")
         for name in ("lr", "temperature"):
-            _require_number(self, name, low=0.0, low_inclusive=False)
+            require_number(self, name, low=0.0, low_inclusive=False)
         for name in ("weight_decay", "max_grad_norm", "kl_coef", "entropy_coef"):
-            _require_number(self, name, low=0.0)
-        _require_number(self, "top_p", low=0.0, high=1.0, low_inclusive=False)
-        _require_number(self, "baseline_momentum", low=0.0, high=1.0)
-        _require_number(self, "clip_eps", low=0.0, low_inclusive=False)
+            require_number(self, name, low=0.0)
+        require_number(self, "top_p", low=0.0, high=1.0, low_inclusive=False)
+        require_number(self, "baseline_momentum", low=0.0, high=1.0)
+        require_number(self, "clip_eps", low=0.0, low_inclusive=False)
         if self.epsilon_high is not None:
-            _require_number(self, "epsilon_high", low=0.0, low_inclusive=False)
+            require_number(self, "epsilon_high", low=0.0, low_inclusive=False)
             if self.epsilon_high < self.clip_eps:
                 raise ConfigError(
                     f"epsilon_high {self.epsilon_high!r} is below clip_eps {self.clip_eps!r}: "
@@ -183,10 +183,10 @@ class TrainConfig:
                 "mask_truncated_completions must be true or false, got "
                 f"{self.mask_truncated_completions!r}"
             )
-        _require_number(self, "replay_share", low=0.0, high=1.0, high_inclusive=False)
+        require_number(self, "replay_share", low=0.0, high=1.0, high_inclusive=False)
         for name in ("token_budget", "threads"):
             if getattr(self, name) is not None:
-                _require_int(self, name, low=1)
+                require_int(self, name, low=1)
         if self.batch_size % self.micro_batches:
             raise ConfigError(
                 f"prompts_per_update × group_size = {self.batch_size} samples cannot be split "
@@ -318,21 +318,23 @@ def _check_type(f: dataclasses.Field, value: Any, source: str) -> None:
         )
 
 
-def _require_int(cfg: TrainConfig, name: str, low: int, why: str = "") -> None:
+def require_int(cfg: Any, name: str, low: int, why: str = "") -> None:
+    """ConfigError unless ``cfg.<name>`` is an int >= ``low`` (any config object)."""
     value = getattr(cfg, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         reason = f" ({why})" if why else ""
         raise ConfigError(f"{name} must be an int >= {low}{reason}, got {value!r}")
 
 
-def _require_number(
-    cfg: TrainConfig,
+def require_number(
+    cfg: Any,
     name: str,
     low: float,
     high: float = math.inf,
     low_inclusive: bool = True,
     high_inclusive: bool = True,
 ) -> None:
+    """ConfigError unless ``cfg.<name>`` is a finite number in the given interval."""
     value = getattr(cfg, name)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok:

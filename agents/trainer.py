@@ -469,10 +469,12 @@ def _micro_batch_loss(
     per_token = clipped_surrogate(out.logprobs, old, adv, mask, eps, eps_high)
     ratio_dev, clip_fraction = ratio_stats(out.logprobs, old, mask, eps, eps_high)
 
+    batch_tokens = _loss_tokens(rollout, config)
+
     def aggregate(terms: torch.Tensor) -> torch.Tensor:
         return aggregate_loss(
-            terms, mask, config.loss_type, config.max_new_tokens,
-            _loss_tokens(rollout, config), config.micro_batches,
+            terms, mask, config.loss_type, config.max_new_tokens, batch_tokens,
+            config.micro_batches,
         )  # fmt: skip
 
     loss = aggregate(per_token)

@@ -17,6 +17,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from rewardgym.agents.config import require_int, require_number
 from rewardgym.envs.tasks import SPLITS, Task
 from rewardgym.errors import ConfigError, UnknownNameError
 from rewardgym.evaluation.robustness import DEFAULT_SEVERITIES, NOISE_TYPES, check_noise
@@ -71,18 +72,15 @@ class EvalConfig:
         for split in (self.split, self.retention_split):
             if split is not None and split not in SPLITS:
                 raise UnknownNameError("split", split, SPLITS)
-        _int_at_least(self.batch_size, "batch_size", 1, "e.g. 64 prompts per generate call")
-        _int_at_least(self.seed, "seed", 0, "e.g. 0")
-        _int_at_least(self.noise_seed, "noise_seed", 0, "e.g. 0")
-        _int_at_least(self.n_samples, "n_samples", 0, "0 keeps none")
-        if self.n_examples is not None:
-            _int_at_least(self.n_examples, "n_examples", 1, "or None for the whole split")
-        if self.max_new_tokens is not None:
-            _int_at_least(self.max_new_tokens, "max_new_tokens", 1, "e.g. 48")
+        for name, low in (("batch_size", 1), ("seed", 0), ("noise_seed", 0), ("n_samples", 0)):
+            require_int(self, name, low)
+        for name in ("n_examples", "max_new_tokens"):
+            if getattr(self, name) is not None:
+                require_int(self, name, 1)
         if not isinstance(self.greedy, bool):
             raise ConfigError(f"greedy must be true or false, got {self.greedy!r}")
-        _number_in(self.temperature, "temperature", 0, None, "e.g. 1.0")
-        _number_in(self.top_p, "top_p", 0, 1, "1.0 keeps every token")
+        require_number(self, "temperature", low=0.0, low_inclusive=False)
+        require_number(self, "top_p", low=0.0, high=1.0, low_inclusive=False)
 
     @property
     def token_limit(self) -> int:
@@ -100,15 +98,3 @@ class EvalConfig:
         if isinstance(self.retention_task, Task):
             data["retention_task"] = self.retention_task.name
         return data
-
-
-def _int_at_least(value: Any, name: str, low: int, fix: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name} must be an int >= {low}, got {value!r}; {fix}")
-
-
-def _number_in(value: Any, name: str, low: float, high: float | None, fix: str) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float))
-    if not ok or not value > low or (high is not None and value > high):
-        interval = f"({low:g}, {high:g}]" if high is not None else f"> {low:g}"
-        raise ConfigError(f"{name} must be a number {interval}, got {value!r}; {fix}")

@@ -483,6 +483,7 @@ def _run_units(
     by_key = {u.key: u for u in pending}
     done, started, n = total - len(pending), time.perf_counter(), 0
     queue = list(pending)
+    storage = Storage(config.storage) if config.storage is not None else None
     with _executor(config) as run_batch:
         while queue:
             held = []
@@ -492,8 +493,8 @@ def _run_units(
                 if "held_by" in record:
                     held.append(by_key[record["key"]])
                     continue
-                if config.storage is not None:
-                    _bring_home(Storage(config.storage), study_dir, by_key[record["key"]])
+                if storage is not None:
+                    _bring_home(storage, study_dir, by_key[record["key"]])
                 done, n = done + 1, n + 1
                 _log_progress(log, record, done, total, n, len(pending), started)
             queue = held

@@ -280,7 +280,7 @@ def test_study_evaluation_is_an_eval_config_with_200_examples_by_default() -> No
         (
             {"evaluation": {"top_p": 2}},
             ConfigError,
-            r"section evaluation: top_p must be a number \(0, 1\], got 2",
+            r"section evaluation: top_p must be a finite number in \(0.0, 1.0\], got 2",
         ),
     ],
 )

@@ -188,13 +188,23 @@ def test_every_loss_type_trains(random_model_dir, loss_type) -> None:
     assert all(np.isfinite(m["loss"]) for m in result.metrics)
 
 
-def test_masked_truncated_completions_teach_nothing(random_model_dir) -> None:
+def test_masked_truncated_completions_teach_nothing(random_model_dir, monkeypatch) -> None:
     """With every completion cut off at max_new_tokens, masking them leaves no loss at all."""
+    import dataclasses
+
+    from rewardgym.agents.policy import LMPolicy
     from rewardgym.agents.registry import load_policy
 
+    generate = LMPolicy.generate
+
+    def cut_off(self, *args, **kwargs):  # every completion hit the limit, on any CPU
+        gen = generate(self, *args, **kwargs)
+        return dataclasses.replace(gen, finished=[False] * len(gen.finished))
+
+    monkeypatch.setattr(LMPolicy, "generate", cut_off)
     before = load_policy(random_model_dir).model.state_dict()
     config = small_train_config(random_model_dir, mask_truncated_completions=True, updates=1)
     result = train(config)
-    assert result.metrics[0]["finished/share"] == 0.0  # the random model never ends in 6 tokens
+    assert result.metrics[0]["finished/share"] == 0.0
     after = result.policy.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
