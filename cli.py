@@ -59,6 +59,14 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from rewardgym.agents.runs import export_merged
+
+    out = export_merged(Path(args.run_dir), Path(args.merged))
+    print(f"written: {out}/ (load it with load_policy({str(out)!r}) or --model {out})")
+    return 0
+
+
 def _audit(args: argparse.Namespace) -> int:
     from rewardgym.envs.tasks import list_tasks
     from rewardgym.evaluation.audit import audit_reward, format_audit
@@ -454,6 +462,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reward", required=True, help="reward spec (name, module:function, JSON)")
     p.add_argument("--name", default=None, help="output name (default: the reward's name)")
     p.set_defaults(func=_replay)
+
+    p = sub.add_parser(
+        "export",
+        help="write a run's latest policy as a model directory (a LoRA adapter merged in)",
+    )
+    p.add_argument("run_dir", help="the --out folder of a `rewardgym train` run")
+    p.add_argument(
+        "--merged",
+        required=True,
+        metavar="DIR",
+        help="new folder for the merged model; it loads with load_policy(DIR) or --model DIR",
+    )
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("report", help="write report.md and report.html for a study directory")
     p.add_argument("study_dir", help="a study directory (holds results.json)")

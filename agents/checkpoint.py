@@ -3,7 +3,9 @@
 A checkpoint is a folder ``RUN_DIR/checkpoints/step-NNNNNN/`` holding
 
 - ``model.safetensors``: the model's ``state_dict`` (tied tensors stored once, as
-  ``safetensors.torch.save_model`` does, and re-tied on load);
+  ``safetensors.torch.save_model`` does, and re-tied on load); or, for a model with a LoRA
+  adapter (:mod:`rewardgym.agents.lora`), the adapter alone as ``adapter_model.safetensors``
+  and ``adapter_config.json`` in peft's format: the frozen base weights are the run's model;
 - ``optimizer.pt``: ``{"optimizer": optimizer.state_dict() | None, "rng": {...} | None}`` with
   tensors and plain containers only, read back with ``torch.load(..., weights_only=True)``;
 - ``state.json``: ``{"format_version": 1, "step": N, "saved_at": ..., "state": {...}}``;
@@ -47,8 +49,9 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 
+from rewardgym.agents import lora
 from rewardgym.errors import CheckpointError, ConfigError
 from rewardgym.fileio import fsync_dir, fsync_file, replace_dir
 
@@ -257,14 +260,13 @@ def _write_files(
     rng: bool,
     callbacks_state: dict[str, Any] | None,
 ) -> None:
-    save_model(model, str(tmp / WEIGHTS))
+    names = [_write_weights(tmp, model), OPTIMIZER, STATE]
     payload = {
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "rng": capture_rng_state() if rng else None,
     }
     torch.save(payload, tmp / OPTIMIZER)
     (tmp / STATE).write_text(state_text, encoding="utf-8")
-    names = [WEIGHTS, OPTIMIZER, STATE]
     if callbacks_state is not None:
         torch.save(callbacks_state, tmp / CALLBACKS)
         names.append(CALLBACKS)
@@ -274,6 +276,18 @@ def _write_files(
     (tmp / COMPLETE).write_text(f"{final.name}\n", encoding="utf-8")
     fsync_file(tmp / COMPLETE)
     fsync_dir(tmp)
+
+
+def _write_weights(tmp: Path, model: torch.nn.Module) -> str:
+    """The model's weights, or only its adapter when it has one; the file name written."""
+    if not lora.has_adapter(model):
+        save_model(model, str(tmp / WEIGHTS))
+        return WEIGHTS
+    save_file(lora.adapter_state(model), str(tmp / lora.ADAPTER_WEIGHTS), {"format": "pt"})
+    config = json.dumps(lora.adapter_config(model), indent=2, sort_keys=True, default=sorted)
+    (tmp / lora.ADAPTER_CONFIG).write_text(config, encoding="utf-8")
+    fsync_file(tmp / lora.ADAPTER_CONFIG)
+    return lora.ADAPTER_WEIGHTS
 
 
 def _remove_stale_tmp(root: Path) -> None:
@@ -415,13 +429,23 @@ def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _load_weights(path: Path, model: torch.nn.Module) -> None:
-    weights = path / WEIGHTS
+    adapter = (path / lora.ADAPTER_WEIGHTS).is_file()
+    if adapter != lora.has_adapter(model):
+        held, wanted = ("a LoRA adapter", "with") if adapter else ("full weights", "without")
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} holds {held}: load it into the run's model {wanted} an "
+            "adapter (rewardgym.agents.runs.load_run_policy builds it from the run's config)"
+        )
+    weights = path / (lora.ADAPTER_WEIGHTS if adapter else WEIGHTS)
     try:
         device = next(model.parameters()).device
     except StopIteration:
         device = torch.device("cpu")
     try:
-        load_model(model, weights, strict=True, device=str(device))
+        if adapter:
+            lora.load_adapter_state(model, load_file(weights, device=str(device)))
+        else:
+            load_model(model, weights, strict=True, device=str(device))
     except SafetensorError as exc:
         raise CheckpointError(
             f"{str(weights)!r} is not a valid safetensors file ({exc}); it was not loaded. "

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from rewardgym.agents.algorithms import AGGREGATIONS, LOSS_TYPES, SCALE_REWARDS, get_algorithm
+from rewardgym.agents.lora import check_lora_options
 from rewardgym.envs.tasks import is_task_file
 from rewardgym.errors import ConfigError, UnknownNameError
 
@@ -98,6 +99,17 @@ class TrainConfig:
     )
     mask_truncated_completions: bool = _field(
         False, "leave completions that hit max_new_tokens out of the loss"
+    )
+
+    lora_r: int = _field(
+        0, "rank of a LoRA adapter trained instead of the full model (0: full fine-tuning)"
+    )
+    lora_alpha: float = _field(16.0, "LoRA scale numerator: the adapter's output × alpha / r")
+    lora_dropout: float = _field(0.0, "dropout on the LoRA adapter's input while training")
+    lora_target_modules: Any = _field(
+        None,
+        "linear layers the adapter wraps, by last name (e.g. [q_proj, v_proj]), 'all-linear', "
+        "or None for peft's default for the architecture (q_proj, v_proj for Llama)",
     )
 
     token_budget: int | None = _field(None, "max tokens generated per update (None: no budget)")
@@ -183,6 +195,7 @@ class TrainConfig:
                 "mask_truncated_completions must be true or false, got "
                 f"{self.mask_truncated_completions!r}"
             )
+        self._check_lora()
         require_number(self, "replay_share", low=0.0, high=1.0, high_inclusive=False)
         for name in ("token_budget", "threads"):
             if getattr(self, name) is not None:
@@ -194,6 +207,20 @@ class TrainConfig:
                 f"is a multiple of {self.micro_batches}"
             )
         algorithm.check_group_size(self.group_size)
+
+    def _check_lora(self) -> None:
+        check_lora_options(
+            self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_target_modules
+        )
+        if isinstance(self.lora_target_modules, tuple):
+            self.lora_target_modules = list(self.lora_target_modules)
+        defaults = {"lora_alpha": 16.0, "lora_dropout": 0.0, "lora_target_modules": None}
+        changed = [k for k, v in defaults.items() if getattr(self, k) != v]
+        if self.lora_r == 0 and changed:
+            raise ConfigError(
+                f"{changed} set but lora_r is 0 (full fine-tuning); set lora_r >= 1 to train "
+                "a LoRA adapter, or drop them"
+            )
 
     @property
     def batch_size(self) -> int:

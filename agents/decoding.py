@@ -444,15 +444,15 @@ class PackedWeights:
         for module in model.modules():
             projections = _qkv_projections(module)
             if projections:
-                weight = torch.cat([p.weight for p in projections]).detach()
-                biases = [p.bias for p in projections]
+                weight = torch.cat([_merged_weight(p) for p in projections])
+                biases = [_base(p).bias for p in projections]
                 bias = None if biases[0] is None else torch.cat(biases).detach()
                 self._fused[module] = (_pack(weight), bias)
-        fused = {p for attn in self._fused for p in _qkv_projections(attn)}
+        skip = {p for attn in self._fused for p in _qkv_projections(attn)} | _adapter_parts(model)
         self._weights = {
-            module: _pack(module.weight.detach())
+            module: _pack(_merged_weight(module))
             for module in model.modules()
-            if isinstance(module, torch.nn.Linear) and module not in fused
+            if _packable(module) and module not in skip
         }
 
     @staticmethod
@@ -472,7 +472,10 @@ class PackedWeights:
         return weight.dtype == torch.float32
 
     def __call__(self, module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
-        bias = None if module.bias is None else module.bias.detach()
+        if module not in self._weights:  # an adapter peft cannot merge runs as it is
+            return module(x)
+        bias = _base(module).bias
+        bias = None if bias is None else bias.detach()
         return _packed_linear(x, self._weights[module], bias)
 
     def qkv(self, attn: Any, x: torch.Tensor) -> torch.Tensor | None:
@@ -481,6 +484,42 @@ class PackedWeights:
         if attn not in self._fused:
             return None
         return _packed_linear(x, *self._fused[attn])
+
+
+def _base(module: torch.nn.Module) -> torch.nn.Module:
+    """The plain linear layer of ``module``: itself, or the one a LoRA wrapper holds."""
+    return getattr(module, "base_layer", module)
+
+
+def _packable(module: torch.nn.Module) -> bool:
+    """A linear layer, or a LoRA-wrapped one whose update peft can express as a weight."""
+    if isinstance(module, torch.nn.Linear):
+        return True
+    return isinstance(_base(module), torch.nn.Linear) and hasattr(module, "get_delta_weight")
+
+
+def _merged_weight(module: torch.nn.Module) -> torch.Tensor:
+    """The weight ``module`` multiplies by, a LoRA adapter's ``B·A·alpha/r`` folded in: the
+    packed copy is made once per rollout anyway, so the adapter then costs no extra products."""
+    base = _base(module)
+    weight = base.weight.detach()
+    if module is base:
+        return weight
+    for name in module.active_adapters:
+        weight = weight + module.get_delta_weight(name).detach().to(weight.dtype)
+    return weight
+
+
+def _adapter_parts(model: torch.nn.Module) -> set[torch.nn.Module]:
+    """The linear layers inside adapter-wrapped layers (LoRA's base layer and matrices), which
+    run through their wrapper's own forward."""
+    return {
+        part
+        for module in model.modules()
+        if hasattr(module, "base_layer")
+        for part in module.modules()
+        if part is not module
+    }
 
 
 def _pack(weight: torch.Tensor) -> torch.Tensor:
@@ -499,9 +538,9 @@ def _qkv_projections(module: Any) -> list[torch.nn.Linear]:
     """An attention module's query, key and value layers when they can run as one product
     (all linear, all with a bias or none); else empty."""
     layers = [getattr(module, name, None) for name in ("q_proj", "k_proj", "v_proj")]
-    if not all(isinstance(layer, torch.nn.Linear) for layer in layers):
+    if not all(layer is not None and _packable(layer) for layer in layers):
         return []
-    if len({layer.bias is None for layer in layers}) > 1:
+    if len({_base(layer).bias is None for layer in layers}) > 1:
         return []
     return layers
 

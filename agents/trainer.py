@@ -47,9 +47,9 @@ from rewardgym.agents.meters.gradients import GradNoiseAccumulator
 from rewardgym.agents.meters.text_metrics import corpus_scores
 from rewardgym.agents.padding import pad_values
 from rewardgym.agents.policy import LMPolicy
-from rewardgym.agents.registry import load_policy
 from rewardgym.agents.rollout import Rollout, collect_rollout
 from rewardgym.agents.runlog import SAMPLES_FILE, MetricsLog, read_metrics
+from rewardgym.agents.runs import policy_for_config
 from rewardgym.agents.sft import replay_loss
 from rewardgym.envs.scoring import score_completions
 from rewardgym.envs.spaces import Action
@@ -189,13 +189,7 @@ def _setup(config: TrainConfig, callbacks: list[Callback], resume: bool) -> _Run
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)
     keep_freed_memory()
-    policy = load_policy(
-        config.model,
-        task=config.task,
-        device=config.device,
-        dtype=config.dtype,
-        **config.model_options,
-    )
+    policy = policy_for_config(config)
     reference = policy.frozen_copy() if config.kl_coef > 0 else None
     optimizer = torch.optim.AdamW(
         [p for p in policy.model.parameters() if p.requires_grad],

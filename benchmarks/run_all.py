@@ -4,7 +4,9 @@
 benchmarks in order, each as a function in this process, so every comparison inside one
 benchmark is side by side in the same invocation. It writes ``<out>/<name>.json`` per benchmark
 and ``<out>/latest.md``: the machine description and a table of benchmark, figure, value, target
-and whether the target was met. The roofline runs first and its peaks are shared with the others.
+and whether the target was met. With ``--only`` the table goes to ``<out>/latest-<names>.md``
+instead, so a partial run never replaces the table of a full one. The roofline runs first and
+its peaks are shared with the others.
 The allocator keeps freed memory for the whole process (:mod:`rewardgym.agents.memory`, as
 training sets it), so rewardgym and the baselines it is compared with run under one setting.
 On a machine with CUDA, the generation, training and TRL benchmarks run there too.
@@ -26,7 +28,7 @@ from typing import Any
 
 import torch
 
-from benchmarks import generation, roofline, sb3_bench, study_bench, training, trl_compare
+from benchmarks import generation, lora, roofline, sb3_bench, study_bench, training, trl_compare
 from rewardgym.agents.memory import keep_freed_memory
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -34,6 +36,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "generation": generation.run,
     "training": training.run,
     "trl_compare": trl_compare.run,
+    "lora": lora.run,
     "study": study_bench.run,
     "sb3": sb3_bench.run,
 }
@@ -116,7 +119,7 @@ def _run_one(name: str, args: argparse.Namespace, peaks: dict, device: str) -> d
 
 
 def run_all(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """Run the chosen benchmarks; write ``<name>.json`` and ``latest.md``; return the results.
+    """Run the chosen benchmarks; write ``<name>.json`` and the table; return the results.
 
     Example:
         >>> results = run_all(parse_args(["--quick", "--only", "roofline", "--out", "/tmp/b"]))
@@ -140,16 +143,25 @@ def run_all(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         (args.out / f"{key}.json").write_text(
             json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8"
         )
-        table = render_markdown(results, machine, args)
-        (args.out / "latest.md").write_text(table, encoding="utf-8")
+        table_path(args).write_text(render_markdown(results, machine, args), encoding="utf-8")
     return results
+
+
+def table_path(args: argparse.Namespace) -> Path:
+    """``latest.md`` for a run of every benchmark, ``latest-<names>.md`` for an ``--only`` run.
+
+    Example:
+        >>> table_path(parse_args(["--only", "lora"])).name
+        'latest-lora.md'
+    """
+    return args.out / ("latest-" + "-".join(args.only) + ".md" if args.only else "latest.md")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry; exits 1 when a benchmark failed (targets missed are not failures)."""
     args = parse_args(argv)
     results = run_all(args)
-    print((args.out / "latest.md").read_text(encoding="utf-8"))
+    print(table_path(args).read_text(encoding="utf-8"))
     return 1 if any("error" in r for r in results.values()) else 0
 
 

@@ -49,7 +49,6 @@ from rewardgym.envs.scoring import resolve_reward, score_completions
 from rewardgym.envs.spaces import Action
 from rewardgym.envs.tasks import Example, Task, make_task, quality_label
 from rewardgym.errors import (
-    CheckpointError,
     ConfigError,
     RewardGymError,
     RunDataError,
@@ -655,51 +654,6 @@ def _retention_bleu(result: EvalResult) -> float | None:
 # -- a training run ----------------------------------------------------------------------------
 
 
-def read_run_config(run_dir: Path) -> Any:
-    """The TrainConfig a run saved (``RUN/config.json``), or a RunDataError saying why not."""
-    from rewardgym.agents.config import TrainConfig
-
-    if not run_dir.is_dir():
-        raise RunDataError(
-            f"run directory {str(run_dir)!r} does not exist; pass the --out folder of a "
-            "`rewardgym train` run"
-        )
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise RunDataError(
-            f"{str(run_dir)!r} is not a run directory: it has no config.json; pass the --out "
-            "folder of a `rewardgym train` run"
-        )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return TrainConfig.from_dict(data, source=str(path))
-    except (OSError, ValueError) as exc:  # ConfigError is a ValueError
-        raise RunDataError(f"cannot read the run's config {str(path)!r}: {exc}") from None
-
-
-def _load_run_policy(run_dir: Path, config: Any, device: str | None) -> tuple[Any, Path, int]:
-    from rewardgym.agents.checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint
-    from rewardgym.agents.registry import load_policy
-
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise CheckpointError(
-            f"run directory {str(run_dir)!r} has no complete checkpoint in "
-            f"{str(run_dir / 'checkpoints')!r} (folders without a COMPLETE marker are ignored); "
-            "train it first, or resume it with `rewardgym train --resume` to write one"
-        )
-    policy = load_policy(
-        config.model,
-        task=config.task,
-        device=device or config.device,
-        dtype=config.dtype,
-        **config.model_options,
-    )
-    load_checkpoint(checkpoint, policy.model, restore_rng=False)
-    policy.model.eval()
-    return policy, checkpoint, checkpoint_step(checkpoint) or 0
-
-
 def _run_task(run_dir: Path, config: Any) -> Task:
     """The run's task, rebuilt as it was trained (name or file, seed, options)."""
     try:
@@ -762,6 +716,8 @@ def evaluate_run(
         >>> evaluate_run("runs/a", EvalConfig(noise=["word_drop"], severities=[0.1])).bleu
         38.7
     """
+    from rewardgym.agents.runs import load_run_policy, read_run_config
+
     run_dir = Path(run_dir)
     run_config = read_run_config(run_dir)
     # Check the cheap options before loading the model.
@@ -772,7 +728,7 @@ def evaluate_run(
     if config.retention_task is not None:
         _resolve_examples(config.retention_task, config.split, None)
     reward = _run_reward(run_config, reward)
-    policy, checkpoint, step = _load_run_policy(run_dir, run_config, device)
+    policy, checkpoint, step = load_run_policy(run_dir, run_config, device)
     return evaluate(
         policy,
         task,

@@ -25,11 +25,11 @@ import numpy as np
 
 from rewardgym.agents.runlog import SAMPLES_FILE as SAMPLES
 from rewardgym.agents.runlog import read_metrics
+from rewardgym.agents.runs import read_run_config
 from rewardgym.envs.scoring import resolve_reward, score_completions
 from rewardgym.envs.spaces import Action
 from rewardgym.envs.tasks import Task, make_task
 from rewardgym.errors import ConfigError, RunDataError
-from rewardgym.evaluation.evaluate import read_run_config
 from rewardgym.fileio import write_json_atomic
 
 __all__ = ["GOLD", "REPLAY_DIR", "gold_reward", "kendall_tau", "replay_gold", "replay_run"]

@@ -12,7 +12,16 @@ import pytest
 import torch
 import yaml
 
-from benchmarks import generation, roofline, run_all, sb3_bench, study_bench, training, trl_compare
+from benchmarks import (
+    generation,
+    lora,
+    roofline,
+    run_all,
+    sb3_bench,
+    study_bench,
+    training,
+    trl_compare,
+)
 from rewardgym.agents.decoding import PACK_MIN_PARAMS
 from rewardgym.agents.registry import load_policy
 from rewardgym.evaluation.study_config import load_study_config
@@ -83,6 +92,18 @@ def test_training_update_figures(random_model_dir: str) -> None:
     _check_figures(result)
 
 
+def test_lora_benchmark_measures_both_arms_in_their_own_process(random_model_dir: str) -> None:
+    result = lora.run(quick=True, model=random_model_dir)
+    full, adapted = result["arms"]
+    assert (full["arm"], adapted["arm"]) == ("full", "lora")
+    assert full["trainable_params"] == full["total_params"]
+    assert 0 < adapted["trainable_params"] < adapted["total_params"]
+    assert adapted["adam_state_mb"] == pytest.approx(adapted["trainable_params"] * 8 / 2**20)
+    assert result["update_speedup"] == pytest.approx(full["optimise_s"] / adapted["optimise_s"])
+    assert all(arm["peak_rss_mb"] > 0 for arm in result["arms"])
+    _check_figures(result)
+
+
 @pytest.mark.skipif(not trl_compare.HAVE_TRL, reason='needs TRL: pip install -e ".[bench]"')
 def test_trl_compare_runs_rewardgym_reward_inside_trl(random_model_dir: str) -> None:
     result = trl_compare.run(quick=True, model=random_model_dir)
@@ -149,7 +170,8 @@ def test_run_all_writes_json_and_table(tmp_path: Path) -> None:
     assert sorted(results) == ["roofline"]
     record = json.loads((tmp_path / "roofline.json").read_text())
     assert record["machine"]["cores"] >= 1 and record["quick"] is True
-    table = (tmp_path / "latest.md").read_text()
+    assert not (tmp_path / "latest.md").exists()  # a partial run leaves the full table alone
+    table = (tmp_path / "latest-roofline.md").read_text()
     assert table.startswith("# Benchmarks")
     # the whole run, baselines included, shares one allocator setting, and the table says which
     assert ("allocator keeps freed memory" in table) is record["machine"]["keeps_freed_memory"]

@@ -1,0 +1,126 @@
+"""A training run's files as objects: its config, its policy at the latest checkpoint, its export.
+
+The trainer, the evaluation harness and ``rewardgym export`` all rebuild a run's policy the same
+way: the model the config names, plus the LoRA adapter it asks for, then the checkpoint's weights.
+
+Example:
+    >>> policy, checkpoint, step = load_run_policy(Path("runs/balanced"))
+    >>> export_merged(Path("runs/balanced"), Path("exported"))       # load_policy("exported")
+    PosixPath('exported')
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rewardgym.agents.checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint
+from rewardgym.agents.config import TrainConfig
+from rewardgym.agents.lora import add_lora, has_adapter, merged_state_dict
+from rewardgym.agents.policy import LMPolicy
+from rewardgym.agents.registry import load_policy
+from rewardgym.errors import CheckpointError, ConfigError, RunDataError
+from rewardgym.fileio import atomic_dir
+
+__all__ = ["export_merged", "load_run_policy", "policy_for_config", "read_run_config"]
+
+
+def read_run_config(run_dir: Path) -> TrainConfig:
+    """The TrainConfig a run saved (``RUN/config.json``), or a RunDataError saying why not."""
+    if not run_dir.is_dir():
+        raise RunDataError(
+            f"run directory {str(run_dir)!r} does not exist; pass the --out folder of a "
+            "`rewardgym train` run"
+        )
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise RunDataError(
+            f"{str(run_dir)!r} is not a run directory: it has no config.json; pass the --out "
+            "folder of a `rewardgym train` run"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return TrainConfig.from_dict(data, source=str(path))
+    except (OSError, ValueError) as exc:  # ConfigError is a ValueError
+        raise RunDataError(f"cannot read the run's config {str(path)!r}: {exc}") from None
+
+
+def policy_for_config(config: TrainConfig, device: str | None = None) -> LMPolicy:
+    """The policy a run of ``config`` starts from: its model, with a fresh LoRA adapter when
+    ``config.lora_r > 0`` (the adapter computes nothing until it is trained)."""
+    policy = load_policy(
+        config.model,
+        task=config.task,
+        device=device or config.device,
+        dtype=config.dtype,
+        **config.model_options,
+    )
+    if config.lora_r:
+        add_lora(
+            policy.model,
+            r=config.lora_r,
+            alpha=config.lora_alpha,
+            dropout=config.lora_dropout,
+            target_modules=config.lora_target_modules,
+        )
+        policy.info["lora"] = {"r": config.lora_r, "alpha": config.lora_alpha}
+    return policy
+
+
+def load_run_policy(
+    run_dir: Path, config: TrainConfig | None = None, device: str | None = None
+) -> tuple[LMPolicy, Path, int]:
+    """The run's policy at its latest complete checkpoint: (policy, checkpoint, update).
+
+    Raises:
+        RunDataError: not a run directory.
+        CheckpointError: the run has no complete checkpoint, or it does not fit the model.
+    """
+    config = config or read_run_config(run_dir)
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise CheckpointError(
+            f"run directory {str(run_dir)!r} has no complete checkpoint in "
+            f"{str(run_dir / 'checkpoints')!r} (folders without a COMPLETE marker are ignored); "
+            "train it first, or resume it with `rewardgym train --resume` to write one"
+        )
+    policy = policy_for_config(config, device)
+    load_checkpoint(checkpoint, policy.model, restore_rng=False)
+    policy.model.eval()
+    return policy, checkpoint, checkpoint_step(checkpoint) or 0
+
+
+def export_merged(run_dir: Path, out_dir: Path) -> Path:
+    """Write the run's latest policy as a plain model directory, its adapter merged in.
+
+    The directory loads with ``load_policy(out_dir)`` (and transformers'
+    ``AutoModelForCausalLM.from_pretrained``) without peft. A run trained without LoRA is
+    exported as it is. Written atomically: on any error ``out_dir`` is not created.
+
+    Raises:
+        ConfigError: ``out_dir`` exists and is not empty.
+        RunDataError, CheckpointError: as :func:`load_run_policy`.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ConfigError(
+            f"export target {str(out_dir)!r} already exists and is not an empty folder; choose "
+            "a new --merged folder (nothing is overwritten)"
+        )
+    config = read_run_config(run_dir)
+    policy, checkpoint, step = load_run_policy(run_dir, config, device="cpu")
+    if has_adapter(policy.model):
+        merged = merged_state_dict(policy.model)
+        policy = load_policy(
+            config.model,
+            task=config.task,
+            device="cpu",
+            dtype=config.dtype,
+            **config.model_options,
+        )
+        policy.model.load_state_dict(merged, strict=True)
+    with atomic_dir(out_dir) as tmp:
+        policy.save(tmp)
+        provenance = {"run": str(run_dir.resolve()), "checkpoint": checkpoint.name, "update": step}
+        (tmp / "rewardgym_export.json").write_text(json.dumps(provenance, indent=2))
+    return out_dir
