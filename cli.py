@@ -149,7 +149,11 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError("--resume needs --out RUN_DIR: the run directory to continue")
     config = _train_config(args)
     callbacks = []
-    if args.monitors == "all":
+    if args.monitors == "source":
+        from rewardgym.evaluation.monitors import default_monitors
+
+        callbacks = default_monitors(action="log", preset="source")
+    elif args.monitors == "all":
         from rewardgym.evaluation.monitors import default_monitors
 
         callbacks = default_monitors(action="log")
@@ -417,9 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--monitors",
-        choices=["all", "none"],
+        choices=["all", "source", "none"],
         default="all",
-        help="collapse early-warning monitors: all (alerts logged to metrics.jsonl) or none",
+        help="early-warning monitors: all (alerts logged to metrics.jsonl), source (all, "
+        "at the source design's thresholds) or none",
     )
     p.add_argument(
         "--set",

@@ -37,6 +37,9 @@ class TrainContext:
     run_dir: Path | None
     update: int = 0
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    #: a monitor asking for a rollback may name the last update its evidence vouches for: the
+    #: trainer then restores the newest healthy checkpoint at or before it (None: the newest)
+    rollback_to: int | None = None
 
     def alert(
         self, monitor: str, value: float, threshold: float, message: str, action: str

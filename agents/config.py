@@ -79,6 +79,11 @@ class TrainConfig:
     weight_decay: float = _field(0.0, "AdamW weight decay")
     max_grad_norm: float = _field(1.0, "gradient clipping norm (0 turns clipping off)")
     kl_coef: float = _field(0.0, "KL penalty to a frozen copy of the starting policy (0: none)")
+    measure_kl: bool = _field(
+        False,
+        "log the KL to the starting policy (kl) even with kl_coef 0, for the kl_acceleration "
+        "hacking detector (one more forward per micro-batch)",
+    )
     entropy_coef: float = _field(0.0, "entropy bonus weight")
     baseline_momentum: float = _field(0.9, "reinforce: momentum of the running-mean baseline")
     ppo_epochs: int = _field(2, "ppo: epochs over the same rollouts")
@@ -190,6 +195,8 @@ class TrainConfig:
                 f"scaled; {self.algo!r} with group_size {self.group_size} has none (use grpo "
                 "or ppo with group_size >= 2)"
             )
+        if not isinstance(self.measure_kl, bool):
+            raise ConfigError(f"measure_kl must be true or false, got {self.measure_kl!r}")
         if not isinstance(self.mask_truncated_completions, bool):
             raise ConfigError(
                 "mask_truncated_completions must be true or false, got "

@@ -32,6 +32,7 @@ from rewardgym.agents.algorithms import (
 )
 from rewardgym.agents.callbacks import Callback, CallbackList, TrainContext
 from rewardgym.agents.checkpoint import (
+    checkpoint_step,
     latest_checkpoint,
     list_checkpoints,
     load_callbacks_state,
@@ -42,6 +43,7 @@ from rewardgym.agents.checkpoint import (
 from rewardgym.agents.config import TrainConfig
 from rewardgym.agents.losses import aggregate_loss, clipped_surrogate, kl_k3, ratio_stats
 from rewardgym.agents.memory import keep_freed_memory
+from rewardgym.agents.meters.batch_signals import pearson, top_share
 from rewardgym.agents.meters.compute import FlopCounter
 from rewardgym.agents.meters.gradients import GradNoiseAccumulator
 from rewardgym.agents.meters.text_metrics import corpus_scores
@@ -153,8 +155,10 @@ def _train(config: TrainConfig, callbacks: list[Callback], resume: bool, label: 
         dynamic_ncols=True,
     )
     with bar, _stop_on_signals() as stop_requested:
+        start_eval = _evaluate_at_start(run)
         while run.update < config.updates:
-            record = _one_update(run)
+            record = {**start_eval, **_one_update(run)}
+            start_eval = {}
             if config.eval_every and (run.update + 1) % config.eval_every == 0:
                 record.update(_evaluate_during_training(run))
             # before the record is written, so alerts raised here land in it
@@ -190,7 +194,7 @@ def _setup(config: TrainConfig, callbacks: list[Callback], resume: bool) -> _Run
     np.random.seed(config.seed % 2**32)
     keep_freed_memory()
     policy = policy_for_config(config)
-    reference = policy.frozen_copy() if config.kl_coef > 0 else None
+    reference = policy.frozen_copy() if config.kl_coef > 0 or config.measure_kl else None
     optimizer = torch.optim.AdamW(
         [p for p in policy.model.parameters() if p.requires_grad],
         lr=config.lr,
@@ -346,6 +350,9 @@ def _one_update(run: _Run) -> dict[str, Any]:
             float(np.abs(part).mean()) if part is not None else 0.0
         )
     record["zero_advantage/share"] = float(np.mean(advantages == 0.0))
+    record["advantage/top_quarter_share"] = top_share(advantages)
+    record["reward/length_corr"] = pearson(rollout.rewards, rollout.n_tokens)
+    record["sample/quality"] = _sample_quality(run, rollout)
     clip_fractions = []
     epochs = config.ppo_epochs if get_algorithm(config.algo).reuses_batch else 1
     for epoch in range(epochs):
@@ -358,6 +365,15 @@ def _one_update(run: _Run) -> dict[str, Any]:
     record["ppo/clip_fraction"] = float(np.mean(clip_fractions))
     record["time/update_s"] = time.perf_counter() - start
     return record
+
+
+def _sample_quality(run: _Run, rollout: Rollout) -> float:
+    """The task's primary metric over this batch's answers against their training references:
+    a quality signal every update that costs no evaluation (no generation, no held-out data)."""
+    task = run.env.task
+    answers = task.answers(rollout.generation.completions)
+    refs = [ex.reference for ex in rollout.examples]
+    return float(task.quality(answers, refs, corpus_scores(answers, refs)))
 
 
 def _advantages(run: _Run, rollout: Rollout) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -562,7 +578,8 @@ def _rollback(run: _Run) -> None:
 
     Everything computed since that checkpoint and not yet counted as waste is now waste.
     """
-    checkpoint = _last_healthy_checkpoint(run.run_dir) if run.run_dir else None
+    at_most, run.ctx.rollback_to = run.ctx.rollback_to, None
+    checkpoint = _last_healthy_checkpoint(run.run_dir, at_most) if run.run_dir else None
     if checkpoint is None:
         return
     state = load_checkpoint(checkpoint, run.policy.model, run.optimizer, restore_rng=False)
@@ -572,12 +589,16 @@ def _rollback(run: _Run) -> None:
     run.rollbacks += 1
 
 
-def _last_healthy_checkpoint(run_dir: Path) -> Path | None:
-    """The newest checkpoint written after updates that raised no alert."""
-    for path in reversed(list_checkpoints(run_dir)):
-        if read_state(path)["state"].get("healthy", True):
-            return path
-    return None
+def _last_healthy_checkpoint(run_dir: Path, at_most: int | None = None) -> Path | None:
+    """The newest checkpoint written after updates that raised no alert, at or before update
+    ``at_most`` when given (else, if all kept ones are later, the oldest healthy one kept)."""
+    healthy = [p for p in list_checkpoints(run_dir) if read_state(p)["state"].get("healthy", True)]
+    if not healthy:
+        return None
+    if at_most is not None:
+        early = [p for p in healthy if (checkpoint_step(p) or 0) <= at_most]
+        return early[-1] if early else healthy[0]
+    return healthy[-1]
 
 
 def _set_learning_rate(run: _Run) -> float:
@@ -654,6 +675,15 @@ def _evaluate_during_training(run: _Run, prefix: str = "eval/") -> dict[str, flo
     }
     run.callbacks.on_eval_end(run.ctx, result)
     return result
+
+
+def _evaluate_at_start(run: _Run) -> dict[str, float]:
+    """The policy before any update, as ``start/`` keys of update 0's record: the reference a
+    drop in held-out quality is measured from. Only runs that evaluate during training, and
+    only on a fresh start (a resumed run has it in its log already)."""
+    if not run.config.eval_every or run.update != 0:
+        return {}
+    return _evaluate_during_training(run, prefix="start/")
 
 
 def _checkpoint(run: _Run) -> None:

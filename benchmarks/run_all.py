@@ -28,7 +28,16 @@ from typing import Any
 
 import torch
 
-from benchmarks import generation, lora, roofline, sb3_bench, study_bench, training, trl_compare
+from benchmarks import (
+    generation,
+    hacking,
+    lora,
+    roofline,
+    sb3_bench,
+    study_bench,
+    training,
+    trl_compare,
+)
 from rewardgym.agents.memory import keep_freed_memory
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -37,6 +46,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "training": training.run,
     "trl_compare": trl_compare.run,
     "lora": lora.run,
+    "hacking": hacking.run,
     "study": study_bench.run,
     "sb3": sb3_bench.run,
 }

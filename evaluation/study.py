@@ -413,6 +413,8 @@ def study_monitors(config: StudyConfig) -> list:
         return []
     if config.monitors in ("all", True):
         return default_monitors()
+    if config.monitors == "source":
+        return default_monitors(preset="source")
     return make_monitors(config.monitors)
 
 

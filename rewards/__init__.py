@@ -19,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from rewardgym.rewards import builtin, presets, semantic  # noqa: F401  (registers built-ins)
+from rewardgym.rewards import builtin, hacks, presets, semantic  # noqa: F401  (registers built-ins)
 from rewardgym.rewards.base import (
     STANDARD_KWARGS,
     Reward,

@@ -14,6 +14,7 @@ import yaml
 
 from benchmarks import (
     generation,
+    hacking,
     lora,
     roofline,
     run_all,
@@ -90,6 +91,34 @@ def test_training_update_figures(random_model_dir: str) -> None:
     assert result["samples_per_s"] > 0 and result["train_flops_per_update"] > 0
     assert 0 < result["roofline_share"]
     _check_figures(result)
+
+
+def test_hacking_benchmark_rates_follow_from_the_alerts(random_model_dir: str) -> None:
+    result = hacking.run(quick=True, model=random_model_dir)
+    names = [d["detector"] for d in result["detectors"]]
+    assert set(hacking.GRIDS) <= set(names) and "norm_drift" in names
+    for d in result["detectors"]:
+        for rate in ("detection_rate", "false_alarm_rate"):
+            assert d[rate] is None or 0.0 <= d[rate] <= 1.0
+        assert d["n_clean"] == len(result["clean"]) * len(result["seeds"])
+    # a detector's rate is recomputed from its chosen setting's own grid row
+    for d in (d for d in result["detectors"] if "grid" in d):
+        row = next(r for r in d["grid"] if r["options"] == d["chosen_options"])
+        assert row["all"]["false_alarm_rate"] == d["false_alarm_rate"]
+    assert [r["action"] for r in result["actions"]] == ["log", "rollback", "pause"]
+    assert "| detector |" in result["table"] and "| action |" in result["actions_table"]
+    _check_figures(result)
+
+
+def test_gold_drop_update_is_the_first_evaluation_ten_percent_down() -> None:
+    records = [
+        {"update": 0, "start/quality": 50.0, "eval/quality": 49.0},
+        {"update": 1},
+        {"update": 2, "eval/quality": 45.5},
+        {"update": 3, "eval/quality": 44.0},
+    ]
+    assert hacking.gold_drop_update(records) == 3  # 45.5 > 45.0 = 0.9 x 50
+    assert hacking.gold_drop_update([{"update": 0, "start/quality": 0.0}]) is None
 
 
 def test_lora_benchmark_measures_both_arms_in_their_own_process(random_model_dir: str) -> None:

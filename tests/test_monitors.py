@@ -96,7 +96,7 @@ def test_gradient_spike_fires_after_a_stable_run(ctx: TrainContext) -> None:
     alert = ctx.alerts[0]
     assert alert["update"] == 6 and alert["monitor"] == "gradient_spike"
     assert alert["value"] == 4.0
-    assert alert["threshold"] == pytest.approx(1.5 * 1.0)
+    assert alert["threshold"] == pytest.approx(monitor.factor * 1.0)
     assert alert["action"] == "log"
 
 
@@ -381,16 +381,24 @@ def test_reward_hacking_missing_key_names_the_choices(ctx: TrainContext) -> None
 # -- building from config ------------------------------------------------------------------
 
 
-def test_default_monitors_builds_all_seven() -> None:
+def test_default_monitors_builds_every_builtin_but_the_opt_in_ones() -> None:
     monitors = default_monitors()
-    assert [m.name for m in monitors] == list(BUILTIN_MONITORS)
+    assert [m.name for m in monitors] == [n for n in BUILTIN_MONITORS if n != "kl_acceleration"]
     assert BUILTIN_MONITORS == ("gradient_spike", "entropy", "norm_drift", "attention_reversal",
-                                "spectral_spread", "saturation", "reward_hacking")  # fmt: skip
-    assert len(monitors) == 7 and all(m.action == "log" for m in monitors)
+                                "spectral_spread", "saturation", "kl_acceleration",
+                                "entropy_slope", "length_drift", "reward_length_corr",
+                                "sample_quality_drop", "advantage_concentration",
+                                "reward_hacking")  # fmt: skip
+    assert all(m.action == "log" for m in monitors)
+    assert monitors[0].factor == 2.0
+    assert default_monitors(preset="source")[0].factor == 1.5
+    with pytest.raises(UnknownNameError, match="monitor preset"):
+        default_monitors(preset="paper")
     spike = default_monitors(
-        gradient_spike={"factor": 2.0, "action": "skip"}, attention_reversal=False
+        gradient_spike={"factor": 3.0, "action": "skip"}, attention_reversal=False
     )
-    assert len(spike) == 6 and spike[0].factor == 2.0 and spike[0].action == "skip"
+    assert len(spike) == len(monitors) - 1
+    assert spike[0].factor == 3.0 and spike[0].action == "skip"
 
 
 def test_default_monitors_rejects_unsupported_action_and_unknown_name() -> None:
@@ -613,13 +621,8 @@ def _train(
 
 
 def test_huge_learning_rate_spike_lands_in_metrics_jsonl(model_dir: Path, tmp_path: Path) -> None:
-    records = _train(
-        model_dir,
-        tmp_path / "run",
-        lr=1.0,
-        updates=6,
-        monitors=[GradientSpikeMonitor(min_history=1)],
-    )
+    spike = GradientSpikeMonitor(min_history=1)
+    records = _train(model_dir, tmp_path / "run", lr=1.0, updates=6, monitors=[spike])
     norms = [r["grad_norm"] for r in records]
     alerts = [a for r in records for a in r.get("alerts", []) if a["monitor"] == "gradient_spike"]
     assert alerts, norms
@@ -628,7 +631,7 @@ def test_huge_learning_rate_spike_lands_in_metrics_jsonl(model_dir: Path, tmp_pa
     earlier = sorted(n for n in norms[:update] if n > 0)
     assert first["action"] == "log" and "gradient norm" in first["message"]
     assert first["value"] == pytest.approx(norms[update])
-    assert first["threshold"] == pytest.approx(1.5 * statistics.median(earlier))
+    assert first["threshold"] == pytest.approx(spike.factor * statistics.median(earlier))
 
 
 def test_healthy_short_run_stays_quiet(model_dir: Path, tmp_path: Path) -> None:
@@ -684,7 +687,8 @@ def test_a_users_monitor_is_registered_in_one_place(tmp_path, monkeypatch) -> No
             self.ceiling = ceiling
 
     assert make_monitors({"loss_ceiling": {"ceiling": 3.0}})[0].ceiling == 3.0
-    assert [m.name for m in default_monitors()] == list(BUILTIN_MONITORS)  # defaults unchanged
+    defaults = [n for n in BUILTIN_MONITORS if not base.MONITORS[n].opt_in]
+    assert [m.name for m in default_monitors()] == defaults  # defaults unchanged
     with pytest.raises(ConfigError, match=r"'loss_ceiling' is already registered by"):
         register_monitor(type("Other", (Monitor,), {"name": "loss_ceiling"}))
     with pytest.raises(ConfigError, match=r"needs its own name"):

@@ -455,6 +455,25 @@ def test_alert_timeline_and_samples_per_scheme(report) -> None:
     )
 
 
+def test_the_reward_vs_gold_plot_marks_every_alert_and_names_its_monitor(study) -> None:
+    from matplotlib.figure import Figure
+
+    from rewardgym.evaluation.report.load import load_study
+    from rewardgym.evaluation.report.plots import _mark_alerts, plot_reward_vs_bleu
+
+    files = load_study(study)
+    plot = plot_reward_vs_bleu(files)
+    assert "Each marker on the right is one monitor alert" in plot.caption
+    ax = Figure().subplots()
+    logged = {k for r in files.runs for m in r.metrics for k in m}
+    assert _mark_alerts(files, ax, "eval/quality" if "eval/quality" in logged else "eval/bleu")
+    alerts = [a for r in files.runs for a in r.record.get("alerts") or []]
+    marked = sum(len(c.get_offsets()) for c in ax.collections)
+    assert marked == len(alerts)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == sorted({a["monitor"] for a in alerts})
+
+
 def test_bleu_zero_before_reads_n_a_never_nan(tmp_path) -> None:
     study = make_study(tmp_path, before_bleu=0.0)
     paths = write_report(study)

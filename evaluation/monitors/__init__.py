@@ -52,7 +52,16 @@ Example:
 """
 
 from rewardgym.evaluation.monitors.base import ACTIONS, Finding, Monitor, register_monitor
+from rewardgym.evaluation.monitors.drift import (
+    AdvantageConcentrationMonitor,
+    EntropySlopeMonitor,
+    KLAccelerationMonitor,
+    LengthDriftMonitor,
+    RewardLengthCorrelationMonitor,
+    SampleQualityDropMonitor,
+)
 from rewardgym.evaluation.monitors.hacking import RewardHackingMonitor
+from rewardgym.evaluation.monitors.offline import alerts_in_log
 from rewardgym.evaluation.monitors.registry import (
     BUILTIN_MONITORS,
     MONITORS,
@@ -71,6 +80,13 @@ from rewardgym.evaluation.monitors.weights import (
 
 __all__ = [
     "ACTIONS",
+    "AdvantageConcentrationMonitor",
+    "EntropySlopeMonitor",
+    "KLAccelerationMonitor",
+    "LengthDriftMonitor",
+    "RewardLengthCorrelationMonitor",
+    "SampleQualityDropMonitor",
+    "alerts_in_log",
     "BUILTIN_MONITORS",
     "MONITORS",
     "AttentionReversalMonitor",

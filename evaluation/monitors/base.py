@@ -23,6 +23,8 @@ class Finding:
     value: float
     threshold: float
     message: str
+    #: for a rollback: the last update the monitor's evidence vouches for (None: no such claim)
+    since: int | None = None
 
 
 # -- base ------------------------------------------------------------------------------------
@@ -58,6 +60,8 @@ class Monitor(Callback):
 
     name: ClassVar[str] = "monitor"
     supported_actions: ClassVar[tuple[str, ...]] = ("log", "pause", "rollback")
+    #: left out of ``default_monitors`` unless named there (it needs a run option set)
+    opt_in: ClassVar[bool] = False
 
     def __init__(self, *, action: str = "log", every: int = 1) -> None:
         if action not in ACTIONS:
@@ -158,6 +162,9 @@ class Monitor(Callback):
     def _report(self, ctx: TrainContext, findings: Sequence[Finding]) -> bool:
         for finding in findings:
             ctx.alert(self.name, finding.value, finding.threshold, finding.message, self.action)
+            if self.action == "rollback" and finding.since is not None:
+                earlier = [u for u in (ctx.rollback_to, finding.since) if u is not None]
+                ctx.rollback_to = min(earlier)
         self.n_alerts += len(findings)
         return bool(findings)
 

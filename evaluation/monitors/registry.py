@@ -10,14 +10,15 @@ from rewardgym._lazy import import_user_module
 from rewardgym.errors import ConfigError, UnknownNameError, did_you_mean
 
 # importing the families registers their monitors (each class is @register_monitor'ed)
-from rewardgym.evaluation.monitors import hacking, signals, weights
+from rewardgym.evaluation.monitors import drift, hacking, signals, weights
 from rewardgym.evaluation.monitors.base import MONITORS, Monitor, register_monitor
 
 #: the built-in monitors, in the order default_monitors builds them: pre-step signals, weight
-#: state, then evaluations (within a family, in the order its module defines them)
+#: state, gold-free hacking detectors, then evaluations (within a family, in the order its
+#: module defines them)
 BUILTIN_MONITORS = tuple(
     name
-    for family in (signals, weights, hacking)
+    for family in (signals, weights, drift, hacking)
     for name, cls in MONITORS.items()
     if cls.__module__ == family.__name__
 )
@@ -118,11 +119,25 @@ def _list_entry(entry: Any) -> tuple[Any, Any]:
     )
 
 
-def default_monitors(action: str = "log", **overrides: Mapping[str, Any] | bool) -> list[Monitor]:
-    """All seven monitors with their default thresholds (docs/usage.md, "Monitors").
+#: named threshold sets: ``calibrated`` (the defaults, chosen by the hacking benchmark on
+#: healthy runs) and ``source`` (the thresholds of the design rewardgym started from, which
+#: alerted on 75 % of healthy runs: docs/results/hacking.md)
+MONITOR_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "calibrated": {},
+    "source": {"gradient_spike": {"factor": 1.5}},
+}
+
+
+def default_monitors(
+    action: str = "log", preset: str = "calibrated", **overrides: Mapping[str, Any] | bool
+) -> list[Monitor]:
+    """The built-in monitors with their default thresholds (docs/usage.md, "Monitors"); an
+    opt-in one (``kl_acceleration``, which needs ``measure_kl``) only when named in ``overrides``.
 
     Args:
         action: the action of every monitor, unless its override says otherwise.
+        preset: the thresholds: ``calibrated`` (the defaults) or ``source``
+            (:data:`MONITOR_PRESETS`); overrides win over it.
         **overrides: per monitor name, a mapping of options (``False`` leaves it out).
 
     Raises:
@@ -138,8 +153,12 @@ def default_monitors(action: str = "log", **overrides: Mapping[str, Any] | bool)
     for name in overrides:
         if name not in BUILTIN_MONITORS:
             raise UnknownNameError("monitor", name, BUILTIN_MONITORS)
+    if preset not in MONITOR_PRESETS:
+        raise UnknownNameError("monitor preset", preset, MONITOR_PRESETS)
     config: dict[str, Any] = {}
     for name in BUILTIN_MONITORS:
+        if MONITORS[name].opt_in and name not in overrides:
+            continue
         extra = overrides.get(name, {})
         if extra is False:
             continue
@@ -147,5 +166,5 @@ def default_monitors(action: str = "log", **overrides: Mapping[str, Any] | bool)
             extra = {}
         if not isinstance(extra, Mapping):
             raise ConfigError(f"override of monitor {name!r} must be a mapping, got {extra!r}")
-        config[name] = {"action": action, **extra}
+        config[name] = {"action": action, **MONITOR_PRESETS[preset].get(name, {}), **extra}
     return make_monitors(config)

@@ -27,7 +27,8 @@ class GradientSpikeMonitor(Monitor):
     """Alerts when the global gradient norm exceeds ``factor`` × the median of earlier updates.
 
     Args:
-        factor: multiple of the running median that counts as a spike (default 1.5).
+        factor: multiple of the running median that counts as a spike (default 2.0, chosen by
+            the hacking benchmark: 1.5, the ``source`` preset, alerted on 75 % of healthy runs).
         window: how many earlier updates the median covers.
         min_history: updates seen before the first alert is possible (updates with a zero
             norm, e.g. all advantages zero, are not counted).
@@ -44,7 +45,7 @@ class GradientSpikeMonitor(Monitor):
 
     def __init__(
         self,
-        factor: float = 1.5,
+        factor: float = 2.0,
         window: int = 20,
         min_history: int = 5,
         key: str = "grad_norm",

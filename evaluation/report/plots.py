@@ -113,14 +113,50 @@ def plot_reward_vs_bleu(study: StudyFiles) -> Plot | None:
     )
     if fig is None:
         return None
+    marked = _mark_alerts(study, fig.axes[1], gold)
+    alerts = (
+        " Each marker on the right is one monitor alert, at its update on its scheme's curve, "
+        "shaped by the monitor that raised it (the legend names it)."
+        if marked
+        else ""
+    )
     return Plot(
         "reward_vs_bleu.png",
         f"Training reward vs held-out {label}",
         f'Mean over each scheme\'s runs of metrics.jsonl "reward/mean" (left) and "{gold}" '
         f"(the task's primary metric, {label}) on validation examples every eval_every updates "
-        f"(right). Reward rising while {label} falls is reward hacking.",
+        f"(right). Reward rising while {label} falls is reward hacking.{alerts}",
         _png(fig),
     )
+
+
+ALERT_MARKERS = ("v", "^", "s", "D", "P", "X", "*", "o", "<", ">", "h", "p")
+
+
+def _mark_alerts(study: StudyFiles, ax: Any, gold: str) -> bool:
+    """Every alert of every run, on its scheme's gold curve at its update; True if any."""
+    colours = _colours(study.schemes)
+    points: dict[str, list[tuple[float, float, Any]]] = {}
+    for scheme in study.schemes:
+        xs, ys = _series(study.runs_of(scheme), gold)
+        if not xs:
+            continue
+        for run in study.runs_of(scheme):
+            for alert in run.record.get("alerts") or []:
+                update = _finite(alert.get("update"))
+                if update is not None:
+                    at = float(np.interp(update, xs, ys))
+                    points.setdefault(str(alert.get("monitor")), []).append(
+                        (update, at, colours[scheme])
+                    )
+    for i, monitor in enumerate(sorted(points)):
+        xs, ys, cs = zip(*points[monitor])
+        marker = ALERT_MARKERS[i % len(ALERT_MARKERS)]
+        ax.scatter(xs, ys, c=list(cs), marker=marker, s=28, label=monitor, edgecolors="black",
+                   linewidths=0.4, zorder=3)  # fmt: skip
+    if points:
+        ax.legend(fontsize="x-small", title="alerts", title_fontsize="x-small", loc="best")
+    return bool(points)
 
 
 def plot_reward_disagreement(study: StudyFiles) -> Plot | None:
