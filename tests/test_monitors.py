@@ -383,7 +383,8 @@ def test_reward_hacking_missing_key_names_the_choices(ctx: TrainContext) -> None
 
 def test_default_monitors_builds_every_builtin_but_the_opt_in_ones() -> None:
     monitors = default_monitors()
-    assert [m.name for m in monitors] == [n for n in BUILTIN_MONITORS if n != "kl_acceleration"]
+    opt_in = ("kl_acceleration", "advantage_concentration")
+    assert [m.name for m in monitors] == [n for n in BUILTIN_MONITORS if n not in opt_in]
     assert BUILTIN_MONITORS == ("gradient_spike", "entropy", "norm_drift", "attention_reversal",
                                 "spectral_spread", "saturation", "kl_acceleration",
                                 "entropy_slope", "length_drift", "reward_length_corr",

@@ -252,6 +252,7 @@ class AdvantageConcentrationMonitor(TrendMonitor):
     default_threshold = 0.08
     default_window = 3
     default_warmup = 4
+    opt_in = True  # 25 % false alarms on the hacking benchmark's clean runs: not on by default
 
     def statistic(self, history: list[float], baseline: float) -> float:
         return float(np.mean(history)) - baseline

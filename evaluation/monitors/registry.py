@@ -132,7 +132,8 @@ def default_monitors(
     action: str = "log", preset: str = "calibrated", **overrides: Mapping[str, Any] | bool
 ) -> list[Monitor]:
     """The built-in monitors with their default thresholds (docs/usage.md, "Monitors"); an
-    opt-in one (``kl_acceleration``, which needs ``measure_kl``) only when named in ``overrides``.
+    opt-in one (``kl_acceleration``, which needs ``measure_kl``; ``advantage_concentration``, too
+    noisy on healthy runs to be on by default) only when named in ``overrides``.
 
     Args:
         action: the action of every monitor, unless its override says otherwise.
