@@ -221,8 +221,9 @@ class TrainConfig:
         )
         if isinstance(self.lora_target_modules, tuple):
             self.lora_target_modules = list(self.lora_target_modules)
-        defaults = {"lora_alpha": 16.0, "lora_dropout": 0.0, "lora_target_modules": None}
-        changed = [k for k, v in defaults.items() if getattr(self, k) != v]
+        options = ("lora_alpha", "lora_dropout", "lora_target_modules")
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in options}
+        changed = [k for k in options if getattr(self, k) != defaults[k]]
         if self.lora_r == 0 and changed:
             raise ConfigError(
                 f"{changed} set but lora_r is 0 (full fine-tuning); set lora_r >= 1 to train "

@@ -182,7 +182,6 @@ def add_lora(
         ) from None
     for name, param in model.named_parameters():
         param.requires_grad_(".lora_" in name)
-    model.peft_config = {ADAPTER: config}  # where peft's own helpers look for it
     return model
 
 
