@@ -24,11 +24,13 @@ What it saves over calling the Hugging Face model step by step (measured in
 * **Float32 keys.** Attention scores stay in float32, as in transformers' own attention (a bf16
   batched product on CPU rounds them to bf16); values, and the layers themselves, stay in the
   model's dtype.
-* **Prepacked weights on CPU.** For models of ``PACK_MIN_PARAMS`` or more, the linear layers'
-  weights are reordered once per rollout into oneDNN's blocked layout (:class:`PackedWeights`).
-  At decode batch sizes PyTorch's default CPU matrix product (MKL) runs well below the machine's
-  peak on this AMD CPU, and oneDNN over prepacked weights is markedly faster, most of all for the
-  49k-row output projection.
+* **Prepacked weights on CPU, where they measured faster.** For models of ``PACK_MIN_PARAMS``
+  or more, the linear layers' weights can be reordered once per rollout into oneDNN's blocked
+  layout (:class:`PackedWeights`). On an AMD EPYC that made fp32 rollouts 1.44x faster than
+  PyTorch's default CPU product (MKL); on an Intel Xeon it made them slower. So by default
+  (``packed_weights=None``) :func:`choose_linear` times one decode step's linear layers both
+  ways on the model's own weights at first use, per dtype and batch bucket, and the choice is
+  cached per CPU model and library versions (:mod:`rewardgym.agents.kernels`).
 
 Each can be switched off alone with :class:`FastPathOptions`, which the benchmark's ablation
 does to measure what it buys.
@@ -48,6 +50,8 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,21 +60,25 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, rotate_half
 
+from rewardgym.agents import kernels
 from rewardgym.agents.meters.compute import count_params
 from rewardgym.agents.padding import pad_ids
 
 __all__ = [
     "FastPathOptions",
     "DynamicCacheDecoder",
+    "LinearChoice",
     "PackedWeights",
     "StaticCacheDecoder",
     "attention",
+    "choose_linear",
     "decode_attention",
     "distinct_rows",
     "mlp",
     "plain_linear",
     "project_qkv",
     "supports",
+    "time_linear_kernels",
 ]
 
 SUPPORTED_MODEL_TYPES = ("llama",)
@@ -78,6 +86,14 @@ SUPPORTED_MODEL_TYPES = ("llama",)
 # shape costs more than packed weights save: on `tiny` (0.77 M), 150 rollouts of 1-64 rows took
 # 8.9-10.2 s packed against 6.8-7.6 s unpacked, and 300 MB more memory.
 PACK_MIN_PARAMS = 10_000_000
+# The measured choice packs only when packing is at least this much faster: packing costs one
+# more copy of the weights while a rollout runs, and a tie is within timing noise.
+PACKED_MIN_GAIN = 1.03
+# Wall-clock budget of timing one choice (after one warm-up call of each option); at least
+# MIN_KERNEL_REPEATS alternated calls of each option are timed whatever the budget.
+KERNEL_TIMING_BUDGET_S = 1.0
+MIN_KERNEL_REPEATS = 2
+MAX_KERNEL_REPEATS = 8
 # Sharing a prefix costs one extra forward call; below this many tokens it does not pay.
 MIN_SHARED_PREFIX = 4
 
@@ -102,7 +118,9 @@ class FastPathOptions:
             scores stay in float32 (values are kept in the model's dtype either way).
         packed_weights: on CPU, run the linear layers of models with at least
             ``PACK_MIN_PARAMS`` parameters through oneDNN over weights packed once per rollout
-            (:class:`PackedWeights`); False: the model's own layers.
+            (:class:`PackedWeights`). True: always there; False: never (the model's own
+            layers); None (default): where :func:`choose_linear` measured it faster on this
+            machine for the model's shapes, dtype and batch bucket.
         skip_prompt_padding: the prompt pass runs norms, projections and MLP on the real
             prompt positions only (:class:`RealPositions`); False: on the padded batch.
         prefix_attention: decode steps attend to the shared prefix with one product for all
@@ -118,7 +136,7 @@ class FastPathOptions:
     share_prompts: bool = True
     compact_at: float = 0.0
     float32_keys: bool = True
-    packed_weights: bool = True
+    packed_weights: bool | None = None
     skip_prompt_padding: bool = True
     prefix_attention: bool = True
 
@@ -231,9 +249,8 @@ class StaticCacheDecoder:
         self.key_dtype = torch.float32 if options.float32_keys else self.dtype
         self.prefix_attention = options.prefix_attention
         self.skip_prompt_padding = options.skip_prompt_padding
-        self.linear: Linear = plain_linear
-        if options.packed_weights and PackedWeights.pays_for(model):
-            self.linear = PackedWeights(model)
+        self.kernel_choice = choose_linear(model, len(self.prompts), options.packed_weights)
+        self.linear: Linear = PackedWeights(model) if self.kernel_choice.packed else plain_linear
         self.keys = torch.zeros(shape, dtype=self.key_dtype, device=self.device)
         self.values = torch.zeros(shape, dtype=self.dtype, device=self.device)
         self.mask = torch.zeros(
@@ -420,6 +437,128 @@ Linear = Callable[[torch.nn.Linear, torch.Tensor], torch.Tensor]
 def plain_linear(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """``module(x)``: the layer as the model runs it (differentiable)."""
     return module(x)
+
+
+@dataclass(frozen=True)
+class LinearChoice:
+    """How a rollout runs its linear layers, and why.
+
+    Attributes:
+        packed: through :class:`PackedWeights` (else the model's own layers).
+        reason: ``"option"`` (``FastPathOptions.packed_weights`` said so), ``"unavailable"``
+            (oneDNN cannot run these weights here, or the model is below ``PACK_MIN_PARAMS``)
+            or ``"measured"`` (the timing of :func:`time_linear_kernels` decided).
+        measured: the measurement (timings, and whether it was timed now or read from the
+            cache) when ``reason`` is ``"measured"``.
+    """
+
+    packed: bool
+    reason: str
+    measured: kernels.Measured | None = None
+
+    def describe(self) -> str:
+        """One line for benchmark output.
+
+        Example:
+            >>> LinearChoice(False, "unavailable").describe()
+            'plain (unavailable)'
+        """
+        if self.measured is not None:
+            return self.measured.describe()
+        return f"{'packed' if self.packed else 'plain'} ({self.reason})"
+
+
+def choose_linear(model: Any, rows: int, packed_weights: bool | None = None) -> LinearChoice:
+    """Whether a rollout of ``rows`` prompts on ``model`` runs its linear layers through
+    packed oneDNN weights: ``packed_weights`` when it is True or False, else measured.
+
+    The measurement (:func:`time_linear_kernels`, about a second for SmolLM2-135M) runs once
+    per machine key (:func:`rewardgym.agents.kernels.machine_key`), dtype, batch bucket
+    (:func:`rewardgym.agents.kernels.rows_bucket`) and set of layer shapes; packed wins only
+    if at least ``PACKED_MIN_GAIN`` times faster. Models below ``PACK_MIN_PARAMS`` and weights
+    oneDNN cannot run here are never packed, and never timed.
+
+    Example:
+        >>> choose_linear(load_policy("tiny").model, 8).describe()
+        'plain (unavailable)'
+    """
+    if packed_weights is False:
+        return LinearChoice(False, "option")
+    if not PackedWeights.pays_for(model):
+        return LinearChoice(False, "unavailable")
+    if packed_weights is True:
+        return LinearChoice(True, "option")
+    bucket = kernels.rows_bucket(rows)
+    weight = model.get_output_embeddings().weight
+    shapes = sorted(
+        (tuple(m.weight.shape), m.bias is not None)
+        for m in model.modules()
+        if isinstance(m, torch.nn.Linear)
+    )
+    digest = hashlib.sha256(repr(shapes).encode()).hexdigest()[:12]
+    question = f"packed_weights/{str(weight.dtype).removeprefix('torch.')}/rows{bucket}/{digest}"
+
+    def choose(seconds: dict[str, float]) -> str:
+        return "packed" if seconds["plain"] >= PACKED_MIN_GAIN * seconds["packed"] else "plain"
+
+    measured = kernels.measured_choice(
+        question, lambda: time_linear_kernels(model, bucket), choose=choose
+    )
+    return LinearChoice(measured.choice == "packed", "measured", measured)
+
+
+def time_linear_kernels(
+    model: Any, rows: int, budget_s: float = KERNEL_TIMING_BUDGET_S
+) -> dict[str, float]:
+    """Seconds of one decode step's linear layers for ``rows`` rows, both ways: ``"packed"``
+    (:class:`PackedWeights`, packed q/k/v included) and ``"plain"`` (each layer's own forward).
+
+    Every layer's real weights are used, so the weights come from memory as in a real decode
+    step, not from a cache that a repeated small layer would sit in. One untimed call of each
+    (oneDNN builds its kernels for a new shape on the first), then alternated calls until
+    ``budget_s`` is spent (between ``MIN_KERNEL_REPEATS`` and ``MAX_KERNEL_REPEATS`` each);
+    the fastest call of each counts, as the machine's capability rather than its neighbours'.
+
+    Example:
+        >>> sorted(time_linear_kernels(model, 8))
+        ['packed', 'plain']
+    """
+    packed = PackedWeights(model)
+    dtype = model.get_output_embeddings().weight.dtype
+    gen = torch.Generator().manual_seed(0)
+    inputs: dict[int, torch.Tensor] = {}
+
+    def x(width: int) -> torch.Tensor:
+        if width not in inputs:
+            inputs[width] = torch.randn(rows, 1, width, generator=gen).to(dtype)
+        return inputs[width]
+
+    plain_layers = [m for m in model.modules() if _packable(m) and m not in _adapter_parts(model)]
+
+    def run_packed() -> None:
+        for attn in packed._fused:
+            packed.qkv(attn, x(attn.q_proj.in_features))
+        for module in packed._weights:
+            packed(module, x(_base(module).in_features))
+
+    def run_plain() -> None:
+        for module in plain_layers:
+            module(x(_base(module).in_features))
+
+    options = {"packed": run_packed, "plain": run_plain}
+    best = dict.fromkeys(options, float("inf"))
+    with torch.inference_mode():
+        for fn in options.values():
+            fn()
+        start = time.perf_counter()
+        for repeat in range(MAX_KERNEL_REPEATS):
+            if repeat >= MIN_KERNEL_REPEATS and time.perf_counter() - start > budget_s:
+                break
+            for name, fn in options.items():
+                began = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - began)
+    return best
 
 
 class PackedWeights:

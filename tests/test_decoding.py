@@ -371,6 +371,7 @@ def test_each_rollout_packs_the_weights_as_they_are_now(
 ) -> None:
     """Training changes the weights between rollouts: a rollout must not reuse stale packs."""
     prompts = ARITHMETIC[:2]
+    gqa_policy.fast_path = FastPathOptions(packed_weights=True)
     before = gqa_policy.generate(prompts, max_new_tokens=8, greedy=True).token_ids
     head = gqa_policy.model.lm_head.weight
     saved = head.detach().clone()
@@ -405,8 +406,8 @@ LAYOUTS = {
 def test_greedy_matches_hf_generate_in_each_layout(
     tiny: LMPolicy, decoders: list, layout: str, packed: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if packed:
-        monkeypatch.setattr(decoding, "PACK_MIN_PARAMS", 0)
+    monkeypatch.setattr(decoding, "PACK_MIN_PARAMS", 0)
+    monkeypatch.setattr(tiny, "fast_path", FastPathOptions(packed_weights=packed))
     prompts = LAYOUTS[layout]
     gen = tiny.generate(prompts, max_new_tokens=16, greedy=True)
     assert_greedy_matches_hf(tiny, gen, max_new_tokens=16)
@@ -421,13 +422,38 @@ def test_greedy_matches_hf_generate_in_each_layout(
         assert decoder.prefix_len == 0
 
 
+@pytest.mark.parametrize("packed", [False, True], ids=["plain", "packed"])
 def test_greedy_matches_hf_with_grouped_query_attention(
-    gqa_policy: LMPolicy, decoders: list, pack_any_size: None
+    gqa_policy: LMPolicy,
+    decoders: list,
+    pack_any_size: None,
+    packed: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Both ways of running the linear layers that the measured kernel choice can pick:
+    greedy tokens equal ``generate``'s and their log-probs its logits' within 1e-4 nats."""
+    monkeypatch.setattr(gqa_policy, "fast_path", FastPathOptions(packed_weights=packed))
     gen = gqa_policy.generate(ARITHMETIC, max_new_tokens=12, greedy=True)
     assert_greedy_matches_hf(gqa_policy, gen, max_new_tokens=12)
+    assert isinstance(decoders[0].linear, PackedWeights) == packed
     assert decoders[0].prefix_len >= MIN_SHARED_PREFIX and len(decoders[0].distinct) == 3
     assert len({tuple(t) for t in gen.token_ids}) > 1  # the test model does not ignore prompts
+    ids, real = pad_ids(gen.prompt_ids, gqa_policy.pad_id, side="left")
+    with torch.no_grad():
+        out = gqa_policy.model.generate(
+            input_ids=ids,
+            attention_mask=real.long(),
+            max_new_tokens=12,
+            do_sample=False,
+            eos_token_id=gqa_policy.eos_id,
+            pad_token_id=gqa_policy.pad_id,
+            return_dict_in_generate=True,
+            output_logits=True,
+        )
+    reference = torch.log_softmax(torch.stack(out.logits, dim=1).float(), dim=-1)
+    for row, tokens in enumerate(gen.token_ids):
+        expected = reference[row, torch.arange(len(tokens)), torch.tensor(tokens)]
+        np.testing.assert_allclose(gen.logprobs[row], expected.numpy(), atol=1e-4, rtol=0)
 
 
 def test_greedy_matches_hf_when_finished_rows_are_compacted(
