@@ -3,10 +3,17 @@
 Both run on the same model object, the same prompts (the task's training prompts, encoded and
 left-padded the same way) and the same sampling settings (temperature 1, no top-k/top-p), and the
 two are timed alternately in one process so machine load hits both alike. Tokens per second
-counts the tokens each one actually produced (up to and including eos); the roofline share divides
-that by ``peak / 2N`` of the same dtype. The correctness check runs in the same call: greedy fp32
-outputs must equal ``generate``'s token for token, and rewardgym's log-probs must match
-``log_softmax`` of ``generate``'s logits within 1e-4.
+counts the tokens each one actually produced (up to and including eos); the compute roofline share
+divides that by ``peak / 2N`` of the same dtype, the attainable share by the memory-aware bound
+of :func:`benchmarks.roofline.attainable` for a decode step of that batch: every weight read once
+per step, the KV cache read at the rollout's mean context (prompt plus half the new tokens; the
+shared prefix once, keys in float32), activations (:func:`benchmarks.roofline.decode_step_bytes`).
+The correctness check runs in the same call: greedy fp32 outputs must equal ``generate``'s token
+for token, and rewardgym's log-probs must match ``log_softmax`` of ``generate``'s logits within
+1e-4, on both ways of running the linear layers (packed oneDNN weights and the model's own).
+
+The linear layers' kernel is chosen by measurement at first use (``choose_linear`` in
+``agents/decoding.py``); the benchmark reports each choice it ran with and its timings.
 
 Two more measurements say where the speed comes from: an ablation at the largest batch that
 switches each optimisation of the rollout path off alone (``FastPathOptions``; timed
@@ -27,8 +34,22 @@ from typing import Any
 
 import torch
 
-from benchmarks.roofline import figure, measure_peaks, median_time, token_limit
-from rewardgym.agents.decoding import PackedWeights
+from benchmarks.roofline import (
+    attainable,
+    decode_step_bytes,
+    figure,
+    measure_peaks,
+    median_time,
+    stream_bandwidth,
+    token_limit,
+)
+from rewardgym.agents.decoding import (
+    MIN_SHARED_PREFIX,
+    FastPathOptions,
+    PackedWeights,
+    choose_linear,
+    common_prefix_length,
+)
 from rewardgym.agents.padding import pad_ids
 from rewardgym.agents.policy import LMPolicy, sample_categorical
 from rewardgym.agents.registry import load_policy
@@ -105,32 +126,72 @@ def hf_generate(
 
 
 def check_correctness(policy: LMPolicy, batch: int, max_new_tokens: int) -> dict[str, Any]:
-    """Greedy outputs of both paths (fp32 policy) compared token for token, and log-probs.
+    """Greedy outputs of rewardgym (fp32 policy) and ``generate`` compared token for token, and
+    log-probs, with the linear layers run both ways (packed oneDNN weights where the decoder can
+    pack this model, and the model's own layers); the figures are the worse of the two.
 
     Example:
         >>> check_correctness(policy, 4, 8)["greedy_identical"]
         True
     """
     prompts = task_prompts(batch)
-    ours = policy.generate(prompts, max_new_tokens=max_new_tokens, greedy=True)
     theirs, out = hf_generate(policy, prompts, max_new_tokens, greedy=True)
-    identical = ours.token_ids == theirs
     logits = torch.stack(out.logits, dim=1).float()  # [B, steps, V]
     hf_logp = torch.log_softmax(logits, dim=-1)
-    worst = 0.0
-    for row, ids in enumerate(ours.token_ids):
-        n = min(len(ids), len(theirs[row]))
-        if n == 0:
-            continue
-        ref = hf_logp[row, torch.arange(n), torch.tensor(ids[:n])]
-        diff = (ref - torch.as_tensor(ours.logprobs[row][:n]).float()).abs().max()
-        worst = max(worst, float(diff))
+    paths = [False, True] if PackedWeights.pays_for(policy.model) else [False]
+    identical, worst, default = True, 0.0, policy.fast_path
+    try:
+        for packed in paths:
+            policy.fast_path = replace(default, packed_weights=packed)
+            ours = policy.generate(prompts, max_new_tokens=max_new_tokens, greedy=True)
+            identical &= ours.token_ids == theirs
+            for row, ids in enumerate(ours.token_ids):
+                n = min(len(ids), len(theirs[row]))
+                if n == 0:
+                    continue
+                ref = hf_logp[row, torch.arange(n), torch.tensor(ids[:n])]
+                diff = (ref - torch.as_tensor(ours.logprobs[row][:n]).float()).abs().max()
+                worst = max(worst, float(diff))
+    finally:
+        policy.fast_path = default
     return {
         "batch": batch,
         "max_new_tokens": max_new_tokens,
+        "paths": ["packed" if p else "plain" for p in paths],
         "greedy_identical": bool(identical),
         "max_logprob_diff": worst,
         "logprobs_within_tol": worst <= LOGPROB_TOL,
+    }
+
+
+def decode_bound(
+    policy: LMPolicy, batch: int, max_new_tokens: int, peak: float, bandwidth: float
+) -> dict[str, Any]:
+    """The attainable tokens/s of a decode step of ``batch`` rows of the benchmark's prompts:
+    the roofline of :func:`benchmarks.roofline.attainable` over ``2N`` FLOPs per token and the
+    bytes of :func:`benchmarks.roofline.decode_step_bytes` at the mean context (mean prompt
+    length plus half the new tokens), the shared prefix read once, keys in float32 as the
+    fast path keeps them by default.
+
+    Example:
+        >>> decode_bound(policy, 64, 48, 4e11, 3e10)["bound_by"]
+        'memory'
+    """
+    ids = policy.encode_prompts(task_prompts(batch))
+    prefix = min(common_prefix_length(ids), min(map(len, ids)) - 1) if batch > 1 else 0
+    prefix = prefix if prefix >= MIN_SHARED_PREFIX else 0
+    context = sum(map(len, ids)) / len(ids) + max_new_tokens / 2
+    options = FastPathOptions()
+    key_dtype = torch.float32 if options.float32_keys else None
+    moved = decode_step_bytes(policy.model, batch, context, key_dtype, shared_prefix=prefix)
+    flops = 2.0 * policy.n_params * batch
+    bound = attainable(flops, moved["total"], peak, bandwidth)
+    return {
+        **bound,
+        "tok_s": bound["flops_per_s"] / (2.0 * policy.n_params),
+        "bytes": moved,
+        "context": context,
+        "shared_prefix": prefix,
     }
 
 
@@ -176,6 +237,7 @@ def run(
     batches: tuple[int, ...] | None = None,
     repeats: int | None = None,
     new_tokens: int | None = None,
+    bandwidth: dict[str, Any] | None = None,
     **_: Any,
 ) -> dict[str, Any]:
     """Benchmark entry: tokens/s of both paths per dtype and batch, and the correctness check.
@@ -188,14 +250,21 @@ def run(
         'float32'
     """
     peaks = peaks or measure_peaks(quick, device=device)
+    bandwidth = bandwidth or stream_bandwidth(quick, device=device)
     batches = batches or ((1, 8, 64) if quick else (1, 8, 32, 64))
     new_tokens = new_tokens or (16 if quick else 48)
     repeats = repeats or (2 if quick else 3)
     rows: list[dict[str, Any]] = []
     correctness: dict[str, Any] = {}
     ablations: list[dict[str, Any]] = []
+    choices: list[dict[str, Any]] = []
     for dtype in ("float32", "bfloat16"):
         policy = load_policy(model, device=device, dtype=dtype)
+        # Measured (or read from the cache) before anything is timed, as the first rollout
+        # of each batch bucket would; reported with the timings it rests on.
+        for batch in sorted(batches):
+            choice = choose_linear(policy.model, batch, policy.fast_path.packed_weights)
+            choices.append({"dtype": dtype, "batch": batch, **_choice_record(choice)})
         if dtype == "float32":
             correctness = check_correctness(policy, 4 if quick else 8, new_tokens)
         ablations += ablate(policy, max(batches), new_tokens, repeats)
@@ -203,6 +272,7 @@ def run(
         limit = token_limit(peaks[dtype], policy.n_params)
         for index, batch in enumerate(sorted(batches)):
             pair = _time_pair(policy, batch, new_tokens, repeats, warmup=index == 0)
+            bound = decode_bound(policy, batch, new_tokens, peaks[dtype], bandwidth["bandwidth"])
             rows.append(
                 {
                     "dtype": dtype,
@@ -212,6 +282,10 @@ def run(
                     "rewardgym_roofline_share": pair["rewardgym_tok_s"] / limit,
                     "hf_roofline_share": pair["hf_tok_s"] / limit,
                     "roofline_tok_s": limit,
+                    "attainable_tok_s": bound["tok_s"],
+                    "rewardgym_attainable_share": pair["rewardgym_tok_s"] / bound["tok_s"],
+                    "hf_attainable_share": pair["hf_tok_s"] / bound["tok_s"],
+                    "attainable": bound,
                 }
             )
         del policy
@@ -222,22 +296,50 @@ def run(
         "device": device,
         "max_new_tokens": new_tokens,
         "repeats": repeats,
+        "bandwidth": bandwidth,
         "rows": rows,
+        "kernel_choices": choices,
         "correctness": correctness,
         "ablations": ablations,
         "sampler": sampler,
         "figures": [
             *_figures(rows, correctness, device),
+            *_choice_figures(choices, device),
             *_ablation_figures(ablations, device),
             _sampler_figure(sampler),
         ],
     }
 
 
+def _choice_record(choice: Any) -> dict[str, Any]:
+    measured = choice.measured
+    return {
+        "packed": choice.packed,
+        "reason": choice.reason,
+        "source": measured.source if measured else None,
+        "seconds": measured.seconds if measured else {},
+        "describe": choice.describe(),
+    }
+
+
+def _choice_figures(choices: list[dict], device: str) -> list[dict[str, Any]]:
+    """One row per dtype and batch: packed weights chosen (1) or not (0), and why."""
+    return [
+        figure(
+            f"kernel choice {c['dtype']} batch {c['batch']} ({device}): packed oneDNN weights "
+            f"(1) or the model's own layers (0), one decode step's linear layers",
+            float(c["packed"]),
+            c["describe"],
+        )
+        for c in choices
+    ]
+
+
 def ablate(policy: LMPolicy, batch: int, max_new_tokens: int, repeats: int) -> list[dict[str, Any]]:
     """Tokens/s with every optimisation on vs with each one off, timed round-robin.
 
-    ``gain`` is the all-on rate over the ablated rate: what that optimisation buys. The bf16
+    ``gain`` is the all-on rate over the ablated rate: what that optimisation buys (all on
+    includes packed weights whatever the measured kernel choice, where they apply). The bf16
     KV-cache switch only exists for non-float32 models and is skipped in float32; the
     packed-weights switch only where the decoder packs the model's weights (CPU, large enough).
 
@@ -256,10 +358,13 @@ def ablate(policy: LMPolicy, batch: int, max_new_tokens: int, repeats: int) -> l
         variants[name] = switch
     rates: dict[str, list[float]] = {name: [] for name in variants}
     default = policy.fast_path
+    # "All on" means every optimisation on, packed weights too (where the decoder can pack),
+    # whatever the measured choice: the packed-weights row then checks that choice end to end.
+    every = replace(default, packed_weights=True)
     try:
         for _ in range(repeats):
             for name, switch in variants.items():
-                policy.fast_path = replace(default, **switch)
+                policy.fast_path = replace(every, **switch)
                 start = time.perf_counter()
                 gen = policy.generate(prompts, max_new_tokens=max_new_tokens, seed=0)
                 rates[name].append(sum(gen.n_tokens) / (time.perf_counter() - start))
@@ -344,10 +449,25 @@ def _figures(rows: list[dict], correctness: dict, device: str) -> list[dict[str,
                 row["speedup_vs_hf"] >= TARGET_VS_HF if at_top else None,
             )
         )
+        bound = row["attainable"]
+        moved = bound["bytes"]
+        out.append(
+            figure(
+                f"generation {label}: share of the attainable (memory-aware) roofline "
+                f"(HF {100 * row['hf_attainable_share']:.1f} %)",
+                100 * row["rewardgym_attainable_share"],
+                f"% of {row['attainable_tok_s']:.0f} tok/s, {bound['bound_by']}-bound: "
+                f"{moved['weights'] / 1e6:.0f} MB weights + {moved['kv_cache'] / 1e6:.0f} MB "
+                f"KV + {moved['activations'] / 1e6:.0f} MB activations per step at context "
+                f"{row['attainable']['context']:.0f}; compute-only {row['roofline_tok_s']:.0f} "
+                "tok/s",
+            )
+        )
         bf16_target = at_top and row["dtype"] == "bfloat16"
         out.append(
             figure(
-                f"generation {label}: roofline share (HF {100 * row['hf_roofline_share']:.1f} %)",
+                f"generation {label}: share of the compute-only roofline "
+                f"(HF {100 * row['hf_roofline_share']:.1f} %)",
                 100 * row["rewardgym_roofline_share"],
                 "%",
                 f">= {100 * TARGET_BF16_SHARE:.0f} %" if bf16_target else "",
@@ -356,7 +476,8 @@ def _figures(rows: list[dict], correctness: dict, device: str) -> list[dict[str,
         )
     out.append(
         figure(
-            "generation correctness: greedy fp32 identical to HF generate",
+            "generation correctness: greedy fp32 identical to HF generate "
+            f"(linear layers: {' and '.join(correctness['paths'])})",
             float(correctness["greedy_identical"]),
             "bool",
             "identical",

@@ -5,8 +5,9 @@ benchmarks in order, each as a function in this process, so every comparison ins
 benchmark is side by side in the same invocation. It writes ``<out>/<name>.json`` per benchmark
 and ``<out>/latest.md``: the machine description and a table of benchmark, figure, value, target
 and whether the target was met. With ``--only`` the table goes to ``<out>/latest-<names>.md``
-instead, so a partial run never replaces the table of a full one. The roofline runs first and
-its peaks are shared with the others.
+instead, so a partial run never replaces the table of a full one. The matmul peaks and the
+STREAM bandwidth are measured first and shared with every benchmark, which reports its figures
+against the compute-only and the attainable (memory-aware) roofline.
 The allocator keeps freed memory for the whole process (:mod:`rewardgym.agents.memory`, as
 training sets it), so rewardgym and the baselines it is compared with run under one setting.
 On a machine with CUDA, the generation, training and TRL benchmarks run there too.
@@ -116,10 +117,14 @@ def render_markdown(results: dict[str, dict[str, Any]], machine: dict[str, Any],
     return "\n".join(lines) + "\n"
 
 
-def _run_one(name: str, args: argparse.Namespace, peaks: dict, device: str) -> dict[str, Any]:
+def _run_one(
+    name: str, args: argparse.Namespace, peaks: dict, device: str, bandwidth: dict | None = None
+) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        result = BENCHMARKS[name](quick=args.quick, model=args.model, peaks=peaks, device=device)
+        result = BENCHMARKS[name](
+            quick=args.quick, model=args.model, peaks=peaks, device=device, bandwidth=bandwidth
+        )
     except Exception as exc:  # one failing benchmark must not lose the others' results
         traceback.print_exc()
         result = {"benchmark": name, "error": f"{type(exc).__name__}: {exc}".replace("|", "/")}
@@ -141,13 +146,16 @@ def run_all(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     peaks = roofline.measure_peaks(args.quick)
+    bandwidth = {"cpu": roofline.stream_bandwidth(args.quick)}
     cuda_peaks = roofline.measure_peaks(args.quick, "cuda") if torch.cuda.is_available() else {}
+    if cuda_peaks:
+        bandwidth["cuda"] = roofline.stream_bandwidth(args.quick, "cuda")
     runs = [(name, "cpu", peaks) for name in names]
     runs += [(name, "cuda", cuda_peaks) for name in names if cuda_peaks and name in CUDA_BENCHMARKS]
     for name, device, device_peaks in runs:
         key = name if device == "cpu" else f"{name}_{device}"
         print(f"[bench] {key} ...", file=sys.stderr, flush=True)
-        results[key] = _run_one(name, args, device_peaks, device)
+        results[key] = _run_one(name, args, device_peaks, device, bandwidth.get(device))
         # written as each finishes, so an interrupted run keeps what it measured
         record = {**results[key], "machine": machine, "quick": args.quick, "model": args.model}
         (args.out / f"{key}.json").write_text(
