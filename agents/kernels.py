@@ -14,6 +14,12 @@ the real shapes. The fastest option is remembered:
   CPU model, torch version, MKL and oneDNN versions, the CPU capability torch dispatches to and
   its thread count. Another CPU or another library build reads another file and measures again.
 
+A measurement taken while the machine is busy (a 1-minute load average above its CPU count:
+other processes compete for the cores, as when several trainings share them) is kept for this
+process only, not written: timings under contention can invert the order (one such run timed
+fp32 packed weights at 0.61x of plain at 64 rows, and 3.8x at 32), and a cached answer would
+keep the wrong choice for good. A later, quieter process measures again.
+
 A file that cannot be read (corrupt, truncated, written for another machine key or format) is
 ignored and replaced after measuring again; two processes measuring at once both write, the
 last one wins (each write is whole), and a lost entry is measured again later.
@@ -48,6 +54,7 @@ __all__ = [
     "Measured",
     "choice_path",
     "forget",
+    "machine_busy",
     "machine_key",
     "measured_choice",
     "rows_bucket",
@@ -66,7 +73,8 @@ class Measured:
         question: what was asked (e.g. ``"packed_weights/bfloat16/rows64/<shapes>"``).
         choice: the chosen option's name (a key of ``seconds``).
         seconds: measured seconds per option (smaller is faster).
-        source: ``"measured"`` (timed just now), ``"cache"`` (read from the choice file) or
+        source: ``"measured"`` (timed just now; ``"measured (busy: not cached)"`` when the
+            machine was busy, see above), ``"cache"`` (read from the choice file) or
             ``"memo"`` (answered earlier in this process).
         path: the choice file it is stored in.
     """
@@ -145,6 +153,20 @@ def rows_bucket(rows: int, largest: int = 64) -> int:
     return bucket
 
 
+def machine_busy() -> bool:
+    """Whether other work competes for the CPUs: 1-minute load average above the CPU count
+    (False where the load average is unknown).
+
+    Example:
+        >>> machine_busy() in (True, False)
+        True
+    """
+    try:
+        return os.getloadavg()[0] > (os.cpu_count() or 1)
+    except (OSError, AttributeError):  # no load average (Windows)
+        return False
+
+
 def _read(path: Path, key: dict[str, Any]) -> dict[str, Any]:
     """The file's choices, or an empty dict when it is missing, unreadable or for another key."""
     try:
@@ -197,14 +219,22 @@ def measured_choice(
     else:
         seconds = {name: float(s) for name, s in measure().items()}
         choice = (choose or (lambda t: min(t, key=t.__getitem__)))(seconds)
-        answer = Measured(question, choice, seconds, "measured", str(path))
-        choices = _read(path, key)  # read again: another process may have added entries
-        choices[question] = {"choice": choice, "seconds": seconds}
-        data = {"version": FORMAT_VERSION, "machine": key, "choices": choices}
-        try:
-            write_json_atomic(path, data, sort_keys=True)
-        except OSError:  # a read-only cache: the choice still holds for this process
-            pass
+        busy = machine_busy()
+        answer = Measured(
+            question,
+            choice,
+            seconds,
+            "measured (busy: not cached)" if busy else "measured",
+            str(path),
+        )
+        if not busy:
+            choices = _read(path, key)  # read again: another process may have added entries
+            choices[question] = {"choice": choice, "seconds": seconds}
+            data = {"version": FORMAT_VERSION, "machine": key, "choices": choices}
+            try:
+                write_json_atomic(path, data, sort_keys=True)
+            except OSError:  # a read-only cache: the choice still holds for this process
+                pass
     _MEMO[memo_key] = answer
     return answer
 

@@ -35,6 +35,7 @@ def fresh_cache(tmp_path, monkeypatch: pytest.MonkeyPatch):
     """A private cache root, nothing remembered in the process, test models qualify."""
     monkeypatch.setenv("REWARDGYM_CACHE", str(tmp_path))
     monkeypatch.setattr(decoding, "PACK_MIN_PARAMS", 0)
+    monkeypatch.setattr(kernels, "machine_busy", lambda: False)  # whatever else runs here
     kernels.forget()
     yield tmp_path
     kernels.forget()
@@ -196,3 +197,18 @@ def test_the_real_timing_is_short_and_times_both_ways(model) -> None:
         >= decoding.PACKED_MIN_GAIN * choice.measured.seconds["packed"]
     )
     assert choice.describe().startswith(("packed (", "plain ("))
+
+
+def test_a_choice_measured_on_a_busy_machine_is_not_cached(
+    model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timing = fake(monkeypatch, packed=1.0, plain=2.0)
+    monkeypatch.setattr(kernels, "machine_busy", lambda: True)
+    first = choose_linear(model, 8)
+    assert first.packed and first.measured.source == "measured (busy: not cached)"
+    assert not kernels.choice_path().exists()
+    assert choose_linear(model, 8).measured.source == "memo"  # this process keeps it
+    kernels.forget()
+    monkeypatch.setattr(kernels, "machine_busy", lambda: False)
+    assert choose_linear(model, 8).measured.source == "measured"  # a quiet process measures
+    assert timing.calls == [8, 8] and kernels.choice_path().exists()
