@@ -117,9 +117,30 @@ class TrainConfig:
         "or None for peft's default for the architecture (q_proj, v_proj for Llama)",
     )
 
-    token_budget: int | None = _field(None, "max tokens generated per update (None: no budget)")
-    replay_share: float = _field(0.0, "share of each update spent on supervised warm-start data")
+    warm_start_tasks: list | None = _field(
+        None,
+        "tasks a model warm-started here (tiny) learns before RL, e.g. [translate, arithmetic] "
+        "(None: the run's task)",
+    )
+    token_budget: int | None = _field(
+        None,
+        "max tokens generated per update, >= max_new_tokens: the batch stops when it is spent "
+        "(None: no budget)",
+    )
+    replay_share: float = _field(
+        0.0, "share of each update's loss spent on supervised warm-start data, in [0, 1)"
+    )
     replay_confidence_weighting: bool = _field(False, "weight replay tokens by (1 - p)")
+    replay_tasks: list | None = _field(
+        None,
+        "tasks whose train splits replay draws from (None: the warm start's tasks, "
+        "warm_start_tasks or else the run's task)",
+    )
+    retention_task: str | None = _field(
+        None,
+        "a task the run was not trained on with RL, evaluated beside the task at every "
+        "evaluation (retention_* keys): forgetting over updates",
+    )
 
     eval_every: int = _field(0, "evaluate on validation every E updates (0: only at the end)")
     eval_examples: int = _field(64, "validation examples per evaluation")
@@ -203,10 +224,16 @@ class TrainConfig:
                 f"{self.mask_truncated_completions!r}"
             )
         self._check_lora()
-        require_number(self, "replay_share", low=0.0, high=1.0, high_inclusive=False)
+        require_number(
+            self, "replay_share", low=0.0, high=1.0, high_inclusive=False,
+            why="it is the replay loss's weight beside the RL loss's (1 - replay_share); 0.25 "
+            "replays a quarter",
+        )  # fmt: skip
         for name in ("token_budget", "threads"):
             if getattr(self, name) is not None:
                 require_int(self, name, low=1)
+        self._check_budget()
+        self._check_task_lists()
         if self.batch_size % self.micro_batches:
             raise ConfigError(
                 f"prompts_per_update × group_size = {self.batch_size} samples cannot be split "
@@ -214,6 +241,43 @@ class TrainConfig:
                 f"is a multiple of {self.micro_batches}"
             )
         algorithm.check_group_size(self.group_size)
+
+    def _check_budget(self) -> None:
+        if self.token_budget is not None and self.token_budget < self.max_new_tokens:
+            raise ConfigError(
+                f"token_budget {self.token_budget} is smaller than one completion's limit "
+                f"(max_new_tokens {self.max_new_tokens}), so even one answer could be cut "
+                f"off; set token_budget >= {self.max_new_tokens} (the batch's full size is "
+                f"{self.batch_size * self.max_new_tokens} tokens) or None"
+            )
+
+    def _check_task_lists(self) -> None:
+        for name in ("warm_start_tasks", "replay_tasks"):
+            value = getattr(self, name)
+            if isinstance(value, tuple):
+                value = list(value)
+                setattr(self, name, value)
+            if value is not None and (
+                not isinstance(value, list)
+                or not value
+                or not all(isinstance(t, str) and t for t in value)
+            ):
+                raise ConfigError(
+                    f"{name} must be a non-empty list of task names, got {value!r}; e.g. "
+                    f"[{self.task}] or None"
+                )
+        if self.retention_task is None:
+            return
+        if not isinstance(self.retention_task, str) or not self.retention_task:
+            raise ConfigError(f"retention_task must be a task name, got {self.retention_task!r}")
+        if is_task_file(self.retention_task):
+            self.retention_task = str(Path(self.retention_task).resolve())
+        if self.retention_task == self.task:
+            raise ConfigError(
+                f"retention_task {self.retention_task!r} is the task the run trains on: "
+                "forgetting needs a task the run does not train on with RL; choose another "
+                "(e.g. one of warm_start_tasks), or None"
+            )
 
     def _check_lora(self) -> None:
         check_lora_options(
@@ -333,7 +397,14 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{problem}{where}"
 
 
-_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict}
+_TYPES = {
+    "int": int,
+    "float": (int, float),
+    "str": str,
+    "bool": bool,
+    "dict": dict,
+    "list": (list, tuple),
+}
 
 
 def _check_type(f: dataclasses.Field, value: Any, source: str) -> None:
@@ -368,6 +439,7 @@ def require_number(
     high: float = math.inf,
     low_inclusive: bool = True,
     high_inclusive: bool = True,
+    why: str = "",
 ) -> None:
     """ConfigError unless ``cfg.<name>`` is a finite number in the given interval."""
     value = getattr(cfg, name)
@@ -379,4 +451,7 @@ def require_number(
     if not ok:
         lo = "[" if low_inclusive else "("
         hi = "]" if high_inclusive else ")"
-        raise ConfigError(f"{name} must be a finite number in {lo}{low}, {high}{hi}, got {value!r}")
+        reason = f" ({why})" if why else ""
+        raise ConfigError(
+            f"{name} must be a finite number in {lo}{low}, {high}{hi}{reason}, got {value!r}"
+        )

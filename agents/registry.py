@@ -61,6 +61,12 @@ def register_model(
     _MODELS[name] = ModelSpec(name, loader, takes_task, doc)
 
 
+def trains_on_tasks(name: str) -> bool:
+    """Whether the registered model ``name`` is warm-started here on tasks (``tiny``)."""
+    model = _MODELS.get(name)
+    return model is not None and model.takes_task
+
+
 def list_models() -> list[str]:
     """Registered model names, sorted."""
     return sorted(_MODELS)

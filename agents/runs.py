@@ -18,7 +18,7 @@ from rewardgym.agents.checkpoint import checkpoint_step, latest_checkpoint, load
 from rewardgym.agents.config import TrainConfig
 from rewardgym.agents.lora import add_lora, has_adapter, merged_state_dict
 from rewardgym.agents.policy import LMPolicy
-from rewardgym.agents.registry import load_policy
+from rewardgym.agents.registry import load_policy, trains_on_tasks
 from rewardgym.errors import CheckpointError, ConfigError, RunDataError
 from rewardgym.fileio import atomic_dir
 
@@ -48,9 +48,14 @@ def read_run_config(run_dir: Path) -> TrainConfig:
 def policy_for_config(config: TrainConfig, device: str | None = None) -> LMPolicy:
     """The policy a run of ``config`` starts from: its model, with a fresh LoRA adapter when
     ``config.lora_r > 0`` (the adapter computes nothing until it is trained)."""
+    if config.warm_start_tasks and not trains_on_tasks(config.model):
+        raise ConfigError(
+            f"warm_start_tasks {config.warm_start_tasks} applies to models warm-started here "
+            f"(tiny), not {config.model!r}, whose training data is its own; drop it"
+        )
     policy = load_policy(
         config.model,
-        task=config.task,
+        task=tuple(config.warm_start_tasks or [config.task]),
         device=device or config.device,
         dtype=config.dtype,
         **config.model_options,

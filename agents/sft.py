@@ -292,31 +292,32 @@ def train_sft(
 
 
 def replay_loss(
-    policy: Any, task: Any, n: int, seed: int, *, confidence_weighting: bool = False
+    policy: Any, examples: Sequence[Any], n: int, seed: int, *, confidence_weighting: bool = False
 ) -> ReplayLoss:
-    """Supervised loss on ``n`` warm-start examples drawn (seeded) from the task's train split.
+    """Supervised loss on ``n`` warm-start examples drawn (seeded) from ``examples``.
 
     Used by the trainer's replay mitigation: mixing it into each update keeps the policy close
-    to the supervised data.
+    to the supervised data (the warm start's tasks' train splits).
 
     Args:
         policy: the policy being trained.
-        task: a :class:`~rewardgym.envs.tasks.Task`.
-        n: examples to draw (with replacement when ``n`` exceeds the split).
+        examples: the pool to draw from (:class:`~rewardgym.envs.tasks.Example` objects).
+        n: examples to draw (with replacement when ``n`` exceeds the pool).
         seed: seeds the draw, so a resumed run replays the same examples.
         confidence_weighting: weight each token's loss by ``1 - p``.
 
     Example:
-        >>> out = replay_loss(policy, make_task("translate"), n=8, seed=0)
+        >>> out = replay_loss(policy, make_task("translate").split("train"), n=8, seed=0)
         >>> out.loss.backward()
     """
     if not isinstance(n, int) or n < 1:
         raise ConfigError(f"replay_loss needs n >= 1 examples, got {n!r}")
-    train = task.split("train")
-    if not train:
-        raise ConfigError(f"task {task.name!r} has an empty train split; replay needs examples")
+    if not examples:
+        raise ConfigError(
+            "replay needs examples to draw from; the replay tasks' train splits are empty"
+        )
     rng = np.random.default_rng(seed)
-    picks = rng.choice(len(train), size=n, replace=n > len(train))
-    pairs = encode_pairs(policy, [train[i] for i in picks])
+    picks = rng.choice(len(examples), size=n, replace=n > len(examples))
+    pairs = encode_pairs(policy, [examples[i] for i in picks])
     loss, _, n_positions = completion_nll(policy, pairs, confidence_weighting=confidence_weighting)
     return ReplayLoss(loss, n_positions)

@@ -55,6 +55,7 @@ from rewardgym.agents.runs import policy_for_config
 from rewardgym.agents.sft import replay_loss
 from rewardgym.envs.scoring import score_completions
 from rewardgym.envs.spaces import Action
+from rewardgym.envs.tasks import Example, Task, make_task
 from rewardgym.envs.vector_env import TextTaskVectorEnv
 from rewardgym.errors import ConfigError, RunDataError
 from rewardgym.fileio import write_json_atomic
@@ -108,6 +109,8 @@ class _Run:
     records: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     grad_noise: GradNoiseAccumulator | None = None
+    replay_examples: list[Example] = field(default_factory=list)  # what replay draws from
+    retention: Task | None = None  # the task evaluated beside the run's own (retention_task)
 
     @property
     def params(self) -> list[torch.nn.Parameter]:
@@ -210,6 +213,10 @@ def _setup(config: TrainConfig, callbacks: list[Callback], resume: bool) -> _Run
         task_seed=config.task_seed,
         task_kwargs=config.task_kwargs,
     )
+    replay_examples = _replay_examples(config, env.task) if config.replay_share > 0 else []
+    retention = None
+    if config.retention_task is not None:
+        retention = make_task(config.retention_task, seed=config.task_seed)
     if run_dir is not None:  # only now: a bad task, reward or model leaves nothing behind
         with _writing(run_dir):
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -230,6 +237,8 @@ def _setup(config: TrainConfig, callbacks: list[Callback], resume: bool) -> _Run
         run_dir=run_dir,
         log=MetricsLog(run_dir / "metrics.jsonl") if run_dir else None,
         samples=MetricsLog(run_dir / SAMPLES_FILE) if run_dir else None,
+        replay_examples=replay_examples,
+        retention=retention,
     )
     if resume and run_dir is not None:
         _restore(run, latest_checkpoint(run_dir))
@@ -238,6 +247,16 @@ def _setup(config: TrainConfig, callbacks: list[Callback], resume: bool) -> _Run
 
         run.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=run.update)
     return run
+
+
+def _replay_examples(config: TrainConfig, task: Task) -> list[Example]:
+    """The train splits replay draws from: ``replay_tasks``, else the warm start's tasks."""
+    names = config.replay_tasks or config.warm_start_tasks or [config.task]
+    pool: list[Example] = []
+    for name in names:
+        source = task if name == config.task else make_task(name, seed=config.task_seed)
+        pool.extend(source.split("train"))
+    return pool
 
 
 def _holding_run_dir(out: str | None):
@@ -504,7 +523,7 @@ def _micro_batch_loss(
     if config.replay_share > 0:
         replay = replay_loss(
             run.policy,
-            run.env.task,
+            run.replay_examples,
             n=len(chunk),
             seed=int(chunk[0]) + 7919 * run.update,
             confidence_weighting=config.replay_confidence_weighting,
@@ -673,8 +692,26 @@ def _evaluate_during_training(run: _Run, prefix: str = "eval/") -> dict[str, flo
         f"{prefix}reward": float(output.total.mean()),
         f"{prefix}completion_length": float(np.mean(gen.n_tokens)),
     }
+    if run.retention is not None:
+        result.update(_evaluate_retention(run, prefix))
     run.callbacks.on_eval_end(run.ctx, result)
     return result
+
+
+def _evaluate_retention(run: _Run, prefix: str) -> dict[str, float]:
+    """The retention task's primary metric and BLEU on its first validation examples (greedy):
+    what the run keeps of a task it does not train on."""
+    task = run.retention
+    examples = list(task.split("validation"))[: run.config.eval_examples]
+    gen = run.policy.generate(
+        [ex.prompt for ex in examples], max_new_tokens=run.config.max_new_tokens, greedy=True
+    )
+    refs, answers = [ex.reference for ex in examples], task.answers(gen.completions)
+    scores = corpus_scores(answers, refs)
+    return {
+        f"{prefix}retention_quality": task.quality(answers, refs, scores),
+        f"{prefix}retention_bleu": scores.bleu,
+    }
 
 
 def _evaluate_at_start(run: _Run) -> dict[str, float]:

@@ -95,8 +95,26 @@ DEFINITIONS: tuple[Definition, ...] = (
     Definition(
         "Forgetting (%)",
         "(score_before − score_after) / score_before × 100 on a retention set the agent was not "
-        "trained on with RL (a second task from the warm start); n/a when the study sets no "
-        "retention task.",
+        "trained on with RL (a second task from the warm start), score = the retention task's "
+        "primary metric on the evaluation split; n/a when the study sets no retention task. "
+        "Runs also log it while they train (eval/retention_quality on the retention task's "
+        "first eval_examples validation examples): the forgetting plot.",
+    ),
+    Definition(
+        "Retention NLL change",
+        "Mean per-token negative log-likelihood (nats) of the retention task's references "
+        "given their prompts (teacher-forced), after training − before: how much less likely "
+        "the agent finds the right answers, whatever it generates (positive: it lost them).",
+    ),
+    Definition(
+        "Mitigation compute",
+        "FLOPs of replay (6·N per supervised position) and of the KL reference's forward "
+        "passes (2·N per position), as a share (%) of the run's total FLOPs.",
+    ),
+    Definition(
+        "Gradient-norm spikes",
+        "Alerts of the gradient_spike monitor over the run: updates whose global gradient norm "
+        "exceeded its factor (default 2) × the running median of the earlier updates' norms.",
     ),
     Definition(
         "Statistics",

@@ -35,16 +35,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from rewardgym.agents.meters.text_metrics import (
     bleu_degeneracy,
-    corpus_bleu,
-    corpus_chrf,
     corpus_scores,
     exact_match_rate,
     mean_entropy_bits,
     write_hyps_refs,
 )
+from rewardgym.agents.sft import completion_nll, encode_pairs
 from rewardgym.envs.scoring import resolve_reward, score_completions
 from rewardgym.envs.spaces import Action
 from rewardgym.envs.tasks import Example, Task, make_task, quality_label
@@ -79,6 +79,7 @@ __all__ = [
 
 EVAL_FORMAT_VERSION = 1
 EVAL_DIR = "eval"
+NLL_BATCH = 32  # references scored per forward pass (bounds memory on larger models)
 _RETENTION_STREAM = 1_000_000  # sampling stream of the retention task (conditions count from 0)
 
 
@@ -111,7 +112,9 @@ class EvalResult:
         noise_quality: the same layout, the primary metric.
         robustness: ``R``, the mean over the sweep of the primary metric under noise divided by
             its clean value; None without a sweep or below ``MIN_CLEAN_BLEU`` points clean.
-        retention: ``{"task", "split", "n_examples", "bleu", "chrf", "exact_match"}`` or None.
+        retention: ``{"task", "split", "n_examples", "metric", "quality", "bleu", "chrf",
+            "exact_match", "nll"}`` or None: the retention task, scored as the main one, and
+            ``nll``, its references' mean per-token NLL (nats) under the policy.
         samples: a few ``{"prompt", "reference", "completion"}`` for the report.
         noisy_samples: per noise type, one ``{"noise", "severity", "prompt", "reference",
             "completion"}`` at the highest severity.
@@ -403,6 +406,12 @@ def evaluate(
             *_resolve_examples(config.retention_task, ret_split, config.n_examples),
             ret_split,
         )
+        if retention[0].name == task_obj.name:
+            raise ConfigError(
+                f"retention_task {config.retention_task!r} is the task being evaluated: "
+                "forgetting needs a task the policy was not trained on with RL; choose another "
+                "task, or leave retention_task unset"
+            )
     answers = _answer(policy, task_obj, [ex.prompt for ex in examples], config, stream=0)
     result = _clean_result(task_obj, examples, answers, config, reward)
 
@@ -531,15 +540,34 @@ def _add_retention(
     prompts = [ex.prompt for ex in examples]
     hyps = _answer(policy, task, prompts, config, _RETENTION_STREAM).answers
     refs = [ex.reference for ex in examples]
+    scores = corpus_scores(hyps, refs)
     result.retention = {
         "task": task.name,
         "split": split,
         "n_examples": len(examples),
-        "bleu": corpus_bleu(hyps, refs),
-        "chrf": corpus_chrf(hyps, refs),
+        "metric": task.primary_metric,
+        "quality": task.quality(hyps, refs, scores),
+        "bleu": scores.bleu,
+        "chrf": scores.chrf,
         "exact_match": exact_match_rate(hyps, refs),
+        "nll": _reference_nll(policy, examples),
     }
     return hyps, refs
+
+
+def _reference_nll(policy: Any, examples: Sequence[Example]) -> float | None:
+    """Mean per-token negative log-likelihood (nats) of the references given their prompts,
+    teacher-forced: how likely the policy finds the right answers, whatever it generates.
+    None for a policy that cannot score token sequences."""
+    if not hasattr(policy, "sequence_logprobs"):
+        return None
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(examples), NLL_BATCH):
+            pairs = encode_pairs(policy, examples[start : start + NLL_BATCH])
+            loss, n_tokens, _ = completion_nll(policy, pairs)
+            total, tokens = total + float(loss) * n_tokens, tokens + n_tokens
+    return total / tokens if tokens else None
 
 
 def _write_texts(
@@ -568,8 +596,9 @@ def compare(before: EvalResult, after: EvalResult) -> dict[str, Any]:
     """The report's change figures from a before (starting policy) and an after result.
 
     Returns ``bleu_before``, ``bleu_after``, ``bleu_improvement_pct``, ``robustness_before``,
-    ``robustness_after``, ``robustness_change_pct``, ``forgetting_pct`` (when both results
-    have a retention BLEU) and ``notes``: why any figure is None.
+    ``robustness_after``, ``robustness_change_pct``; with a retention task ``retention_before``,
+    ``retention_after`` (its primary metric), ``forgetting_pct`` and ``retention_nll_change``
+    (the references' NLL after − before); and ``notes``: why any figure is None.
 
     Raises:
         ConfigError: the two results are not on the same task, split and examples.
@@ -611,8 +640,9 @@ def compare(before: EvalResult, after: EvalResult) -> dict[str, Any]:
         out["robustness_change_pct"] = robustness_change_pct(before.robustness, after.robustness)
         _note(notes, "robustness change", before.robustness, after.robustness)
     if before.retention is not None or after.retention is not None:
-        ret_before = _retention_bleu(before)
-        ret_after = _retention_bleu(after)
+        ret_before = _retention_score(before)
+        ret_after = _retention_score(after)
+        nll_before, nll_after = _retention_nll(before), _retention_nll(after)
         if (
             before.retention
             and after.retention
@@ -623,11 +653,15 @@ def compare(before: EvalResult, after: EvalResult) -> dict[str, Any]:
             )
             != (after.retention["task"], after.retention["split"], after.retention["n_examples"])
         ):
-            ret_before = ret_after = None
+            ret_before = ret_after = nll_before = nll_after = None
             notes.append("forgetting is undefined: the retention sets before and after differ")
         else:
             _note(notes, "forgetting", ret_before, ret_after)
+        out["retention_before"], out["retention_after"] = ret_before, ret_after
         out["forgetting_pct"] = forgetting_pct(ret_before, ret_after)
+        out["retention_nll_change"] = (
+            None if None in (nll_before, nll_after) else nll_after - nll_before
+        )
     out["notes"] = notes
     return out
 
@@ -647,8 +681,15 @@ def _conditions(result: EvalResult) -> set[tuple[str, str]]:
     return {(kind, level) for kind, by_level in result.noise.items() for level in by_level}
 
 
-def _retention_bleu(result: EvalResult) -> float | None:
-    return None if result.retention is None else result.retention.get("bleu")
+def _retention_score(result: EvalResult) -> float | None:
+    """The retention task's primary metric (BLEU in results written before it was stored)."""
+    if result.retention is None:
+        return None
+    return result.retention.get("quality", result.retention.get("bleu"))
+
+
+def _retention_nll(result: EvalResult) -> float | None:
+    return None if result.retention is None else result.retention.get("nll")
 
 
 # -- a training run ----------------------------------------------------------------------------

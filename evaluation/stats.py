@@ -52,6 +52,34 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
+def relative_change(
+    a: Sequence[float],
+    b: Sequence[float],
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> tuple[float, float, float] | None:
+    """``(mean(a) / mean(b) − 1) × 100`` with a percentile-bootstrap CI, resampling the seeds
+    of ``a`` and of ``b`` independently; None when ``mean(b) <= 0`` (no relative change) or
+    either is empty.
+
+    Example:
+        >>> relative_change([11.0, 13.0], [10.0, 10.0])[0]
+        20.0
+    """
+    xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if xa.size == 0 or xb.size == 0 or xb.mean() <= 0:
+        return None
+    rng = np.random.default_rng(seed)
+    ma = rng.choice(xa, size=(n_resamples, xa.size), replace=True).mean(axis=1)
+    mb = rng.choice(xb, size=(n_resamples, xb.size), replace=True).mean(axis=1)
+    keep = mb > 0
+    changes = (ma[keep] / mb[keep] - 1) * 100
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(changes, [tail, 100 - tail])
+    return float((xa.mean() / xb.mean() - 1) * 100), float(low), float(high)
+
+
 def iqm(values: Sequence[float]) -> float:
     """Interquartile mean: the mean of the middle 50 % (sorted, a quarter cut from each end).
 

@@ -22,7 +22,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -157,14 +157,15 @@ def _evaluate_before(config: StudyConfig, task: str, study_dir: Path, log) -> No
     path = study_dir / "before" / task_label(task) / f"{config.evaluation.split}.json"
     if path.exists():
         return
-    from rewardgym.agents.registry import load_policy
+    from rewardgym.agents.runs import policy_for_config
 
     # another process on the same study waits here, then finds the result written
     with exclusive_lock(path.parent / ".lock"), torch_threads(config.threads):
         if path.exists():
             return
         log(f"evaluating the starting policy on {task!r} (before training)")
-        policy = load_policy(config.model, task=task, **config.model_options)
+        # the runs' own starting policy: model, options and warm-start tasks
+        policy = policy_for_config(config.train_config(task, None, 0, None))
         _evaluate(policy, config, task, path.parent, reward=None)
 
 
@@ -242,7 +243,8 @@ def _record(config: StudyConfig, study: Path, unit: RunUnit, metrics: list[dict]
 
     split = config.evaluation.split
     before = EvalResult.load(study / "before" / task_label(unit.task) / f"{split}.json")
-    record = summarise_run(unit, metrics, before, after, compare(before, after))
+    monitors = [m.name for m in study_monitors(config)]
+    record = summarise_run(unit, metrics, before, after, compare(before, after), monitors)
     record["run_dir"] = str(run_dir(study, unit).relative_to(study))
     return record
 
@@ -418,8 +420,16 @@ def study_monitors(config: StudyConfig) -> list:
     return make_monitors(config.monitors)
 
 
-def summarise_run(unit: RunUnit, metrics: list[dict], before, after, change: dict) -> dict:
-    """The numbers one run contributes to the report, each traceable to a run file."""
+def summarise_run(
+    unit: RunUnit,
+    metrics: list[dict],
+    before,
+    after,
+    change: dict,
+    monitors: Sequence[str] = (),
+) -> dict:
+    """The numbers one run contributes to the report, each traceable to a run file
+    (``monitors``: the names of the monitors the run had)."""
     nus = [m["grad/nu"] for m in metrics if "grad/nu" in m and m.get("grad/mean_sq_norm") != 0]
     if len(nus) < len(metrics) / 2:  # a collapsed run: most updates had no gradient at all
         nus = []
@@ -447,6 +457,11 @@ def summarise_run(unit: RunUnit, metrics: list[dict], before, after, change: dic
         "robustness_after": change.get("robustness_after"),
         "robustness_change_pct": change.get("robustness_change_pct"),
         "forgetting_pct": change.get("forgetting_pct"),
+        "retention_before": change.get("retention_before"),
+        "retention_after": change.get("retention_after"),
+        "retention_nll_change": change.get("retention_nll_change"),
+        "mitigation_flops_pct": _mitigation_share(last),
+        "grad_norm_spikes": _grad_norm_spikes(metrics, monitors),
         "notes": change.get("notes", []),
         "nu_median": float(np.median(nus)) if nus else None,
         "compute_waste_pct": last.get("compute_waste_pct"),
@@ -467,6 +482,21 @@ def summarise_run(unit: RunUnit, metrics: list[dict], before, after, change: dic
         "alerts": [a for m in metrics for a in m.get("alerts", [])],
         "eval_reward": (after.reward or {}).get("total"),
     }
+
+
+def _mitigation_share(last: dict) -> float | None:
+    """Share (%) of the run's FLOPs spent on replay and on the KL reference's forward passes."""
+    total = last.get("flops/total")
+    if not total:
+        return None
+    return (last.get("flops/replay", 0.0) + last.get("flops/reference", 0.0)) / total * 100
+
+
+def _grad_norm_spikes(metrics: list[dict], monitors: Sequence[str]) -> int | None:
+    """The run's gradient_spike alerts; None when that monitor was not on."""
+    if "gradient_spike" not in monitors:
+        return None
+    return sum(a.get("monitor") == "gradient_spike" for m in metrics for a in m.get("alerts", []))
 
 
 # -- executors ---------------------------------------------------------------------------------

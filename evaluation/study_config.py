@@ -115,6 +115,13 @@ class StudyConfig:
                 f"train: {clash} are set per run by the study; use the study's top-level "
                 "'tasks', 'model', 'schemes', 'seeds' and 'threads' instead"
             )
+        retention = self.evaluation.retention_task
+        if retention is not None and task_label(retention) in {task_label(t) for t in self.tasks}:
+            raise ConfigError(
+                f"evaluation.retention_task {retention!r} is one of the study's training tasks "
+                f"{self.tasks}: forgetting needs a task the runs do not train on with RL; choose "
+                "another (e.g. a second task of warm_start_tasks)"
+            )
         # validate every scheme's training options once, up front, not in the middle of the study
         for name, value in self.schemes.items():
             reward, train = scheme_parts(name, value)
@@ -131,6 +138,7 @@ class StudyConfig:
     ) -> TrainConfig:
         """The TrainConfig of one run of this study (``overrides``: its scheme's own options)."""
         data = {
+            **self._retention(),
             **self.train,
             **(overrides or {}),
             "task": task,
@@ -143,6 +151,12 @@ class StudyConfig:
             "threads": self.threads,
         }
         return TrainConfig.from_dict(data, source=f"study {self.name!r} train section")
+
+    def _retention(self) -> dict[str, Any]:
+        """The evaluation's retention task, which each run also evaluates while it trains (the
+        report's forgetting curves); a scheme or the train section may set another."""
+        task = self.evaluation.retention_task
+        return {} if task is None else {"retention_task": task}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -273,8 +273,8 @@ def test_replay_loss_and_lr_schedule(small_cache) -> None:
     _, policy = small_cache
     clone = policy.copy()
     task = make_task("translate", seed=0)
-    plain = replay_loss(clone, task, n=4, seed=1)
-    weighted = replay_loss(clone, task, n=4, seed=1, confidence_weighting=True)
+    plain = replay_loss(clone, task.split("train"), n=4, seed=1)
+    weighted = replay_loss(clone, task.split("train"), n=4, seed=1, confidence_weighting=True)
     assert plain.n_positions > 0 and 0 < weighted.loss.item() < plain.loss.item()
     plain.loss.backward()
     assert all(p.grad is not None for p in clone.model.parameters())
@@ -282,7 +282,7 @@ def test_replay_loss_and_lr_schedule(small_cache) -> None:
     assert lr_at(0, config) == pytest.approx(1e-4) and lr_at(9, config) == pytest.approx(1e-3)
     assert lr_at(99, config) == pytest.approx(1e-4, rel=1e-2)
     with pytest.raises(ConfigError, match=r"replay_loss needs n >= 1 examples, got 0"):
-        replay_loss(clone, task, n=0, seed=0)
+        replay_loss(clone, task.split("train"), n=0, seed=0)
 
 
 def test_warm_start_threads(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -65,6 +65,7 @@ _EVAL = "RUN/eval/SPLIT.json"
 _BOTH_EVALS = "RUN/eval/SPLIT.json and before/<task>/SPLIT.json"
 _METRICS = "RUN/metrics.jsonl"
 _LAST_FIFTH = "mean over the last fifth of the updates"
+_NO_RETENTION = "no retention task in the study: not measured"
 
 HEADLINE: tuple[Metric, ...] = (
     # Rows on the task's primary metric, named after it; hidden when it is BLEU (rows below).
@@ -127,6 +128,13 @@ HEADLINE: tuple[Metric, ...] = (
         Source(_METRICS, '"compute_waste_pct" of the last update'),
     ),
     Metric(
+        "flops_total",
+        "Compute (FLOPs per run)",
+        _sci,
+        False,
+        Source(_METRICS, '"flops/total" of the last update'),
+    ),
+    Metric(
         "final_bleu",
         "Final BLEU",
         _fixed(2),
@@ -171,8 +179,43 @@ HEADLINE: tuple[Metric, ...] = (
         "Forgetting (%)",
         _fixed(1, sign=True),
         False,
-        Source(_BOTH_EVALS, '"retention" → "bleu" of each', "(before − after) / before × 100"),
-        undefined="no retention task in the study: not measured",
+        Source(
+            _BOTH_EVALS,
+            '"retention" → "quality" of each (the retention task\'s primary metric)',
+            "(before − after) / before × 100",
+        ),
+        undefined=_NO_RETENTION,
+    ),
+    Metric(
+        "retention_nll_change",
+        "Retention NLL change (nats/token)",
+        _fixed(3, sign=True),
+        False,
+        Source(
+            _BOTH_EVALS,
+            '"retention" → "nll" of each (the references\' mean per-token NLL)',
+            "after − before",
+        ),
+        undefined=_NO_RETENTION,
+    ),
+    Metric(
+        "mitigation_flops_pct",
+        "Mitigation compute (% of FLOPs)",
+        _fixed(1),
+        False,
+        Source(
+            _METRICS,
+            '"flops/replay" and "flops/reference" of the last update',
+            "(replay + reference) / flops/total × 100",
+        ),
+    ),
+    Metric(
+        "grad_norm_spikes",
+        "Gradient-norm spikes",
+        _fixed(1),
+        False,
+        Source(_METRICS, '"alerts" of monitor gradient_spike', "count over all updates"),
+        undefined="the gradient_spike monitor was not on",
     ),
     Metric(
         "flops_per_quality_point",
@@ -200,6 +243,8 @@ _LABELS = {m.key: m.label for m in HEADLINE}
 PROBABILITY_NOTE = (
     "P(beats baseline): the share of (scheme seed, baseline seed) pairs in which the scheme is "
     "better, ties counting half; better means higher for BLEU improvement, robustness change, "
-    "final BLEU and chrF, and lower for gradient variance change, compute waste, alerts, "
-    "forgetting and FLOPs per point gained. 0.5 is a coin flip."
+    "final BLEU and chrF, and lower for gradient variance change, compute waste, compute, alerts, "
+    "forgetting, retention NLL change, mitigation compute, gradient-norm spikes and FLOPs per "
+    "point"
+    " gained. 0.5 is a coin flip."
 )

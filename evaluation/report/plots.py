@@ -191,6 +191,54 @@ def plot_reward_disagreement(study: StudyFiles) -> Plot | None:
     )
 
 
+def _done_series(runs: Iterable[RunFiles], key: str) -> tuple[list[float], list[float]]:
+    """Mean over runs of ``eval/<key>`` against updates done: ``start/<key>`` (before the first
+    update) at 0, an evaluation logged with update u at u + 1."""
+    by_done: dict[int, list[float]] = {}
+    for run in runs:
+        for i, m in enumerate(run.metrics):
+            update = int(m.get("update", i))
+            for prefix, done in (("start/", 0), ("eval/", update + 1)):
+                value = _finite(m.get(prefix + key))
+                if value is not None:
+                    by_done.setdefault(done, []).append(value)
+    xs = sorted(by_done)
+    return [float(x) for x in xs], [float(np.mean(by_done[x])) for x in xs]
+
+
+def plot_forgetting(study: StudyFiles) -> Plot | None:
+    """The retention task's score over updates per scheme, beside the training task's."""
+    if not any("eval/retention_quality" in m for r in study.runs for m in r.metrics):
+        return None
+    evaluation = (study.results.get("config") or {}).get("evaluation") or {}
+    retention = evaluation.get("retention_task") or "retention task"
+    colours = _colours(study.schemes)
+    fig = Figure(figsize=(10.4, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2, squeeze=False)[0]
+    panels = (("retention_quality", f"{retention}: held-out score"),
+              ("quality", f"training task: held-out {quality_label(study.metric)}"))  # fmt: skip
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        for scheme in study.schemes:
+            xs, ys = _done_series(study.runs_of(scheme), key)
+            if xs:
+                ax.plot(xs, ys, marker=".", label=scheme, color=colours[scheme])
+        ax.set_xlabel("updates done")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    return Plot(
+        "forgetting.png",
+        f"Forgetting: {retention} over updates",
+        'Mean over each scheme\'s runs of metrics.jsonl "eval/retention_quality" (left: the '
+        "retention task's primary metric on its first eval_examples validation examples, "
+        'greedy; "start/retention_quality" at 0 updates) and "eval/quality" (right: the task '
+        "the runs train on). The retention task is never rewarded: a falling left curve is "
+        "forgetting.",
+        _png(fig),
+    )
+
+
 def plot_grad_variance(study: StudyFiles) -> Plot | None:
     fig = _line_panels(study, [("grad/nu", "normalised gradient variance ν")], log_y=[True])
     if fig is None:
@@ -414,6 +462,7 @@ def plot_alerts(study: StudyFiles) -> Plot | None:
 PLOTTERS: tuple[Callable[[StudyFiles], Plot | None], ...] = (
     plot_reward_vs_bleu,
     plot_reward_disagreement,
+    plot_forgetting,
     plot_noise,
     plot_grad_variance,
     plot_entropy_length,

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from rewardgym.evaluation.definitions import DEFINITIONS
+from rewardgym.evaluation.report.claims import CLAIMS_NOTE, claims_table
 from rewardgym.evaluation.report.load import StudyFiles, load_study
 from rewardgym.evaluation.report.metrics import PROBABILITY_NOTE
 from rewardgym.evaluation.report.plots import Plot, make_plots
@@ -45,6 +46,7 @@ class ReportContent:
     caveats: list[str]
     headline: Table
     probabilities: Table
+    claims: Table
     sources: list[str]
     before: Table
     plots: list[Plot]
@@ -90,6 +92,7 @@ def build_content(study: StudyFiles) -> ReportContent:
         caveats=caveats,
         headline=headline_table(study),
         probabilities=probability_table(study),
+        claims=claims_table(study),
         sources=source_lines(study),
         before=before_table(study),
         plots=make_plots(study),
@@ -278,6 +281,9 @@ def render_markdown(content: ReportContent) -> str:
     out += ["## Headline", "", "Mean over seeds [95 % bootstrap CI]; see Definitions.", ""]
     out += _md_table(content.headline) + [""]
     out += [md_prose(PROBABILITY_NOTE), ""] + _md_table(content.probabilities) + [""]
+    if content.claims.rows:
+        out += ["### The source's claims, measured", "", md_prose(CLAIMS_NOTE), ""]
+        out += _md_table(content.claims) + [""]
     out += ["### Where each number comes from", ""]
     out += [f"- {md_escape(s)}" for s in content.sources] + [""]
     out += ["## Starting policy (before training)", ""] + _md_table(content.before) + [""]
@@ -327,7 +333,7 @@ def _jinja_env():
 def render_html(content: ReportContent) -> str:
     """The self-contained HTML report (jinja2, autoescaped, plots as data URIs, strict CSP)."""
     template = _jinja_env().get_template("report.html.j2")
-    return template.render(c=content, probability_note=PROBABILITY_NOTE)
+    return template.render(c=content, probability_note=PROBABILITY_NOTE, claims_note=CLAIMS_NOTE)
 
 
 # -- writing -------------------------------------------------------------------------------------
