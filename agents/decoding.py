@@ -51,7 +51,10 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,12 +69,14 @@ from rewardgym.agents.padding import pad_ids
 
 __all__ = [
     "FastPathOptions",
+    "CompiledStep",
     "DynamicCacheDecoder",
     "LinearChoice",
     "PackedWeights",
     "StaticCacheDecoder",
     "attention",
     "choose_linear",
+    "compiler_available",
     "decode_attention",
     "distinct_rows",
     "mlp",
@@ -126,6 +131,14 @@ class FastPathOptions:
         prefix_attention: decode steps attend to the shared prefix with one product for all
             rows (:func:`decode_attention`); False: ``scaled_dot_product_attention`` over each
             row's whole cache.
+        compile_step: decode steps run each layer's per-position work (norms, projections,
+            rotary embedding, residual adds, MLP) through ``torch.compile`` graphs
+            (:class:`CompiledStep`), one pair of graphs for every layer and rollout of a model
+            shape. Off by default: on the Xeon it was measured on, steps ran 0.60x (fp32) and
+            0.91x (bf16) as fast as eager with packed weights, about as fast without them, and
+            the first compile costs seconds (``benchmarks/compile_decode.py``;
+            docs/performance.md).
+            Where no C++ compiler is found, or compiling fails, it warns once and runs eager.
 
     Example:
         >>> FastPathOptions(compact_at=2.0).share_prompts
@@ -139,6 +152,7 @@ class FastPathOptions:
     packed_weights: bool | None = None
     skip_prompt_padding: bool = True
     prefix_attention: bool = True
+    compile_step: bool = False
 
 
 def supports(model: Any) -> bool:
@@ -251,6 +265,7 @@ class StaticCacheDecoder:
         self.skip_prompt_padding = options.skip_prompt_padding
         self.kernel_choice = choose_linear(model, len(self.prompts), options.packed_weights)
         self.linear: Linear = PackedWeights(model) if self.kernel_choice.packed else plain_linear
+        self.compiled = CompiledStep.for_model(model) if options.compile_step else None
         self.keys = torch.zeros(shape, dtype=self.key_dtype, device=self.device)
         self.values = torch.zeros(shape, dtype=self.dtype, device=self.device)
         self.mask = torch.zeros(
@@ -362,12 +377,23 @@ class StaticCacheDecoder:
             ids, positions = layout.pack(ids), layout.pack(positions)
         hidden = inner.embed_tokens(ids)
         rotary = inner.rotary_emb(hidden, positions)
-        for index, layer in enumerate(inner.layers):
-            normed = layer.input_layernorm(hidden)
-            hidden = hidden + self._attention(
-                layer.self_attn, normed, rotary, index, column, attend, layout
-            )
-            hidden = hidden + mlp(layer.mlp, layer.post_attention_layernorm(hidden), self.linear)
+        if self.compiled is not None and layout is None and ids.shape[1] == 1:
+            # A decode step: each layer's per-position work in two compiled graphs.
+            for index, layer in enumerate(inner.layers):
+                query, key, value = self.compiled.pre_attention(index, hidden, rotary)
+                out = self._cached_attention(
+                    layer.self_attn, query, key, value, index, column, attend, _unprojected
+                )
+                hidden = self.compiled.post_attention(index, hidden, out)
+        else:
+            for index, layer in enumerate(inner.layers):
+                normed = layer.input_layernorm(hidden)
+                hidden = hidden + self._attention(
+                    layer.self_attn, normed, rotary, index, column, attend, layout
+                )
+                hidden = hidden + mlp(
+                    layer.mlp, layer.post_attention_layernorm(hidden), self.linear
+                )
         self.filled = max(self.filled, column + attend.shape[2])
         last = hidden[:, -1:] if layout is None else hidden[0, layout.last_of_row, None]
         return self.linear(self.model.lm_head, inner.norm(last))[:, -1]
@@ -385,6 +411,24 @@ class StaticCacheDecoder:
         query, key, value = project_qkv(attn, hidden, rotary, self.linear)
         if layout is not None:
             query, key, value = (layout.unpack_heads(x) for x in (query, key, value))
+        return self._cached_attention(
+            attn, query, key, value, layer, column, attend, self.linear, layout
+        )
+
+    def _cached_attention(
+        self,
+        attn: Any,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        layer: int,
+        column: int,
+        attend: torch.Tensor,
+        linear: Linear,
+        layout: RealPositions | None = None,
+    ) -> torch.Tensor:
+        """Write ``key``/``value`` at cache column ``column`` onwards, attend, and project the
+        heads with ``linear`` (:func:`_unprojected` leaves them for the caller to project)."""
         end = column + query.shape[2]
         self.keys[layer, :, :, column:end] = key
         self.values[layer, :, :, column:end] = value
@@ -398,11 +442,11 @@ class StaticCacheDecoder:
                 (self.keys[layer, 0, :, shared], self.values[layer, 0, :, shared]),
                 (self.keys[layer, :, :, own], self.values[layer, :, :, own]),
                 self.mask[:, own],
-                self.linear,
+                linear,
             )
         keys = self.keys[layer, : attend.shape[0], :, : attend.shape[-1]]
         values = self.values[layer, : attend.shape[0], :, : attend.shape[-1]]
-        return attention(attn, query, keys, values.to(query.dtype), attend, self.linear, layout)
+        return attention(attn, query, keys, values.to(query.dtype), attend, linear, layout)
 
 
 class RealPositions:
@@ -437,6 +481,214 @@ Linear = Callable[[torch.nn.Linear, torch.Tensor], torch.Tensor]
 def plain_linear(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """``module(x)``: the layer as the model runs it (differentiable)."""
     return module(x)
+
+
+def _unprojected(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``x`` as it is: attention's heads left for a compiled graph to output-project."""
+    return x
+
+
+# ------------------------------------------------------------ compiled decode step
+# The graphs torch.compile makes of the two functions below, made once per process, and why
+# compiling was given up (None while it has not been). Cleared by reset_compiled().
+_COMPILE: dict[str, Any] = {"graphs": {}, "failed": None}
+COMPILE_BACKEND = "inductor"
+
+
+def compiler_available() -> bool:
+    """Whether inductor finds a C++ compiler here (its CPU code generation needs one).
+
+    Example:
+        >>> compiler_available()   # gcc or clang installed
+        True
+    """
+    try:
+        from torch._inductor import cpp_builder
+
+        compiler = cpp_builder.get_cpp_compiler()
+    except Exception:  # noqa: BLE001 - any failure to find one means: none
+        return False
+    return bool(shutil.which(compiler) or os.path.isfile(compiler))
+
+
+def reset_compiled() -> None:
+    """Forget the compiled graphs and any earlier failure (tests, and benchmarks timing the
+    first compile)."""
+    _COMPILE["graphs"].clear()
+    _COMPILE["failed"] = None
+    torch._dynamo.reset()
+
+
+def _give_up(reason: str) -> None:
+    """Turn compiling off for this process, with one warning."""
+    if _COMPILE["failed"] is None:
+        _COMPILE["failed"] = reason
+        warnings.warn(
+            f"torch.compile of the decode step is off for this process ({reason}); "
+            "decode steps run eager, as with FastPathOptions(compile_step=False)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _run_compiled(fn: Callable[..., Any], batched: int, *args: Any) -> Any:
+    """``fn(*args)`` through its compiled graph, the first ``batched`` arguments' dimension 0
+    being the batch; eager once compiling has failed (an error that is not the compiler's then
+    raises from the eager call, as it would have without it)."""
+    if _COMPILE["failed"] is None:
+        graph = _COMPILE["graphs"].get(fn.__name__)
+        if graph is None:
+            graph = torch.compile(fn, backend=COMPILE_BACKEND, fullgraph=True)
+            _COMPILE["graphs"][fn.__name__] = graph
+        if args[0].shape[0] > 1:
+            # The batch shrinks as rows finish: one graph for every batch size, not one each.
+            for tensor in args[:batched]:
+                torch._dynamo.maybe_mark_dynamic(tensor, 0)
+        try:
+            return graph(*args)
+        except Exception as error:  # noqa: BLE001 - any compile failure falls back to eager
+            _give_up(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+    return fn(*args)
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """LlamaRMSNorm's arithmetic."""
+    dtype = x.dtype
+    x = x.to(torch.float32)
+    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x.to(dtype)
+
+
+def _pre_attention(
+    hidden: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    norm: torch.Tensor,
+    eps: float,
+    head_dim: int,
+    wq: torch.Tensor,
+    bq: torch.Tensor | None,
+    wk: torch.Tensor,
+    bk: torch.Tensor | None,
+    wv: torch.Tensor,
+    bv: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Input norm, query/key/value projections and rotary embedding of one decode step:
+    ``[batch, heads, 1, head_dim]`` each."""
+    normed = _rms_norm(hidden, norm, eps)
+    shape = (*hidden.shape[:2], -1, head_dim)
+    query = F.linear(normed, wq, bq).view(shape).transpose(1, 2)
+    key = F.linear(normed, wk, bk).view(shape).transpose(1, 2)
+    value = F.linear(normed, wv, bv).view(shape).transpose(1, 2)
+    query, key = apply_rotary_pos_emb(query, key, cos, sin)
+    return query, key, value
+
+
+def _post_attention(
+    hidden: torch.Tensor,
+    heads: torch.Tensor,
+    norm: torch.Tensor,
+    eps: float,
+    wo: torch.Tensor,
+    bo: torch.Tensor | None,
+    wg: torch.Tensor,
+    bg: torch.Tensor | None,
+    wu: torch.Tensor,
+    bu: torch.Tensor | None,
+    wd: torch.Tensor,
+    bd: torch.Tensor | None,
+) -> torch.Tensor:
+    """Output projection and residual, post-attention norm, SiLU MLP and residual."""
+    hidden = hidden + F.linear(heads, wo, bo)
+    normed = _rms_norm(hidden, norm, eps)
+    gate = F.silu(F.linear(normed, wg, bg))
+    return hidden + F.linear(gate * F.linear(normed, wu, bu), wd, bd)
+
+
+class CompiledStep:
+    """A decode step's per-layer work (everything but the cache write and attention) as two
+    ``torch.compile`` graphs, :func:`_pre_attention` and :func:`_post_attention`.
+
+    The layers' weights are arguments, not constants, so one pair of graphs serves every layer
+    of every model of the same shapes, and weights updated in place between rollouts need no
+    recompiling; the batch dimension is marked dynamic, so compaction (the batch shrinking as
+    rows finish) does not recompile either (``tests/test_compile.py`` counts the compiles).
+    The cache write and attention stay eager (their key length grows every step).
+
+    Built by :meth:`for_model`, which returns None (eager) where the model's layers are not
+    plain Llama layers (LoRA-wrapped projections, an activation other than SiLU), where no
+    C++ compiler is found on CPU, or once compiling has failed in this process.
+
+    Example:
+        >>> step = CompiledStep.for_model(model)
+        >>> query, key, value = step.pre_attention(0, hidden, rotary)
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.layers = []
+        for layer in model.model.layers:
+            attn, block = layer.self_attn, layer.mlp
+            self.layers.append(
+                (
+                    (
+                        layer.input_layernorm.weight,
+                        layer.input_layernorm.variance_epsilon,
+                        attn.head_dim,
+                        *_weight_and_bias(attn.q_proj),
+                        *_weight_and_bias(attn.k_proj),
+                        *_weight_and_bias(attn.v_proj),
+                    ),
+                    (
+                        layer.post_attention_layernorm.weight,
+                        layer.post_attention_layernorm.variance_epsilon,
+                        *_weight_and_bias(attn.o_proj),
+                        *_weight_and_bias(block.gate_proj),
+                        *_weight_and_bias(block.up_proj),
+                        *_weight_and_bias(block.down_proj),
+                    ),
+                )
+            )
+
+    @staticmethod
+    def unsupported(model: Any) -> str | None:
+        """Why the compiled step cannot run ``model``'s layers; None when it can."""
+        if getattr(model.config, "hidden_act", None) != "silu":
+            return "activation is not SiLU"
+        for layer in model.model.layers:
+            attn, block = layer.self_attn, layer.mlp
+            projections = (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj)
+            projections += (block.gate_proj, block.up_proj, block.down_proj)
+            if not all(type(p) is torch.nn.Linear for p in projections):
+                return "projections are wrapped (an adapter)"
+            norms = (layer.input_layernorm, layer.post_attention_layernorm)
+            if not all(hasattr(n, "variance_epsilon") for n in norms):
+                return "norms are not RMSNorm"
+        return None
+
+    @classmethod
+    def for_model(cls, model: Any) -> CompiledStep | None:
+        """The compiled step for ``model``, or None where decode steps must run eager."""
+        if cls.unsupported(model) is not None:
+            return None
+        if model.lm_head.weight.device.type == "cpu" and not compiler_available():
+            _give_up("no C++ compiler found for inductor's CPU code")
+        if _COMPILE["failed"] is not None:
+            return None
+        return cls(model)
+
+    def pre_attention(
+        self, layer: int, hidden: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Layer ``layer``'s input norm, q/k/v projections and rotary embedding."""
+        return _run_compiled(_pre_attention, 3, hidden, *rotary, *self.layers[layer][0])
+
+    def post_attention(self, layer: int, hidden: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
+        """Layer ``layer``'s output projection of ``heads``, residuals, norm and MLP."""
+        return _run_compiled(_post_attention, 2, hidden, heads, *self.layers[layer][1])
+
+
+def _weight_and_bias(layer: torch.nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return layer.weight, layer.bias
 
 
 @dataclass(frozen=True)
