@@ -17,7 +17,8 @@ The linear layers' kernel is chosen by measurement at first use (``choose_linear
 
 Two more measurements say where the speed comes from: an ablation at the largest batch that
 switches each optimisation of the rollout path off alone (``FastPathOptions``; timed
-round-robin with everything on), and the sampler against ``torch.multinomial``.
+round-robin with everything on) and the compiled decode step (off by default) on alone, and the
+sampler against ``torch.multinomial``.
 
 Example:
     >>> result = run(quick=True, model="tiny", peaks={"float32": 1e11, "bfloat16": 1e11})
@@ -67,6 +68,12 @@ ABLATIONS = {
     "prompt padding computed": {"skip_prompt_padding": False},
     "per-row attention over the whole cache (SDPA)": {"prefix_attention": False},
     "generic decode loop (HF forward + dynamic cache)": {"static_cache": False},
+}
+# Options that are off by default, switched on alone: their row's gain is on over all on (a
+# gain below 1 is what switching it on costs). The compiled variant is warmed by one untimed
+# rollout first, so its compile cost (reported as compile_s) is not in the timed rate.
+ADDITIONS = {
+    "torch.compile decode step (compile_step, off by default)": {"compile_step": True},
 }
 
 
@@ -257,6 +264,7 @@ def run(
     rows: list[dict[str, Any]] = []
     correctness: dict[str, Any] = {}
     ablations: list[dict[str, Any]] = []
+    additions: list[dict[str, Any]] = []  # options off by default, switched on alone
     choices: list[dict[str, Any]] = []
     for dtype in ("float32", "bfloat16"):
         policy = load_policy(model, device=device, dtype=dtype)
@@ -267,7 +275,8 @@ def run(
             choices.append({"dtype": dtype, "batch": batch, **_choice_record(choice)})
         if dtype == "float32":
             correctness = check_correctness(policy, 4 if quick else 8, new_tokens)
-        ablations += ablate(policy, max(batches), new_tokens, repeats)
+        for row in ablate(policy, max(batches), new_tokens, repeats):
+            (additions if "switched_on" in row else ablations).append(row)
         vocab = policy.vocab_size
         limit = token_limit(peaks[dtype], policy.n_params)
         for index, batch in enumerate(sorted(batches)):
@@ -301,11 +310,12 @@ def run(
         "kernel_choices": choices,
         "correctness": correctness,
         "ablations": ablations,
+        "additions": additions,
         "sampler": sampler,
         "figures": [
             *_figures(rows, correctness, device),
             *_choice_figures(choices, device),
-            *_ablation_figures(ablations, device),
+            *_ablation_figures(ablations + additions, device),
             _sampler_figure(sampler),
         ],
     }
@@ -356,12 +366,19 @@ def ablate(policy: LMPolicy, batch: int, max_new_tokens: int, repeats: int) -> l
         if "packed_weights" in switch and not PackedWeights.pays_for(policy.model):
             continue
         variants[name] = switch
+    variants.update(ADDITIONS)
     rates: dict[str, list[float]] = {name: [] for name in variants}
+    compile_s: dict[str, float] = {}
     default = policy.fast_path
     # "All on" means every optimisation on, packed weights too (where the decoder can pack),
     # whatever the measured choice: the packed-weights row then checks that choice end to end.
     every = replace(default, packed_weights=True)
     try:
+        for name, switch in ADDITIONS.items():  # untimed warm-up: the first compile
+            policy.fast_path = replace(every, **switch)
+            start = time.perf_counter()
+            policy.generate(prompts, max_new_tokens=max_new_tokens, seed=0)
+            compile_s[name] = time.perf_counter() - start
         for _ in range(repeats):
             for name, switch in variants.items():
                 policy.fast_path = replace(every, **switch)
@@ -371,18 +388,24 @@ def ablate(policy: LMPolicy, batch: int, max_new_tokens: int, repeats: int) -> l
     finally:
         policy.fast_path = default
     best = statistics.median(rates["all on"])
-    return [
-        {
+    rows = []
+    for name in variants:
+        if name == "all on":
+            continue
+        rate = statistics.median(rates[name])
+        added = name in ADDITIONS
+        row = {
             "dtype": dtype,
             "batch": batch,
-            "switched_off": name,
-            "tok_s": statistics.median(rates[name]),
+            "switched_on" if added else "switched_off": name,
+            "tok_s": rate,
             "all_on_tok_s": best,
-            "gain": best / statistics.median(rates[name]),
+            "gain": rate / best if added else best / rate,
         }
-        for name in variants
-        if name != "all on"
-    ]
+        if added:
+            row["first_rollout_s"] = compile_s[name]
+        rows.append(row)
+    return rows
 
 
 def time_sampler(vocab: int, batch: int) -> dict[str, float]:
@@ -415,15 +438,27 @@ def _sampler_figure(sampler: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ablation_figures(ablations: list[dict], device: str) -> list[dict[str, Any]]:
-    return [
-        figure(
-            f"generation ablation {row['dtype']} batch {row['batch']} ({device}): "
-            f"gain of '{row['switched_off']}' off -> on",
-            row["gain"],
-            f"x ({row['tok_s']:.0f} -> {row['all_on_tok_s']:.0f} tok/s)",
+    out = []
+    for row in ablations:
+        label = f"generation ablation {row['dtype']} batch {row['batch']} ({device}): "
+        if "switched_on" in row:
+            out.append(
+                figure(
+                    f"{label}gain of '{row['switched_on']}' switched on over all on",
+                    row["gain"],
+                    f"x ({row['all_on_tok_s']:.0f} -> {row['tok_s']:.0f} tok/s; first "
+                    f"rollout, compile included, {row['first_rollout_s']:.1f} s)",
+                )
+            )
+            continue
+        out.append(
+            figure(
+                f"{label}gain of '{row['switched_off']}' off -> on",
+                row["gain"],
+                f"x ({row['tok_s']:.0f} -> {row['all_on_tok_s']:.0f} tok/s)",
+            )
         )
-        for row in ablations
-    ]
+    return out
 
 
 def _figures(rows: list[dict], correctness: dict, device: str) -> list[dict[str, Any]]:
