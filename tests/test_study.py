@@ -229,6 +229,19 @@ def test_shipped_studies_load() -> None:
         load_study_config("speed_vs_balanc")
 
 
+def test_the_forgetting_and_token_budget_studies_load() -> None:
+    forgetting = load_study_config("replay_vs_forgetting")
+    assert forgetting.baseline == "no_replay" and len(expand_units(forgetting)) >= 12
+    retention = forgetting.evaluation.retention_task
+    assert retention not in forgetting.tasks
+    run = forgetting.train_config(forgetting.tasks[0], "task_only", 0, None)
+    assert run.retention_task == retention  # every run logs the forgetting curve
+    assert retention in run.warm_start_tasks  # the task it forgets was learned first
+    budget = load_study_config("token_budget")
+    budgets = {u.scheme: u.train.get("token_budget") for u in expand_units(budget)}
+    assert None in budgets.values() and any(budgets.values())
+
+
 def test_a_scheme_can_set_its_own_training_options(random_model_dir, tmp_path) -> None:
     from rewardgym.evaluation.study_config import scheme_parts
 
