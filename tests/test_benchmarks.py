@@ -260,6 +260,8 @@ def test_entropy_from_equals_entropy_nats() -> None:
 def test_profile_decode_reports_time_and_matrix_share(random_model_dir: str) -> None:
     from benchmarks import profile_decode
 
-    ms, mm_share, table = profile_decode.profile_steps(random_model_dir, "float32", 4, 2)
+    ms, mm_share, table, facts = profile_decode.profile_steps(random_model_dir, "float32", 4, 2)
     assert ms > 0 and 0 < mm_share < 1
+    assert facts["flops"] > 0 and facts["context"] > 0  # the step's roofline inputs
+    assert facts["bytes"]["weights"] > 0
     assert any(op in table for op in profile_decode.MATMUL_OPS)
