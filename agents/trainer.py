@@ -672,46 +672,40 @@ def _finish_update(run: _Run, record: dict[str, Any]) -> None:
     run.update += 1
 
 
-def _evaluate_during_training(run: _Run, prefix: str = "eval/") -> dict[str, float]:
-    """Greedy answers on the first validation examples: the task's primary metric
-    (``quality``), BLEU, chrF and the training reward."""
-    examples = list(run.env.task.split("validation"))[: run.config.eval_examples]
+def _greedy_on_validation(run: _Run, task: Task) -> tuple[list, list[str], Any, Any, Any]:
+    """Greedy answers to ``task``'s first validation examples: (examples, prompts, generation,
+    answers' corpus scores, quality)."""
+    examples = list(task.split("validation"))[: run.config.eval_examples]
     prompts = [ex.prompt for ex in examples]
     gen = run.policy.generate(prompts, max_new_tokens=run.config.max_new_tokens, greedy=True)
+    refs, answers = [ex.reference for ex in examples], task.answers(gen.completions)
+    scores = corpus_scores(answers, refs)
+    return examples, prompts, gen, scores, task.quality(answers, refs, scores)
+
+
+def _evaluate_during_training(run: _Run, prefix: str = "eval/") -> dict[str, float]:
+    """Greedy answers on the first validation examples: the task's primary metric
+    (``quality``), BLEU, chrF and the training reward; with a retention task, its primary
+    metric and BLEU too (``retention_*``: what the run keeps of a task it does not train on)."""
+    examples, prompts, gen, scores, quality = _greedy_on_validation(run, run.env.task)
     actions = [
         Action(text=t, n_tokens=n, finished=bool(f))
         for t, n, f in zip(gen.completions, gen.n_tokens, gen.finished)
     ]
     output = score_completions(run.env.reward, run.env.task, examples, prompts, actions)
-    refs, answers = [ex.reference for ex in examples], run.env.task.answers(gen.completions)
-    scores = corpus_scores(answers, refs)
     result = {
-        f"{prefix}quality": run.env.task.quality(answers, refs, scores),
+        f"{prefix}quality": quality,
         f"{prefix}bleu": scores.bleu,
         f"{prefix}chrf": scores.chrf,
         f"{prefix}reward": float(output.total.mean()),
         f"{prefix}completion_length": float(np.mean(gen.n_tokens)),
     }
     if run.retention is not None:
-        result.update(_evaluate_retention(run, prefix))
+        *_, kept_scores, kept_quality = _greedy_on_validation(run, run.retention)
+        result[f"{prefix}retention_quality"] = kept_quality
+        result[f"{prefix}retention_bleu"] = kept_scores.bleu
     run.callbacks.on_eval_end(run.ctx, result)
     return result
-
-
-def _evaluate_retention(run: _Run, prefix: str) -> dict[str, float]:
-    """The retention task's primary metric and BLEU on its first validation examples (greedy):
-    what the run keeps of a task it does not train on."""
-    task = run.retention
-    examples = list(task.split("validation"))[: run.config.eval_examples]
-    gen = run.policy.generate(
-        [ex.prompt for ex in examples], max_new_tokens=run.config.max_new_tokens, greedy=True
-    )
-    refs, answers = [ex.reference for ex in examples], task.answers(gen.completions)
-    scores = corpus_scores(answers, refs)
-    return {
-        f"{prefix}retention_quality": task.quality(answers, refs, scores),
-        f"{prefix}retention_bleu": scores.bleu,
-    }
 
 
 def _evaluate_at_start(run: _Run) -> dict[str, float]:
