@@ -251,6 +251,61 @@ def sample_categorical(
     return chosen.squeeze(-1) * block + _invert(cdf, u - start).squeeze(-1)
 
 
+def draw_tokens(
+    logits: torch.Tensor,
+    temperature: float,
+    top_p: float,
+    greedy: bool,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One decode step's choice: a token per row of ``logits`` (``[B, V]``), its log-prob and
+    the entropy (nats) of the distribution it was drawn from (after temperature and top-p).
+
+    With top-p truncation it goes through :func:`scaled_log_softmax`. Over the whole
+    distribution (``top_p == 1``) it makes no log-prob table: one exponential pass gives the
+    unnormalised weights ``w = exp(x - max)`` that the draw takes as they are
+    (:func:`sample_categorical` needs no normalisation), the chosen token's log-prob is
+    ``x - max - log Z`` and the entropy ``log Z - sum(w (x - max)) / Z`` with ``Z = sum(w)``:
+    the same quantities with one exponential and several passes over ``[B, V]`` fewer
+    (``benchmarks/generation.py`` times both heads).
+
+    Example:
+        >>> tokens, logp, entropy = draw_tokens(torch.zeros(1, 4), 1.0, 1.0, True, None)
+        >>> tokens.tolist(), round(float(logp), 4), round(float(entropy), 4)
+        ([0], -1.3863, 1.3863)
+    """
+    if top_p < 1.0:
+        return draw_tokens_from_table(logits, temperature, top_p, greedy, generator)
+    x = logits.float()
+    if temperature != 1.0:
+        x = x / temperature
+    shifted = x - x.amax(dim=-1, keepdim=True)
+    weights = shifted.exp()
+    total = weights.sum(dim=-1)
+    log_total = total.log()
+    tokens = shifted.argmax(dim=-1) if greedy else sample_categorical(weights, generator)
+    chosen = shifted.gather(-1, tokens[:, None]).squeeze(-1) - log_total
+    # A -inf logit has weight 0: its 0 * -inf term is NaN and contributes 0.
+    spread = (weights * shifted).nan_to_num_(nan=0.0).sum(dim=-1)
+    return tokens, chosen, log_total - spread / total
+
+
+def draw_tokens_from_table(
+    logits: torch.Tensor,
+    temperature: float,
+    top_p: float,
+    greedy: bool,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`draw_tokens` through the full log-prob table of :func:`scaled_log_softmax` (the
+    path top-p truncation needs, and the reference the fused path is tested against)."""
+    logp = scaled_log_softmax(logits, temperature, top_p)
+    probs = logp.exp()  # once, for both the draw and the entropy
+    tokens = logp.argmax(dim=-1) if greedy else sample_categorical(probs, generator)
+    chosen = logp.gather(-1, tokens[:, None]).squeeze(-1)
+    return tokens, chosen, entropy_from(probs, logp)
+
+
 def _invert(cdf: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """``[B, 1]`` index of the first ``cdf`` entry above ``u``; where rounding put ``u`` at or
     past the total, the last entry with mass instead (never a zero-probability one)."""
@@ -535,15 +590,12 @@ class LMPolicy:
         alive = torch.ones(batch, dtype=torch.bool, device=self.device)
         generated = 0
         for step in range(max_new_tokens):
-            logp = scaled_log_softmax(logits, temperature, top_p)
-            probs = logp.exp()  # once, for both the draw and the entropy
-            nxt = logp.argmax(dim=-1) if greedy else sample_categorical(probs, generator)
-            chosen = logp.gather(-1, nxt[:, None]).squeeze(-1)
+            nxt, chosen, entropy = draw_tokens(logits, temperature, top_p, greedy, generator)
             alive_cpu = alive.cpu()
             live = rows[alive_cpu]
             tokens[live, step] = nxt.cpu()[alive_cpu]
             logps[live, step] = chosen.cpu()[alive_cpu]
-            ents[live, step] = entropy_from(probs, logp).cpu()[alive_cpu]
+            ents[live, step] = entropy.cpu()[alive_cpu]
             generated += len(live)
             hit_eos = alive & (nxt == self.eos_id)
             done[rows[hit_eos.cpu()]] = True

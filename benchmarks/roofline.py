@@ -271,6 +271,20 @@ def _weight_split(model: Any) -> tuple[int, int, int, bool]:
     return other, head.numel(), embed.shape[1], tied
 
 
+def prompt_pass_flops(model: Any, positions: int, prompts: int) -> float:
+    """FLOPs of a rollout's prompt pass over ``positions`` prompt positions of ``prompts``
+    distinct prompts: ``2 x`` the parameters outside the embedding and output projection per
+    position, and the output projection at each prompt's last position only (the only logits a
+    rollout needs from its prompts).
+
+    Example:
+        >>> prompt_pass_flops(model, positions=100, prompts=4) > 0
+        True
+    """
+    other, head, _, _ = _weight_split(model)
+    return 2.0 * (positions * other + prompts * head)
+
+
 def decode_step_bytes(
     model: Any,
     batch: int,

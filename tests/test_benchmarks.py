@@ -66,9 +66,15 @@ def test_generation_matches_hf_and_reports_both(random_model_dir: str) -> None:
         assert row["speedup_vs_hf"] == pytest.approx(row["rewardgym_tok_s"] / row["hf_tok_s"])
     _check_figures(result)
     targets = [r for r in result["figures"] if r["met"] is not None]
-    # at the largest batch: 2x HF (fp32, bf16), the bf16 roofline share; and two correctness rows
-    assert len(targets) == 5
-    assert all("batch 4" in r["figure"] for r in targets[:3])
+    # at the largest batch: 2x HF and half the attainable roofline (fp32, bf16), the bf16
+    # compute-only roofline share; and two correctness rows
+    assert len(targets) == 7
+    assert all("batch 4" in r["figure"] for r in targets[:5])
+    for row in result["rows"]:
+        for side in ("rewardgym", "hf"):
+            # the prompt pass's least time is part of the whole-rollout bound: a higher share
+            # than the decode-token one, which gives the prompt pass no time
+            assert row[f"{side}_rollout_share"] > row[f"{side}_attainable_share"]
     # the ablation switches each optimisation off alone; the model-dtype cache only in bf16,
     # packed weights only where the decoder packs (not this random model: below PACK_MIN_PARAMS)
     switched = {(r["dtype"], r["switched_off"]) for r in result["ablations"]}
@@ -83,6 +89,7 @@ def test_generation_matches_hf_and_reports_both(random_model_dir: str) -> None:
         r["gain"] == pytest.approx(r["all_on_tok_s"] / r["tok_s"]) for r in result["ablations"]
     )
     assert result["sampler"]["ours_ms"] > 0 and result["sampler"]["multinomial_ms"] > 0
+    assert result["sampler"]["head_fused_ms"] > 0 and result["sampler"]["head_table_ms"] > 0
 
 
 def test_training_update_figures(random_model_dir: str) -> None:
@@ -265,3 +272,49 @@ def test_profile_decode_reports_time_and_matrix_share(random_model_dir: str) -> 
     assert facts["flops"] > 0 and facts["context"] > 0  # the step's roofline inputs
     assert facts["bytes"]["weights"] > 0
     assert any(op in table for op in profile_decode.MATMUL_OPS)
+
+
+# -- benchmarks that answer one question each ---------------------------------------------------
+
+
+def test_study_options_are_the_default_study_s() -> None:
+    from benchmarks import study_updates
+
+    spec = yaml.safe_load(study_updates.STUDY.read_text(encoding="utf-8"))
+    options = study_updates.study_options("balanced", 5)
+    assert options["model"] == spec["model"] and options["model_options"] == spec["model_options"]
+    assert options["reward"] == spec["schemes"]["balanced"]
+    assert options["threads"] == spec["threads"] and options["monitors"] == spec["monitors"]
+    assert options["updates"] == 5 and options["eval_every"] == 0 and options["out"] is None
+    for name, value in spec["train"].items():
+        if name not in study_updates.SKIPPED:
+            assert options[name] == value
+
+
+def test_study_updates_times_this_checkout_against_a_revision(random_model_dir: str) -> None:
+    from benchmarks import study_updates
+
+    options = study_updates.study_options("balanced", 3)
+    options.update(model=random_model_dir, model_options={}, max_new_tokens=8)
+    result = study_updates.compare("HEAD", options, repeats=1)
+    medians = result["median_s"]
+    assert set(medians) == {"this checkout", "HEAD"} and all(s > 0 for s in medians.values())
+    ratio = medians["HEAD"] / medians["this checkout"]
+    assert result["speedup_vs_revision"] == pytest.approx(ratio)
+
+
+def test_compile_rescoring_times_three_ways(random_model_dir: str) -> None:
+    from benchmarks import compile_rescoring
+    from rewardgym.agents import decoding
+
+    if not decoding.compiler_available():
+        pytest.skip("no C++ compiler for inductor here")
+    out = compile_rescoring.time_rescoring(random_model_dir, new_tokens=8, repeats=1)
+    assert set(out["median_s"]) == {
+        "shared prompts, eager",
+        "full forward, eager",
+        "full forward, compiled",
+    }
+    assert all(len(t) == 1 and t[0] > 0 for t in out["times_s"].values())
+    assert out["samples"] == compile_rescoring.PROMPTS * compile_rescoring.GROUP
+    assert out["loss_difference"] < 1e-3  # the compiled function computes the same loss

@@ -16,6 +16,8 @@ from rewardgym.agents.memory import ENV_VAR as KEEP_FREED_MEMORY
 from rewardgym.agents.policy import (
     Generation,
     LMPolicy,
+    draw_tokens,
+    draw_tokens_from_table,
     resolve_dtype,
     scaled_log_softmax,
 )
@@ -156,6 +158,29 @@ def test_scaled_log_softmax_top_p_keeps_the_nucleus() -> None:
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     kept = scaled_log_softmax(logits, 1.0, 0.8).exp()
     torch.testing.assert_close(kept, torch.tensor([[0.625, 0.375, 0.0, 0.0]]))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+@pytest.mark.parametrize("greedy", [False, True])
+def test_fused_draw_matches_the_log_prob_table(temperature: float, greedy: bool) -> None:
+    # The fused head (no log-prob table) against the table path on the same logits and draws.
+    logits = torch.randn(16, 3000, generator=torch.Generator().manual_seed(3)) * 4
+    logits[0, :5] = float("-inf")  # a token the model rules out: weight 0, no NaN entropy
+    fused = draw_tokens(logits, temperature, 1.0, greedy, torch.Generator().manual_seed(7))
+    table = draw_tokens_from_table(
+        logits, temperature, 1.0, greedy, torch.Generator().manual_seed(7)
+    )
+    assert torch.equal(fused[0], table[0])
+    assert torch.allclose(fused[1], table[1], atol=1e-5)
+    assert torch.allclose(fused[2], table[2], atol=1e-5)
+    assert torch.isfinite(fused[2]).all()
+
+
+def test_top_p_draw_goes_through_the_table() -> None:
+    logits = torch.randn(4, 50, generator=torch.Generator().manual_seed(0)) * 4
+    fused = draw_tokens(logits, 1.3, 0.8, False, torch.Generator().manual_seed(1))
+    table = draw_tokens_from_table(logits, 1.3, 0.8, False, torch.Generator().manual_seed(1))
+    assert all(torch.equal(a, b) for a, b in zip(fused, table, strict=True))
 
 
 def test_token_budget_cuts_the_batch(policy: LMPolicy) -> None:

@@ -110,8 +110,29 @@ def test_the_decode_bound_of_the_generation_benchmark(random_model_dir: str) -> 
         min(1e11, 2e10 * flops / moved["total"]) / (2.0 * policy.n_params)
     )
     assert bound["tok_s"] <= roofline.token_limit(1e11, policy.n_params) * (1 + 1e-9)
-    lengths = [len(p) for p in policy.encode_prompts(generation.task_prompts(4))]
+    ids = policy.encode_prompts(generation.task_prompts(4))
+    lengths = [len(p) for p in ids]
     assert bound["context"] == pytest.approx(sum(lengths) / 4 + 4)
+    # the prompt pass's least work: the shared prefix once, each distinct prompt's rest once
+    prefix = bound["shared_prefix"]
+    distinct = {tuple(p) for p in ids}
+    assert bound["prompt_positions"] == prefix + sum(len(p) - prefix for p in distinct)
+    work = roofline.prompt_pass_flops(policy.model, bound["prompt_positions"], len(distinct))
+    assert bound["prompt_s"] == pytest.approx(work / 1e11)
+
+
+def test_prompt_pass_flops_by_hand() -> None:
+    # 2 FLOPs per weight outside the table per position, the table at each prompt's last one
+    assert roofline.prompt_pass_flops(small(), positions=10, prompts=3) == 2 * (
+        10 * OTHER + 3 * TABLE
+    )
+
+
+def test_the_whole_rollout_share_counts_the_prompt_pass() -> None:
+    # 100 tokens at 50 tok/s take 2 s; the bound: 0.5 s of prompt pass + 100 / 200 s of decoding
+    bound = {"prompt_s": 0.5, "tok_s": 200.0}
+    assert generation.rollout_share(100, 50.0, bound) == pytest.approx(1.0 / 2.0)
+    assert generation.rollout_share(100, 200.0, {**bound, "prompt_s": 0.0}) == pytest.approx(1.0)
 
 
 def test_stream_counts_two_arrays_per_copy_and_three_per_triad(
