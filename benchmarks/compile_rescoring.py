@@ -71,9 +71,14 @@ def full_forward_loss(policy: Any, prompt_ids: list, completion_ids: list) -> Ca
 
 
 def time_rescoring(
-    model: str, new_tokens: int = 48, repeats: int = 5, cold: bool = False
+    model: str,
+    new_tokens: int = 48,
+    repeats: int = 5,
+    cold: bool = False,
+    backend: str = "inductor",
 ) -> dict[str, Any]:
-    """Interleaved median seconds of forward + backward, three ways, and the compile cost.
+    """Interleaved median seconds of forward + backward, three ways, and the compile cost
+    (``backend``: torch.compile's; ``"aot_eager"`` traces both graphs without generating code).
 
     Example:
         >>> out = time_rescoring("tiny", new_tokens=8, repeats=2)
@@ -86,7 +91,7 @@ def time_rescoring(
     policy = load_policy(model, device="cpu")
     prompt_ids, completion_ids = micro_batch(policy, new_tokens)
     loss, inputs = full_forward_loss(policy, prompt_ids, completion_ids)
-    compiled = torch.compile(loss, backend="inductor", dynamic=False)
+    compiled = torch.compile(loss, backend=backend, dynamic=False)
     policy.fast_path = replace(policy.fast_path, share_prompts=True)
 
     def backward(fn: Callable[..., Any]) -> Callable[[], None]:
