@@ -57,7 +57,7 @@ def full_forward_loss(policy: Any, prompt_ids: list, completion_ids: list) -> Ca
     completion, completion_real = pad_ids(completion_ids, policy.pad_id, side="right")
     ids = torch.cat([prompt, completion], dim=1)
     mask = torch.cat([prompt_real, completion_real], dim=1).long()
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    positions = policy._positions(mask)
     keep = completion.shape[1] + 1
     model = policy.model
 
@@ -115,7 +115,7 @@ def time_rescoring(
         start = time.perf_counter()
         run()
         first[name] = time.perf_counter() - start
-    check = _same_loss(loss(*inputs), compiled(*inputs))
+    check = float((loss(*inputs) - compiled(*inputs)).detach().abs())
     times: dict[str, list[float]] = {name: [] for name in arms}
     for _ in range(repeats):
         for name, run in arms.items():
@@ -135,11 +135,6 @@ def time_rescoring(
         / medians["full forward, compiled"],
         "loss_difference": check,
     }
-
-
-def _same_loss(eager: torch.Tensor, compiled: torch.Tensor) -> float:
-    """Absolute difference of the two summed log-probs (float rounding only)."""
-    return float((eager.detach() - compiled.detach()).abs())
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -39,16 +39,16 @@ STUDY = ROOT / "evaluation" / "studies" / "speed_vs_balanced.yaml"
 # What a study run sets that this measurement leaves out: it times updates, not evaluations.
 SKIPPED = ("eval_every", "eval_examples", "checkpoint_every", "updates")
 
-# Runs in the child process: only TrainConfig, train and the study's monitors, as every version
-# since the study existed has them.
+# Runs in the child process: only TrainConfig, train and study_monitors (which reads nothing but
+# its argument's ``monitors``), as every version since issue 22 began has them.
 _CHILD = """
 import json, sys
+from types import SimpleNamespace
 from rewardgym.agents.config import TrainConfig
 from rewardgym.agents.trainer import train
-from rewardgym.evaluation.monitors import default_monitors, make_monitors
+from rewardgym.evaluation.study import study_monitors
 options = json.loads(sys.argv[1])
-spec = options.pop("monitors")
-monitors = default_monitors() if spec in ("all", True) else make_monitors(spec or [])
+monitors = study_monitors(SimpleNamespace(monitors=options.pop("monitors")))
 result = train(TrainConfig(**options), callbacks=monitors)
 print("UPDATE_SECONDS", json.dumps([m["time/update_s"] for m in result.metrics]))
 """
