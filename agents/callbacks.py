@@ -42,19 +42,31 @@ class TrainContext:
     rollback_to: int | None = None
 
     def alert(
-        self, monitor: str, value: float, threshold: float, message: str, action: str
+        self,
+        monitor: str,
+        value: float,
+        threshold: float,
+        message: str,
+        action: str,
+        since: int | None = None,
     ) -> None:
-        """Record an alert; the trainer writes it to metrics.jsonl with the update's record."""
-        self.alerts.append(
-            {
-                "update": self.update,
-                "monitor": monitor,
-                "value": float(value),
-                "threshold": float(threshold),
-                "message": message,
-                "action": action,
-            }
-        )
+        """Record an alert; the trainer writes it to metrics.jsonl with the update's record.
+
+        ``since``, where the monitor knows it, is the last update its evidence vouches for
+        (a rollback goes back to the weights entering it); the alert carries it so a reader
+        can see which checkpoint a rollback restored.
+        """
+        record = {
+            "update": self.update,
+            "monitor": monitor,
+            "value": float(value),
+            "threshold": float(threshold),
+            "message": message,
+            "action": action,
+        }
+        if since is not None:
+            record["since"] = int(since)
+        self.alerts.append(record)
 
 
 class Callback:

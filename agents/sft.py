@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from rewardgym.envs.tasks.base import ANSWER_MARKER, NOTE_MARKER
 from rewardgym.errors import ConfigError
@@ -227,6 +228,50 @@ def make_optimizer(model: torch.nn.Module, config: SFTConfig) -> torch.optim.Opt
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, config.beta2))
 
 
+def _progress_bar(total: int, label: str, enabled: bool) -> Any:
+    """A tqdm bar over ``total`` optimizer steps with an ETA, drawn on stderr when ``enabled``.
+
+    It redraws at most once a second: steps are short, and a redraw per step would flood a
+    log file that captures stderr.
+
+    Example:
+        >>> with _progress_bar(100, "warm start tiny (translate)", enabled=False) as bar:
+        ...     bar.update(1)
+    """
+    return tqdm(
+        total=total,
+        desc=label,
+        unit="step",
+        disable=not enabled,
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
+
+
+def _sft_step(
+    policy: Any,
+    optimizer: torch.optim.Optimizer,
+    batch: Sequence[Pair],
+    step: int,
+    config: SFTConfig,
+) -> tuple[float, int, int]:
+    """One optimizer step on ``batch``; returns ``(loss, completion tokens, positions)``.
+
+    Example:
+        >>> loss, n_tokens, n_positions = _sft_step(policy, optimizer, pairs[:8], 0, config)
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(step, config)
+    with torch.autocast(policy.device.type, torch.bfloat16, enabled=config.autocast_bf16):
+        loss, n_tokens, n_positions = completion_nll(policy, batch)
+    loss.backward()
+    if config.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(policy.model.parameters(), config.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach()), n_tokens, n_positions
+
+
 def train_sft(
     policy: Any,
     examples: Sequence[Any],
@@ -234,6 +279,8 @@ def train_sft(
     *,
     seed: int = 0,
     callback: Callable[[int, float], None] | None = None,
+    progress: bool = False,
+    label: str = "supervised training",
 ) -> SFTResult:
     """Train ``policy.model`` on ``examples`` (loss on completion tokens only).
 
@@ -243,6 +290,10 @@ def train_sft(
         config: hyper-parameters; defaults to :class:`SFTConfig()`.
         seed: seeds the batch order.
         callback: called as ``callback(step, mean_loss)`` at every log point.
+        progress: draw a progress bar over the steps on stderr (ETA, and the mean loss at
+            every log point). Not part of :class:`SFTConfig`: it does not change the weights,
+            so it must not change a cache key built from the config.
+        label: the progress bar's title.
 
     Returns:
         An :class:`SFTResult` with the loss curve. The model is left in eval mode.
@@ -265,25 +316,21 @@ def train_sft(
     result, running, count = SFTResult(), 0.0, 0
     model.train()
     try:
-        for step in range(config.steps):
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, config)
-            batch = [pairs[i] for i in next(batches)]
-            with torch.autocast(policy.device.type, torch.bfloat16, enabled=config.autocast_bf16):
-                loss, n_tokens, n_positions = completion_nll(policy, batch)
-            loss.backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            running, count = running + float(loss.detach()), count + 1
-            result.completion_tokens += n_tokens
-            result.positions += n_positions
-            if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-                result.losses.append((step + 1, running / count))
-                if callback is not None:
-                    callback(step + 1, running / count)
-                running, count = 0.0, 0
+        with _progress_bar(config.steps, label, progress) as bar:
+            for step in range(config.steps):
+                batch = [pairs[i] for i in next(batches)]
+                loss, n_tokens, n_positions = _sft_step(policy, optimizer, batch, step, config)
+                running, count = running + loss, count + 1
+                result.completion_tokens += n_tokens
+                result.positions += n_positions
+                if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
+                    result.losses.append((step + 1, running / count))
+                    # refresh=False: the bar redraws on its own clock, not at every log point
+                    bar.set_postfix(loss=f"{running / count:.3f}", refresh=False)
+                    if callback is not None:
+                        callback(step + 1, running / count)
+                    running, count = 0.0, 0
+                bar.update(1)
     finally:
         model.eval()
     result.steps = config.steps

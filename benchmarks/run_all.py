@@ -32,6 +32,7 @@ import torch
 from benchmarks import (
     generation,
     hacking,
+    learning,
     lora,
     roofline,
     sb3_bench,
@@ -48,6 +49,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "trl_compare": trl_compare.run,
     "lora": lora.run,
     "hacking": hacking.run,
+    "learning": learning.run,
     "study": study_bench.run,
     "sb3": sb3_bench.run,
 }

@@ -516,7 +516,7 @@ def _run_units(
     done, started, n = total - len(pending), time.perf_counter(), 0
     queue = list(pending)
     storage = Storage(config.storage) if config.storage is not None else None
-    with _executor(config) as run_batch:
+    with _executor(config, len(pending)) as run_batch:
         while queue:
             held = []
             for record in run_batch(config, study_dir, queue, (done, total)):
@@ -539,13 +539,13 @@ def _run_units(
 
 
 @contextlib.contextmanager
-def _executor(config: StudyConfig):
+def _executor(config: StudyConfig, units: int):
     """The function that runs a batch of units: in this process, in a pool, or on Ray."""
     if config.executor == "ray":
         with _ray_session(config) as ray:
             yield functools.partial(_ray_batch, ray)
-    elif config.workers > 1:
-        yield _pool_batch
+    elif (workers := config.worker_count(units)) > 1:
+        yield functools.partial(_pool_batch, workers=workers)
     else:
         yield _local_batch
 
@@ -581,14 +581,16 @@ def _local_batch(config: StudyConfig, study_dir: Path, units: list[RunUnit], pro
         yield run_one(config.to_dict(), where, unit, label=label)
 
 
-def _pool_batch(config: StudyConfig, study_dir: Path, units: list[RunUnit], progress):
+def _pool_batch(
+    config: StudyConfig, study_dir: Path, units: list[RunUnit], progress, *, workers: int
+):
     """``workers`` spawned processes; each unit sets its own thread count."""
     import concurrent.futures as cf
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
     run_one, where = _unit_runner(config, study_dir)
-    with cf.ProcessPoolExecutor(config.workers, mp_context=context) as pool:
+    with cf.ProcessPoolExecutor(workers, mp_context=context) as pool:
         futures = [pool.submit(run_one, config.to_dict(), where, u) for u in units]
         for future in cf.as_completed(futures):
             yield future.result()

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -59,7 +60,7 @@ class StudyConfig:
     monitors: Any = "all"
     threads: int = 1
     executor: str = "local"
-    workers: int = 1
+    workers: int | str = 1  # an int, or "auto": as many as the cores hold runs of `threads`
     ray_address: str | None = None
     ray_num_cpus: float | None = None
     ray_num_gpus: float = 0.0
@@ -87,8 +88,11 @@ class StudyConfig:
             raise ConfigError("tasks must name at least one task")
         for name in ("workers", "threads"):
             value = getattr(self, name)
+            if name == "workers" and value == "auto":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+                hint = ' or "auto"' if name == "workers" else ""
+                raise ConfigError(f"{name} must be an int >= 1{hint}, got {value!r}")
         if self.ray_num_cpus is not None and self.ray_num_cpus != self.threads:
             raise ConfigError(
                 f"ray_num_cpus {self.ray_num_cpus!r} differs from threads {self.threads}: each "
@@ -126,6 +130,21 @@ class StudyConfig:
         for name, value in self.schemes.items():
             reward, train = scheme_parts(name, value)
             self.train_config(self.tasks[0], reward, self.seeds[0], None, overrides=train)
+
+    def worker_count(self, units: int) -> int:
+        """Processes that train this study's ``units`` runs side by side on the local executor.
+
+        ``"auto"``: one per ``threads`` cores, never more than there are runs. Each run sets its
+        own seeds and thread count, so the figures are the same however many run at once.
+
+        Example:
+            >>> StudyConfig("s", {"a": "bleu"}, "a", workers=3).worker_count(units=2)
+            2
+        """
+        if self.workers == "auto":
+            cores = os.cpu_count() or 1
+            return max(1, min(units, cores // self.threads))
+        return max(1, min(units, self.workers))
 
     def train_config(
         self,

@@ -4,10 +4,22 @@ unless the caller set it (CI reuses one cache across the suite so the tiny model
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
 os.environ.setdefault("REWARDGYM_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache"))
+
+# A test that starts a local Ray cluster: they run one after another in one pytest-xdist worker
+# (``--dist loadgroup``), since two local clusters started at once on one machine contend for
+# its ports, shared memory and session folder.
+_STARTS_RAY = re.compile(r"(^|[_\[+])ray([_\]+]|$)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module.__name__ == "test_cluster" or _STARTS_RAY.search(item.name):
+            item.add_marker(pytest.mark.xdist_group("ray"))
 
 
 @pytest.fixture(autouse=True)

@@ -1,66 +1,100 @@
-"""Detector actions that prevent, not just log: with rollback on the sample-quality detector a
-speed_only run keeps its held-out quality, with pause it stops with a checkpoint.
+"""Detector actions that prevent, not just log: the sample-quality detector rolling back restores
+the checkpoint its evidence vouches for, and pausing stops the run with a checkpoint.
 
-The expectation is derived in each run: its end against its own start (``start/quality``),
-and the unprotected run shows the hack happens at all."""
+These test the mechanism, not what training happens to achieve: the sample quality the detector
+reads is scripted (a callback ahead of the detector sets it), so every expectation follows from
+the script. Whether rollback keeps a hacking run's held-out quality is a measured result of
+``benchmarks/hacking.py`` (its action table), which depends on the CPU that trained.
+"""
 
 from __future__ import annotations
 
-import pytest
+import torch
+from conftest import small_train_config
+from safetensors.torch import load_file
 
+from rewardgym.agents.callbacks import Callback
 from rewardgym.agents.checkpoint import checkpoint_step, latest_checkpoint
-from rewardgym.agents.config import TrainConfig
 from rewardgym.agents.trainer import train
 from rewardgym.evaluation.monitors import SampleQualityDropMonitor
 
-pytestmark = pytest.mark.slow
-
-# the default study's learning rate, where speed_only hacks the tiny model within tens of updates
-RUN = dict(
-    task="translate",
-    model="tiny",
-    reward="speed_only",
-    algo="grpo",
-    updates=40,
-    prompts_per_update=8,
-    group_size=4,
-    max_new_tokens=64,
-    lr=2e-4,
-    eval_every=1,
-    eval_examples=32,
-    checkpoint_every=1,
-    keep_checkpoints=41,  # a rollback needs the last healthy checkpoint kept
-    tensorboard=False,
-    progress=False,
-    threads=1,
-    seed=0,
-)
+# Quality holds for three updates, then halves: with the detector's defaults (baseline = the
+# first 2 updates, a window of 3, alert above a 20 % fall) the window [1, 0.5, 0.5] at update 4
+# is the first to fall far enough (33 %; [1, 1, 0.5] at update 3 is a 17 % fall).
+QUALITY = [1.0, 1.0, 1.0, 0.5, 0.5, 1.0, 1.0, 1.0]
+ALERT = 4  # the update whose end raises the first alert
+VOUCHED = 1  # the last baseline update: the detector vouches for the weights entering it
 
 
-def _run(tmp_path, action: str):
-    """One run with the detector at its defaults (the hacking benchmark's choice)."""
-    config = TrainConfig(**RUN, out=str(tmp_path / action))
-    result = train(config, callbacks=[SampleQualityDropMonitor(action=action)])
-    start = result.metrics[0]["start/quality"]
-    return result, start, result.final_eval["final/quality"]
+class _ScriptedQuality(Callback):
+    """Sets each update's ``sample/quality`` from the script before the detector reads it."""
+
+    def on_update_end(self, ctx, metrics):
+        metrics["sample/quality"] = QUALITY[metrics["update"]]
 
 
-def test_rollback_keeps_held_out_quality_within_ten_percent_of_its_start(tmp_path) -> None:
-    logged, start, end_unprotected = _run(tmp_path, "log")
-    assert end_unprotected < 0.9 * start, "speed_only did not hack here: nothing to prevent"
-    assert any(a["monitor"] == "sample_quality_drop" for m in logged.metrics
-               for a in m.get("alerts", []))  # fmt: skip
+class _Weights(Callback):
+    """The weights at the end of every update."""
 
-    protected, start, end = _run(tmp_path, "rollback")
-    assert end >= 0.9 * start
-    last = protected.metrics[-1]
-    assert last["rollbacks"] >= 1
-    assert last["flops/wasted"] > logged.metrics[-1]["flops/wasted"]  # rolled back = wasted
+    def __init__(self) -> None:
+        self.after: dict[int, dict[str, torch.Tensor]] = {}
+
+    def on_update_end(self, ctx, metrics):
+        state = ctx.model.state_dict()
+        self.after[metrics["update"]] = {k: v.detach().clone() for k, v in state.items()}
 
 
-def test_pause_stops_the_run_with_a_checkpoint(tmp_path) -> None:
-    paused, _, _ = _run(tmp_path, "pause")
-    assert paused.stopped_early and paused.updates_done < RUN["updates"]
-    alert = next(a for m in paused.metrics for a in m.get("alerts", []))
+def _run(model_dir: str, tmp_path, action: str, weights: _Weights | None = None):
+    config = small_train_config(
+        model_dir,
+        updates=len(QUALITY),
+        checkpoint_every=1,
+        keep_checkpoints=len(QUALITY) + 1,
+        out=str(tmp_path / action),
+    )
+    callbacks = [_ScriptedQuality(), SampleQualityDropMonitor(action=action)]
+    return train(config, callbacks=callbacks + ([weights] if weights else []))
+
+
+def _alerts(result) -> list[dict]:
+    return [a for m in result.metrics for a in m.get("alerts", [])]
+
+
+def test_rollback_restores_the_checkpoint_the_alert_vouches_for(random_model_dir, tmp_path):
+    weights = _Weights()
+    result = _run(random_model_dir, tmp_path, "rollback", weights)
+
+    first = _alerts(result)[0]
+    assert first["monitor"] == "sample_quality_drop" and first["update"] == ALERT
+    assert first["since"] == VOUCHED and first["action"] == "rollback"
+    actions = [m["step_action"] for m in result.metrics]
+    assert actions[: ALERT + 1] == ["step"] * (ALERT + 1)
+    assert actions[ALERT + 1] == "rollback"  # the update after the alert, instead of its step
+    # checkpoint step-VOUCHED holds the weights entering update VOUCHED; after the rollback
+    # the model holds exactly them, and before it it did not
+    checkpoint = tmp_path / "rollback" / "checkpoints" / f"step-{VOUCHED:06d}"
+    saved = load_file(str(checkpoint / "model.safetensors"))
+    restored, before = weights.after[ALERT + 1], weights.after[ALERT]
+    for name, value in saved.items():
+        torch.testing.assert_close(restored[name], value, rtol=0, atol=0, msg=name)
+    assert any(not torch.equal(before[name], value) for name, value in saved.items())
+    assert result.metrics[-1]["rollbacks"] == actions.count("rollback")
+    # the useful compute of the updates undone (VOUCHED to ALERT) is waste now
+    useful = [m["flops/total"] - m["flops/wasted"] for m in result.metrics]
+    wasted_now = result.metrics[ALERT + 1]["flops/wasted"] - result.metrics[ALERT]["flops/wasted"]
+    assert wasted_now >= useful[ALERT] - useful[VOUCHED - 1] > 0
+
+
+def test_the_same_run_logging_only_never_rolls_back(random_model_dir, tmp_path):
+    result = _run(random_model_dir, tmp_path, "log")
+    assert _alerts(result)[0]["update"] == ALERT  # the same evidence, the same alert
+    assert {m["step_action"] for m in result.metrics} == {"step"}
+    assert result.metrics[-1]["rollbacks"] == 0 and result.updates_done == len(QUALITY)
+
+
+def test_pause_stops_the_run_with_a_checkpoint(random_model_dir, tmp_path) -> None:
+    paused = _run(random_model_dir, tmp_path, "pause")
+    assert paused.stopped_early and paused.updates_done == ALERT + 1
+    alert = _alerts(paused)[0]
     checkpoint = latest_checkpoint(tmp_path / "pause")
     assert checkpoint_step(checkpoint) == paused.updates_done == alert["update"] + 1

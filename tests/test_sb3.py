@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import pickle
@@ -13,9 +12,16 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3 import A2C, PPO
-from stable_baselines3.common.env_util import make_vec_env
 
 import rewardgym  # noqa: F401  (registers the env ids)
+from benchmarks.sb3_copy import (
+    MAX_NEW_TOKENS,
+    CharTokenizer,
+    copy_env,
+    copy_reward,
+    copy_task,
+    copy_vec_env,
+)
 from rewardgym.agents.sb3 import (
     ExtractorConfig,
     SB3CallbackAdapter,
@@ -24,12 +30,9 @@ from rewardgym.agents.sb3 import (
     make_sb3_agent,
     save_sb3_policy,
 )
-from rewardgym.envs.tasks import Example, Task
 from rewardgym.envs.token_env import TokenTaskEnv
 from rewardgym.errors import CheckpointError, ConfigError, UnknownNameError
 
-ALPHABET = "abcd"
-MAX_NEW_TOKENS = 3
 SMALL = {"n_layer": 1, "d_model": 32, "n_head": 2}
 
 
@@ -45,52 +48,6 @@ def _one_torch_thread():
 # --------------------------------------------------------------------------- the toy copy task
 
 
-class CharTokenizer:
-    """One token per character of a fixed charset, then end-of-sequence and padding."""
-
-    def __init__(self, charset: str) -> None:
-        self.chars = sorted(set(charset))
-        self.vocab_size = len(self.chars) + 2
-        self.eos_token_id = len(self.chars)
-        self.pad_token_id = len(self.chars) + 1
-
-    def encode(self, text: str) -> list[int]:
-        return [self.chars.index(ch) for ch in text]
-
-    def decode(self, ids: list[int]) -> str:
-        return "".join(self.chars[i] for i in ids if i < len(self.chars))
-
-
-def copy_reward(prompts: list[str], completions: list[str], **kwargs) -> list[float]:
-    """TRL-style reward: share of reference characters reproduced in place (extra ones cost)."""
-    scores = []
-    for completion, reference in zip(completions, kwargs["references"], strict=True):
-        hits = sum(a == b for a, b in zip(completion, reference, strict=False))
-        scores.append(hits / max(len(reference), len(completion)))
-    return scores
-
-
-def copy_task() -> Task:
-    examples = [
-        Example(f"copy: {''.join(s)} =>", "".join(s)) for s in itertools.product(ALPHABET, repeat=2)
-    ]
-    return Task.from_examples("copy", {"train": examples, "validation": examples, "test": examples})
-
-
-def copy_env() -> TokenTaskEnv:
-    task = copy_task()
-    return TokenTaskEnv(
-        task,
-        reward=copy_reward,
-        tokenizer=CharTokenizer(task.charset),
-        max_new_tokens=MAX_NEW_TOKENS,
-    )
-
-
-def copy_vec_env(n_envs: int = 4, seed: int = 0):
-    return make_vec_env(copy_env, n_envs=n_envs, seed=seed)
-
-
 def fixed_observations(env: TokenTaskEnv) -> dict[str, np.ndarray]:
     """A batch of observations: every prompt, and the same prompts one token into the answer."""
     batch = []
@@ -99,46 +56,6 @@ def fixed_observations(env: TokenTaskEnv) -> dict[str, np.ndarray]:
         batch.append(obs)
         batch.append(env.step(env.tokenizer.encode(env.examples[index].reference)[0])[0])
     return {key: np.stack([obs[key] for obs in batch]) for key in batch[0]}
-
-
-def greedy_score(model, env: TokenTaskEnv) -> float:
-    """Mean reward of the deterministic policy over every example of the task."""
-    total = 0.0
-    for index in range(len(env.examples)):
-        obs, _ = env.reset(options={"index": index})
-        done = False
-        while not done:
-            action, _ = model.predict(obs, deterministic=True)
-            obs, reward, terminated, truncated, _ = env.step(int(action))
-            done = terminated or truncated
-        total += reward
-    return total / len(env.examples)
-
-
-def random_policy_score(env: TokenTaskEnv, episodes: int = 400, seed: int = 0) -> float:
-    env.action_space.seed(seed)
-    env.reset(seed=seed)
-    total = 0.0
-    for _ in range(episodes):
-        env.reset()
-        done = False
-        while not done:
-            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-            done = terminated or truncated
-        total += reward
-    return total / episodes
-
-
-class StopAtReward:
-    """A rewardgym callback: stop once the recent mean episode reward passes a threshold."""
-
-    def __init__(self, threshold: float) -> None:
-        self.threshold = threshold
-        self.history: list[float] = []
-
-    def on_update_end(self, ctx, metrics):
-        self.history.append(metrics["reward_mean"])
-        return not metrics["reward_mean"] >= self.threshold
 
 
 # --------------------------------------------------------------------------- extractor
@@ -222,29 +139,6 @@ def test_same_seed_same_initial_policy():
     second_state = second.policy.state_dict()
     for name, tensor in first.policy.state_dict().items():
         torch.testing.assert_close(second_state[name], tensor, msg=name)
-
-
-@pytest.mark.slow
-def test_ppo_learns_to_copy_past_a_threshold():
-    env = copy_env()
-    baseline = random_policy_score(env)
-    assert baseline < 0.15  # 1 in 13 tokens is right by chance
-    threshold = baseline + 0.3
-    model = make_sb3_agent(
-        "ppo",
-        copy_vec_env(),
-        extractor_kwargs={"n_layer": 1, "d_model": 64, "n_head": 4},
-        seed=0,
-        n_steps=64,
-        batch_size=64,
-        n_epochs=4,
-        learning_rate=1e-3,
-        gamma=1.0,
-    )
-    stopper = StopAtReward(threshold + 0.05)
-    model.learn(total_timesteps=16_384, callback=SB3CallbackAdapter(stopper))
-    trained = greedy_score(model, env)
-    assert trained > threshold, (baseline, trained, stopper.history)
 
 
 def test_a2c_runs_a_few_hundred_steps_and_changes_the_transformer():

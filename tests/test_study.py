@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import torch
 
+from rewardgym.agents.checkpoint import latest_checkpoint
 from rewardgym.agents.trainer import train
 from rewardgym.errors import ConfigError, RunDataError, UnknownNameError
 from rewardgym.evaluation.eval_config import EvalConfig
@@ -126,16 +129,19 @@ def test_interrupted_study_resumes_to_the_same_results(
     assert _every_figure(resumed.results) == _every_figure(local_study.results)
 
 
-@pytest.mark.parametrize("executor", ["pool", "ray", "storage", "ray+storage"])
+@pytest.mark.parametrize("executor", ["pool", "auto", "ray", "storage", "ray+storage"])
 def test_every_executor_gives_identical_figures(
     local_study, random_model_dir, tmp_path, executor: str
 ) -> None:
-    """In this process (torch's own thread count), in a pool of 2 and on Ray (1 thread a
-    worker), every run sets the study's thread count, so every figure is the same; with
-    ``storage`` each run trains in scratch and its folder comes home from storage."""
+    """In this process (torch's own thread count), in a pool of 2, with as many workers as the
+    cores hold and on Ray (1 thread a worker), every run sets the study's thread count, so every
+    figure and every final weight is the same; with ``storage`` each run trains in scratch and
+    its folder comes home from storage."""
     if "ray" in executor:
         pytest.importorskip("ray")
     options: dict = {"executor": "ray"} if "ray" in executor else {"workers": 2}
+    if executor == "auto":
+        options = {"workers": "auto"}
     if "storage" in executor:
         pytest.importorskip("pyarrow")
         options = {**options, "workers": 1, "storage": str(tmp_path / "storage")}
@@ -146,6 +152,12 @@ def test_every_executor_gives_identical_figures(
         for record in study.results["runs"]:
             run = json.loads((study.study_dir / record["run_dir"] / "run.json").read_text())
             assert run["torch_threads"] == 1 == study.results["config"]["threads"]
+    for record in result.results["runs"]:
+        ours, sequential = (_final_weights(s.study_dir / record["run_dir"])
+                            for s in (result, local_study))  # fmt: skip
+        assert ours.keys() == sequential.keys()
+        for name, value in ours.items():
+            assert torch.equal(value, sequential[name]), (record["key"], name)
     if "storage" in executor:
         for record in result.results["runs"]:
             home = out / record["run_dir"]
@@ -155,6 +167,12 @@ def test_every_executor_gives_identical_figures(
             assert sorted(p.name for p in (home / "checkpoints").iterdir()) == sorted(
                 p.name for p in (tmp_path / "storage" / record["run_dir"] / "checkpoints").iterdir()
             )
+
+
+def _final_weights(run: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(latest_checkpoint(run) / "model.safetensors"))
 
 
 def _every_figure(results: dict) -> dict:
@@ -342,3 +360,17 @@ def test_refresh_records_rebuilds_results_from_run_files(random_model_dir, tmp_p
     assert cli_main(["report", str(out), "--refresh"]) == 0
     with pytest.raises(RunDataError, match=r"is not a study directory: it has no study.yaml"):
         refresh_records(tmp_path)
+
+
+def test_auto_workers_fill_the_cores_with_runs_of_the_study_threads(
+    random_model_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    cfg = load_study_config(_study(random_model_dir, workers="auto", threads=2))
+    assert cfg.worker_count(units=9) == 4 and cfg.worker_count(units=3) == 3
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert cfg.worker_count(units=9) == 1  # fewer cores than threads: one run at a time
+    with pytest.raises(ConfigError, match=r'workers must be an int >= 1 or "auto", got .fast.'):
+        load_study_config(_study(random_model_dir, workers="fast"))

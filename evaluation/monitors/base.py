@@ -161,7 +161,14 @@ class Monitor(Callback):
     # -- helpers
     def _report(self, ctx: TrainContext, findings: Sequence[Finding]) -> bool:
         for finding in findings:
-            ctx.alert(self.name, finding.value, finding.threshold, finding.message, self.action)
+            ctx.alert(
+                self.name,
+                finding.value,
+                finding.threshold,
+                finding.message,
+                self.action,
+                since=finding.since,
+            )
             if self.action == "rollback" and finding.since is not None:
                 earlier = [u for u in (ctx.rollback_to, finding.since) if u is not None]
                 ctx.rollback_to = min(earlier)
