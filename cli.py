@@ -161,6 +161,7 @@ def _train(args: argparse.Namespace) -> int:
     summary = {
         "run_dir": str(result.run_dir),
         "updates_done": result.updates_done,
+        "updates_stepped": result.updates_stepped,
         **result.final_eval,
     }
     print(json.dumps(summary, indent=2))
@@ -327,6 +328,7 @@ TRAIN_OPTION_GROUPS = {
     "sampling": ("max_new_tokens", "temperature", "top_p", "token_budget"),
     "evaluation and checkpoints": (
         "eval_every", "eval_examples", "checkpoint_every", "keep_checkpoints", "max_faults",
+        "max_nonfinite_updates",
     ),
     "output and machine": ("out", "dtype", "device", "threads", "tensorboard", "progress"),
 }  # fmt: skip

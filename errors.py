@@ -63,6 +63,12 @@ class EnvInputError(RewardGymError):
     """An action or option passed to an environment that it cannot accept."""
 
 
+class TrainingDivergedError(RewardGymError):
+    """A training run whose loss or gradient stayed non-finite for ``max_nonfinite_updates``
+    updates in a row; names those updates, how many updates stepped, the last healthy
+    checkpoint and the fix."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""`` when none is close.
 

@@ -147,6 +147,11 @@ class TrainConfig:
     checkpoint_every: int = _field(25, "checkpoint every C updates (0: only at the end)")
     keep_checkpoints: int = _field(2, "complete checkpoints kept on disk")
     max_faults: int = _field(3, "consecutive non-finite updates before rolling back")
+    max_nonfinite_updates: int = _field(
+        5,
+        "consecutive updates with a non-finite loss or gradient before the run stops with "
+        "TrainingDivergedError (a rollback does not reset the count)",
+    )
 
     dtype: str = _field("float32", "float32 or bfloat16")
     device: str | None = _field(None, "torch device (None: CUDA when present, else CPU)")
@@ -186,6 +191,7 @@ class TrainConfig:
             "eval_examples",
             "keep_checkpoints",
             "max_faults",
+            "max_nonfinite_updates",
         ):
             require_int(self, name, low=1)
         for name in ("task_seed", "seed", "warmup_updates", "eval_every", "checkpoint_every"):

@@ -174,14 +174,30 @@ def _check_sampling(max_new_tokens: int, temperature: float, top_p: float) -> No
         raise ConfigError(f"top_p must be in (0, 1], got {top_p!r}")
 
 
-def scaled_log_softmax(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+def scaled_log_softmax(
+    logits: torch.Tensor, temperature: float, top_p: float, keep: torch.Tensor | None = None
+) -> torch.Tensor:
     """Log-probs of the sampling distribution: ``logits / temperature``, then top-p truncation.
 
     Tokens outside the nucleus get ``-inf``. Computed in float32 whatever the model dtype.
 
+    Args:
+        logits: ``[..., V]``.
+        temperature: the softmax temperature (> 0).
+        top_p: the nucleus size; 1.0 keeps every token.
+        keep: optional ``[...]`` token ids, one per row, that stay in the nucleus whatever their
+            mass: re-scoring passes the tokens it scores. A sampled token was in the sampler's
+            nucleus, but the re-scoring forward pass rounds differently, and a later epoch or
+            the KL reference model is another distribution: there it may fall just outside,
+            and its ``-inf`` log-prob has no gradient and turns the loss into NaN. On fresh
+            samples the nucleus is then the sampler's again, so the importance ratio stays 1.
+
     Example:
         >>> scaled_log_softmax(torch.tensor([[0.0, 0.0]]), 1.0, 1.0).exp()
         tensor([[0.5000, 0.5000]])
+        >>> logits = torch.log(torch.tensor([[0.7, 0.2, 0.1]]))
+        >>> scaled_log_softmax(logits, 1.0, 0.5, keep=torch.tensor([2])).exp()
+        tensor([[0.8750, 0.0000, 0.1250]])
     """
     logits = logits.float()
     # x / 1.0 == x exactly, so skipping the division changes no bit and saves a pass
@@ -193,21 +209,29 @@ def scaled_log_softmax(logits: torch.Tensor, temperature: float, top_p: float) -
     before = sorted_logp.exp().cumsum(dim=-1) - sorted_logp.exp()
     drop_sorted = before >= top_p
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    if keep is not None:
+        drop = drop.scatter(-1, keep[..., None], False)
     return torch.log_softmax(logp.masked_fill(drop, float("-inf")), dim=-1)
 
 
 def entropy_nats(logp: torch.Tensor) -> torch.Tensor:
-    """Entropy of each row of log-probs (``-inf`` entries contribute 0).
+    """Entropy of each row of log-probs (``-inf`` entries contribute 0), with finite gradients.
+
+    Re-scoring differentiates it (the entropy bonus). The log-prob of a zero probability is
+    replaced by 0 before the product rather than the NaN product afterwards: the backward pass
+    of ``0 * -inf`` is NaN even where the forward value is set to 0.
 
     Example:
         >>> entropy_nats(torch.log(torch.tensor([[0.5, 0.5]]))) * BITS_PER_NAT
         tensor([1.])
     """
-    return entropy_from(logp.exp(), logp)
+    probs = logp.exp()
+    return -(probs * logp.masked_fill(probs == 0, 0.0)).sum(dim=-1)
 
 
 def entropy_from(probs: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
-    """:func:`entropy_nats` when ``probs == logp.exp()`` is already at hand (one pass fewer).
+    """:func:`entropy_nats` when ``probs == logp.exp()`` is already at hand (one pass fewer),
+    for the decode loop, which takes no gradient.
 
     A zero probability contributes 0 (``0 * -inf`` is NaN, set to 0; ``0 * finite`` is 0).
 
@@ -639,7 +663,8 @@ class LMPolicy:
             prompt_ids: prompt token ids per sample (as in ``Generation.prompt_ids``).
             completion_ids: completion token ids per sample (as in ``Generation.token_ids``).
             temperature: the temperature the completions were sampled at.
-            top_p: the nucleus size they were sampled with.
+            top_p: the nucleus size they were sampled with. Each scored token counts as inside
+                the nucleus (``keep`` of :func:`scaled_log_softmax`), so its log-prob is finite.
             with_entropy: also return the per-token entropy (nats) of the distribution.
 
         Returns:
@@ -681,10 +706,12 @@ class LMPolicy:
         else:
             logits, _ = self._forward(ids, attn, self._positions(attn), width_c + 1)
             logits, n_pad = logits[:, :-1, :], n_pos - sum(real)
-        logp = scaled_log_softmax(logits, temperature, top_p)
         targets = ids[:, width_p:]
-        chosen = logp.gather(-1, targets[..., None]).squeeze(-1) * comp_mask
-        entropy = entropy_nats(logp) * comp_mask if with_entropy else None
+        logp = scaled_log_softmax(logits, temperature, top_p, keep=targets)
+        # Padding positions are selected away, not multiplied by 0: a -inf there times 0 is NaN.
+        real_token = comp_mask.bool()
+        chosen = logp.gather(-1, targets[..., None]).squeeze(-1).masked_fill(~real_token, 0.0)
+        entropy = entropy_nats(logp).masked_fill(~real_token, 0.0) if with_entropy else None
         return SequenceLogprobs(chosen, entropy, comp_mask, n_pos, n_pad, real)
 
     # ------------------------------------------------------------------ copies

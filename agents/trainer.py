@@ -57,7 +57,7 @@ from rewardgym.envs.scoring import score_completions
 from rewardgym.envs.spaces import Action
 from rewardgym.envs.tasks import Example, Task, make_task
 from rewardgym.envs.vector_env import TextTaskVectorEnv
-from rewardgym.errors import ConfigError, RunDataError
+from rewardgym.errors import ConfigError, RunDataError, TrainingDivergedError
 from rewardgym.fileio import write_json_atomic
 from rewardgym.locks import hold_run_dir
 from rewardgym.machine import machine_record, torch_threads
@@ -70,7 +70,11 @@ RESUMABLE_CHANGES = frozenset(
 
 @dataclass
 class RunResult:
-    """What :func:`train` returns."""
+    """What :func:`train` returns.
+
+    ``updates_done`` counts the updates run, ``updates_stepped`` those that took an optimizer
+    step (the others were skipped: a non-finite loss or gradient, or a monitor's veto).
+    """
 
     config: TrainConfig
     run_dir: Path | None
@@ -80,6 +84,7 @@ class RunResult:
     stopped_early: bool = False
     interrupted: bool = False
     policy: LMPolicy | None = field(default=None, repr=False)
+    updates_stepped: int = 0
 
 
 @dataclass
@@ -102,7 +107,10 @@ class _Run:
     tb: Any = None
     update: int = 0
     skipped_updates: int = 0
-    consecutive_faults: int = 0
+    updates_stepped: int = 0  # updates in which at least one optimizer step was taken
+    consecutive_faults: int = 0  # non-finite steps since the last finite one or rollback
+    # the non-finite updates in a row up to now, each {"update", "loss", "grad_norm"}
+    nonfinite_streak: list[dict[str, Any]] = field(default_factory=list)
     rollbacks: int = 0
     alerts_since_checkpoint: int = 0
     last_checkpoint: int = -1
@@ -172,6 +180,8 @@ def _train(config: TrainConfig, callbacks: list[Callback], resume: bool, label: 
                 tok_s=f"{record['tokens_generated'] / record['time/update_s']:.0f}",
             )
             bar.update(1)
+            if len(run.nonfinite_streak) >= config.max_nonfinite_updates:
+                _stop_diverged(run)
             if config.checkpoint_every and run.update % config.checkpoint_every == 0:
                 _checkpoint(run)
             if keep_going is False:
@@ -317,11 +327,15 @@ def _restore(run: _Run, checkpoint: Path | None) -> None:
     run.flops.load_state_dict(state["flops"])
     run.skipped_updates = int(state.get("skipped_updates", 0))
     run.rollbacks = int(state.get("rollbacks", 0))
+    run.nonfinite_streak = list(state.get("nonfinite_streak", []))
     if run.samples is not None:
         run.samples.truncate_to(run.update)
     if run.log is not None:
         run.log.truncate_to(run.update)
         run.records = read_metrics(run.log.path)
+    # a checkpoint from before updates_stepped was saved: count the logged steps instead
+    logged = sum(r.get("step_action") == "step" for r in run.records)
+    run.updates_stepped = int(state.get("updates_stepped", logged))
 
 
 def _restore_callbacks(run: _Run) -> None:
@@ -372,15 +386,17 @@ def _one_update(run: _Run) -> dict[str, Any]:
     record["advantage/top_quarter_share"] = top_share(advantages)
     record["reward/length_corr"] = pearson(rollout.rewards, rollout.n_tokens)
     record["sample/quality"] = _sample_quality(run, rollout)
-    clip_fractions = []
+    clip_fractions, epoch_stats = [], []
     epochs = config.ppo_epochs if get_algorithm(config.algo).reuses_batch else 1
     for epoch in range(epochs):
         stats = _optimise(run, rollout, advantages, measure_noise=epoch == 0, seen=record)
         clip_fractions.append(stats.pop("ppo/clip_fraction"))
         ratio_dev = stats.pop("ppo/ratio_dev")
+        epoch_stats.append(stats)
         if epoch == 0:
             record.update(stats)
             record["ppo/ratio_first_epoch"] = ratio_dev
+    _count_update(run, epoch_stats)
     record["ppo/clip_fraction"] = float(np.mean(clip_fractions))
     record["time/update_s"] = time.perf_counter() - start
     return record
@@ -568,10 +584,13 @@ def _grad_norm(run: _Run) -> float:
     return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
 
 
+def _finite(stats: dict[str, Any]) -> bool:
+    return math.isfinite(stats["loss"]) and math.isfinite(stats["grad_norm"])
+
+
 def _decide_step(run: _Run, stats: dict[str, Any]) -> str:
     """A non-finite loss or gradient skips the step; repeated faults roll back; monitors vote."""
-    finite = math.isfinite(stats["loss"]) and math.isfinite(stats["grad_norm"])
-    if not finite:
+    if not _finite(stats):
         run.skipped_updates += 1
         run.consecutive_faults += 1
         run.ctx.alert(
@@ -590,6 +609,96 @@ def _decide_step(run: _Run, stats: dict[str, Any]) -> str:
     if action != "step":
         run.skipped_updates += 1
     return action
+
+
+def _count_update(run: _Run, epochs: list[dict[str, Any]]) -> None:
+    """Count an update that stepped, and extend the streak of non-finite updates or end it.
+
+    Only a finite update ends the streak, a rollback does not: when the same reward or
+    settings fault again after it, the run would otherwise skip and roll back forever without
+    taking a step, and still end as if it had trained.
+    """
+    if any(stats["step_action"] == "step" for stats in epochs):
+        run.updates_stepped += 1
+    fault = next((stats for stats in epochs if not _finite(stats)), None)
+    if fault is None:
+        run.nonfinite_streak = []
+        return
+    # as text: JSON has no NaN or infinity (Python writes tokens other JSON readers refuse)
+    run.nonfinite_streak.append(
+        {
+            "update": run.update,
+            "loss": f"{fault['loss']:.4g}",
+            "grad_norm": f"{fault['grad_norm']:.4g}",
+        }
+    )
+
+
+def _stop_diverged(run: _Run) -> None:
+    """End a run whose loss or gradient stayed non-finite: the callbacks see the end, run.json
+    says that it failed and why, then :class:`TrainingDivergedError` is raised."""
+    error = TrainingDivergedError(_divergence_message(run))
+    run.callbacks.on_train_end(run.ctx)
+    _close(run, {}, stopped_early=False, interrupted=False, error=error)
+    raise error
+
+
+def _divergence_message(run: _Run) -> str:
+    """What went wrong (which updates, loss or gradient, their values), how many updates
+    stepped, where the last healthy weights are, and what to change."""
+    config, streak = run.config, run.nonfinite_streak
+    shown = [_fault_text(f) for f in streak]
+    if len(shown) > 6:  # a long streak: its start and its end tell the story
+        shown = [*shown[:3], f"... {len(shown) - 6} more ...", *shown[-3:]]
+    rolled = f", after {run.rollbacks} rollback(s)" if run.rollbacks else ""
+    fixes = [f"lower lr (now {config.lr:g})", "check the reward for NaN, inf or huge values"]
+    if config.max_grad_norm == 0:
+        fixes.append("turn gradient clipping on (max_grad_norm, now 0)")
+    else:
+        fixes.append(f"keep gradient clipping on (max_grad_norm, now {config.max_grad_norm:g})")
+    if config.dtype != "float32":
+        fixes.append(f"train in float32 (dtype, now {config.dtype})")
+    return (
+        f"training diverged: {len(streak)} updates in a row had a non-finite loss or gradient "
+        f"and were skipped (max_nonfinite_updates={config.max_nonfinite_updates}{rolled}): "
+        f"{'; '.join(shown)}. {run.updates_stepped} of {run.update} updates took an optimizer "
+        f"step. {_healthy_weights(run)}. To fix it: {', '.join(fixes)}; then start a new run "
+        "(--resume refuses a changed lr)"
+    )
+
+
+def _fault_text(fault: dict[str, Any]) -> str:
+    """``update 3: non-finite loss and gradient (loss nan, gradient norm nan)``."""
+    values = {"loss": fault["loss"], "gradient": fault["grad_norm"]}
+    bad = [name for name, text in values.items() if not math.isfinite(float(text))]
+    return (
+        f"update {fault['update']}: non-finite {' and '.join(bad)} "
+        f"(loss {values['loss']}, gradient norm {values['gradient']})"
+    )
+
+
+def _healthy_weights(run: _Run) -> str:
+    """Where the last healthy checkpoint is, or why there is none."""
+    if run.run_dir is None:
+        return "No checkpoint: the run writes no files (out is None)"
+    checkpoint = _last_healthy_checkpoint(run.run_dir)
+    if checkpoint is not None:
+        step = checkpoint_step(checkpoint)
+        return (
+            f"The last healthy checkpoint is {str(checkpoint)!r} (the weights after {step} "
+            "updates, before these faults)"
+        )
+    kept = [p.name for p in list_checkpoints(run.run_dir)]
+    if not kept:
+        every = run.config.checkpoint_every
+        when = f"the first after {every} updates" if every else "only at the end"
+        return (
+            f"No checkpoint: none was written before the faults (checkpoint_every={every}: {when})"
+        )
+    return (
+        f"No healthy checkpoint: the kept ones ({', '.join(kept)}) were written after updates "
+        f"with alerts (keep_checkpoints={run.config.keep_checkpoints})"
+    )
 
 
 def _rollback(run: _Run) -> None:
@@ -725,6 +834,8 @@ def _checkpoint(run: _Run) -> None:
         "baseline": run.baseline.value,
         "flops": run.flops.state_dict(),
         "skipped_updates": run.skipped_updates,
+        "updates_stepped": run.updates_stepped,
+        "nonfinite_streak": run.nonfinite_streak,
         "rollbacks": run.rollbacks,
         "healthy": run.alerts_since_checkpoint == 0,
     }
@@ -742,7 +853,14 @@ def _checkpoint(run: _Run) -> None:
     run.callbacks.on_checkpoint(run.ctx, path)
 
 
-def _close(run: _Run, final_eval: dict, stopped_early: bool, interrupted: bool) -> RunResult:
+def _close(
+    run: _Run,
+    final_eval: dict,
+    stopped_early: bool,
+    interrupted: bool,
+    error: Exception | None = None,
+) -> RunResult:
+    """The run's result, and its summary in run.json; ``error``: the run failed with it."""
     if run.tb is not None:
         run.tb.close()
     result = RunResult(
@@ -754,10 +872,13 @@ def _close(run: _Run, final_eval: dict, stopped_early: bool, interrupted: bool) 
         stopped_early,
         interrupted,
         run.policy,
+        updates_stepped=run.updates_stepped,
     )
     if run.run_dir is not None:
         summary = {
             "updates_done": run.update,
+            "updates_stepped": run.updates_stepped,
+            "failed": error is not None,
             "final_eval": final_eval,
             "stopped_early": stopped_early,
             "interrupted": interrupted,
@@ -769,6 +890,8 @@ def _close(run: _Run, final_eval: dict, stopped_early: bool, interrupted: bool) 
             "node": platform.node(),
             "machine": machine_record(),
         }
+        if error is not None:
+            summary["error"] = {"type": type(error).__name__, "message": str(error)}
         with _writing(run.run_dir):
             write_json_atomic(run.run_dir / "run.json", summary, sort_keys=True, default=str)
     return result
