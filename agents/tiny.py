@@ -405,13 +405,22 @@ def _check_lengths(policy: LMPolicy, examples: Sequence[Any], max_positions: int
         )
 
 
-def default_threads() -> int:
-    """Intra-op threads for the warm start: ``$REWARDGYM_THREADS``, else 1 unless the user set
-    ``OMP_NUM_THREADS`` (then torch's current setting).
+# The warm start's matrices are 128 wide: intra-op threads pay on an idle machine up to about
+# two, so wider machines do not spread the warm start thinner than that.
+MAX_WARM_START_THREADS = 2
 
-    The tiny model's matrices are too small for intra-op parallelism to pay, and on a shared
-    machine extra threads spin against other processes, so one thread is faster and gives the
-    same weights.
+
+def default_threads() -> int:
+    """Intra-op threads for the warm start: ``$REWARDGYM_THREADS``, else the CPUs this process
+    may use, at most :data:`MAX_WARM_START_THREADS`.
+
+    The warm start runs before anything else of a study or a training run, so it has the
+    machine to itself and its threads pay. The count is part of the cache key (another count
+    adds in another order and gives other weights), so it comes from the machine and the
+    environment, never from torch's current setting: a study's runs, which train under their
+    own thread count, find the warm start their driver built. Where something else keeps the
+    cores busy (a test suite on every core), set ``REWARDGYM_THREADS=1``: spinning threads
+    that wait on each other make a shared machine slower, not faster.
     """
     env = os.environ.get("REWARDGYM_THREADS")
     if env:
@@ -422,7 +431,7 @@ def default_threads() -> int:
         if value < 1:
             raise ConfigError(f"REWARDGYM_THREADS must be an int >= 1, got {env!r}")
         return value
-    return torch.get_num_threads() if os.environ.get("OMP_NUM_THREADS") else 1
+    return max(1, min(MAX_WARM_START_THREADS, machine.usable_cpus()))
 
 
 def _write_atomically(policy: LMPolicy, log: dict, target: Path) -> None:

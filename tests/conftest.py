@@ -9,6 +9,8 @@ import re
 import pytest
 
 os.environ.setdefault("REWARDGYM_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache"))
+# The suite keeps every core busy (pytest-xdist): a warm start that trains here gets one thread.
+os.environ.setdefault("REWARDGYM_THREADS", "1")
 
 # A test that starts a local Ray cluster: they run one after another in one pytest-xdist worker
 # (``--dist loadgroup``), since two local clusters started at once on one machine contend for

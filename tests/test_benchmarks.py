@@ -16,6 +16,7 @@ import yaml
 from benchmarks import (
     generation,
     hacking,
+    learning,
     lora,
     roofline,
     run_all,
@@ -162,6 +163,18 @@ def test_sb3_bridge_rates() -> None:
     result = sb3_bench.run(quick=True)
     assert result["env_steps_per_s"] > 0 and result["learn_steps_per_s"] > 0
     _check_figures(result)
+
+
+def test_learning_benchmark_summarises_each_seed() -> None:
+    """The SB3 part (seconds in quick mode): a summary per arm over the seeds, and a figure."""
+    result = learning.run(quick=True, seeds=[0, 1], parts=["sb3_copy"])
+    for arm in ("trained", "random"):
+        summary = result["sb3_copy"][arm]
+        assert summary["n"] == 2 and len(summary["values"]) == 2
+        assert summary["mean"] == pytest.approx(sum(summary["values"]) / 2)
+    assert [row["figure"] for row in result["figures"]] == [
+        "SB3 PPO copy task: trained minus random score"
+    ]
 
 
 def test_quick_study_file_is_a_valid_reduced_study(tmp_path: Path) -> None:

@@ -288,11 +288,14 @@ def test_replay_loss_and_lr_schedule(small_cache) -> None:
 
 
 def test_warm_start_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rewardgym.agents.tiny import default_threads
+    from rewardgym.agents.tiny import MAX_WARM_START_THREADS, default_threads
 
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("REWARDGYM_THREADS", raising=False)
-    assert default_threads() == 1
+    for cpus in (1, 2, 16):
+        monkeypatch.setattr(machine, "usable_cpus", lambda cpus=cpus: cpus)
+        assert default_threads() == min(cpus, MAX_WARM_START_THREADS)
+    with machine.torch_threads(1):  # a run's own thread count does not move the cache key
+        assert default_threads() == MAX_WARM_START_THREADS
     monkeypatch.setenv("REWARDGYM_THREADS", "3")
     assert default_threads() == 3
     monkeypatch.setenv("REWARDGYM_THREADS", "zero")
