@@ -380,6 +380,7 @@ def test_every_error_is_a_value_error_subclass() -> None:
         (["train", "--set", "max_new_tokens=0"], "max_new_tokens must be an int >= 1, got 0"),
     ],
 )
+@pytest.mark.slow
 def test_command_line_exit_status_in_a_real_process(argv, expected) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "rewardgym.cli", *argv], capture_output=True, text=True, timeout=120

@@ -40,6 +40,7 @@ def _check_figures(result: dict) -> None:
         assert row["met"] in (True, False, None)
 
 
+@pytest.mark.slow
 def test_roofline_is_positive_and_token_limits_follow() -> None:
     result = roofline.run(quick=True)
     assert result["peaks"]["float32"] > 1e8 and result["peaks"]["bfloat16"] > 1e8
@@ -54,6 +55,7 @@ def test_machine_description() -> None:
     assert set(info) == {"cpu", "cores", "threads", "torch", "python", "gpu"}
 
 
+@pytest.mark.slow
 def test_generation_matches_hf_and_reports_both(random_model_dir: str) -> None:
     result = generation.run(
         quick=True, model=random_model_dir, peaks=PEAKS, batches=(1, 4), repeats=1, new_tokens=8
@@ -94,6 +96,7 @@ def test_generation_matches_hf_and_reports_both(random_model_dir: str) -> None:
     assert result["sampler"]["head_fused_ms"] > 0 and result["sampler"]["head_table_ms"] > 0
 
 
+@pytest.mark.slow
 def test_training_update_figures(random_model_dir: str) -> None:
     result = training.run(quick=True, model=random_model_dir, peaks=PEAKS)
     assert result["batch"] == 8 and result["updates_timed"] == 2
@@ -102,6 +105,7 @@ def test_training_update_figures(random_model_dir: str) -> None:
     _check_figures(result)
 
 
+@pytest.mark.slow
 def test_hacking_benchmark_rates_follow_from_the_alerts(random_model_dir: str) -> None:
     result = hacking.run(quick=True, model=random_model_dir)
     names = [d["detector"] for d in result["detectors"]]
@@ -130,6 +134,7 @@ def test_gold_drop_update_is_the_first_evaluation_ten_percent_down() -> None:
     assert hacking.gold_drop_update([{"update": 0, "start/quality": 0.0}]) is None
 
 
+@pytest.mark.slow
 def test_lora_benchmark_measures_both_arms_in_their_own_process(random_model_dir: str) -> None:
     result = lora.run(quick=True, model=random_model_dir)
     full, adapted = result["arms"]
@@ -159,6 +164,7 @@ def test_trl_compare_says_when_trl_is_missing(monkeypatch: pytest.MonkeyPatch) -
     assert "| trl_compare | skipped: TRL is not installed" in table
 
 
+@pytest.mark.slow
 def test_sb3_bridge_rates() -> None:
     result = sb3_bench.run(quick=True)
     assert result["env_steps_per_s"] > 0 and result["learn_steps_per_s"] > 0
@@ -185,11 +191,13 @@ def test_quick_study_file_is_a_valid_reduced_study(tmp_path: Path) -> None:
     assert config.name == "speed_vs_balanced_quick"
 
 
+@pytest.mark.slow
 def test_time_study_reports_a_failing_study(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"`rewardgym study no_such_study` failed \(exit "):
         study_bench.time_study("no_such_study", tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_monitor_overhead_measures_both_arms(random_model_dir: str) -> None:
     result = study_bench.monitors(quick=True, model=random_model_dir, updates=3, repeats=1)
     assert result["per_update_s_none"] > 0 and result["per_update_s_all"] > 0
@@ -214,6 +222,7 @@ def test_markdown_table_renders_targets_and_failures() -> None:
     assert "mode quick" in table
 
 
+@pytest.mark.slow
 def test_run_all_writes_json_and_table(tmp_path: Path) -> None:
     args = run_all.parse_args(["--quick", "--only", "roofline", "--out", str(tmp_path)])
     results = run_all.run_all(args)
@@ -305,6 +314,7 @@ def test_study_options_are_the_default_study_s() -> None:
             assert options[name] == value
 
 
+@pytest.mark.slow
 def test_study_updates_times_this_checkout_against_a_revision(random_model_dir: str) -> None:
     from benchmarks import study_updates
 
@@ -322,6 +332,7 @@ def test_study_updates_times_this_checkout_against_a_revision(random_model_dir: 
     assert result["speedup_vs_revision"] == pytest.approx(ratio)
 
 
+@pytest.mark.slow
 def test_compile_rescoring_times_three_ways(random_model_dir: str) -> None:
     from benchmarks import compile_rescoring
 

@@ -80,6 +80,7 @@ def _generate(policy: LMPolicy, compile_step: bool, **kwargs):
         policy.fast_path = default
 
 
+@pytest.mark.slow
 def test_compiled_step_with_inductor_matches_hf_and_the_eager_logprobs(wide_gqa) -> None:
     """Inductor's real C++ code: greedy tokens of ``generate``, log-probs of the eager path."""
     if not decoding.compiler_available():

@@ -340,6 +340,7 @@ def test_full_disk_on_the_command_line_is_one_error_line(random_model_dir, tmp_p
     assert [p.name for p in list_checkpoints(out)] == ["step-000001"]
 
 
+@pytest.mark.slow
 def test_unwritable_output_directory_is_a_clear_error(random_model_dir, tmp_path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")

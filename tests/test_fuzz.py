@@ -37,7 +37,11 @@ def rewards() -> dict:
     return {name: make_reward(name) for name in list_rewards()}
 
 
-@pytest.mark.parametrize("name", list_rewards())
+@pytest.mark.parametrize(
+    "name",
+    # the semantic reward embeds every sample with MiniLM: seconds, so not in the quick tier
+    [pytest.param(n, marks=pytest.mark.slow) if n == "semantic" else n for n in list_rewards()],
+)
 @FUZZ
 @given(batch=BATCH)
 def test_every_builtin_reward_gives_finite_values_or_none(rewards, name, batch) -> None:

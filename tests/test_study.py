@@ -129,7 +129,16 @@ def test_interrupted_study_resumes_to_the_same_results(
     assert _every_figure(resumed.results) == _every_figure(local_study.results)
 
 
-@pytest.mark.parametrize("executor", ["pool", "auto", "ray", "storage", "ray+storage"])
+@pytest.mark.parametrize(
+    "executor",
+    [
+        pytest.param("pool", marks=pytest.mark.slow),
+        pytest.param("auto", marks=pytest.mark.slow),
+        pytest.param("ray", marks=pytest.mark.slow),
+        "storage",
+        pytest.param("ray+storage", marks=pytest.mark.slow),
+    ],
+)
 def test_every_executor_gives_identical_figures(
     local_study, random_model_dir, tmp_path, executor: str
 ) -> None:
@@ -181,6 +190,7 @@ def _every_figure(results: dict) -> dict:
     return {"runs": runs, "summary": results["summary"], "beats": results["p_beats_baseline"]}
 
 
+@pytest.mark.slow
 def test_two_studies_on_one_directory_share_its_runs(random_model_dir, tmp_path) -> None:
     """A user who starts the same study twice: each process takes the runs nobody holds, waits
     for the rest, and every run's metrics.jsonl holds each update once."""
