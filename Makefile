@@ -5,7 +5,8 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 VENV := .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+# Twice quiet: errors only. Once quiet still shows setuptools' notice on every editable install.
+PIP := $(PY) -m pip install --quiet --quiet --disable-pip-version-check
 BASE := $(VENV)/.installed-base
 DEV := $(VENV)/.installed-dev
 # Test processes: pytest-xdist workers, one per core ("auto"); TEST_WORKERS=0 runs in-process.
