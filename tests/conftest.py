@@ -40,6 +40,20 @@ def special_token_ids(tokenizer) -> dict[str, int]:
     }
 
 
+# A tiny-model warm start that builds in seconds: its numbers only need to be valid.
+SMALL_TINY = {
+    "vocab_size": 400,
+    "d_model": 32,
+    "n_layers": 1,
+    "n_heads": 2,
+    "d_ff": 64,
+    "steps": 6,
+    "batch_size": 16,
+    "log_every": 3,
+    "eval_max_new_tokens": 2,
+}
+
+
 def small_train_config(model_dir: str, **options):
     """The suite's one TrainConfig builder: a run of the random model on arithmetic that takes
     seconds (2 GRPO updates of 4 prompts x 2 samples, 6 tokens); ``options`` change any field."""

@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from conftest import SMALL_TINY
 
 from rewardgym.agents.registry import load_policy
 from rewardgym.agents.sft import SFTConfig, train_sft
@@ -18,8 +19,7 @@ from rewardgym.envs.tasks import make_task
 from rewardgym.evaluation.study_config import shipped_studies
 
 ROOT = Path(__file__).resolve().parent.parent
-# Small enough that a warm start builds in seconds; the numbers only need to be valid.
-SMALL = dict(vocab_size=400, d_model=32, n_layers=1, n_heads=2, d_ff=64, eval_max_new_tokens=2)
+SMALL = {k: v for k, v in SMALL_TINY.items() if k != "steps"}  # these tests set their own
 SFT_STEPS = 3
 
 

@@ -9,23 +9,14 @@ measures it.
 from __future__ import annotations
 
 import pytest
+from conftest import SMALL_TINY
 
 from rewardgym.agents import tiny
 from rewardgym.agents.tiny import TinyConfig, load_tiny, tiny_cache_dir
 from rewardgym.envs.tasks import make_task
 
 TASKS = ("translate", "arithmetic")
-SMALL = {
-    "vocab_size": 400,
-    "d_model": 32,
-    "n_layers": 1,
-    "n_heads": 2,
-    "d_ff": 64,
-    "steps": 4,
-    "batch_size": 8,
-    "log_every": 2,
-    "eval_max_new_tokens": 2,
-}
+SMALL = SMALL_TINY
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_greedy_matches_hf
+from conftest import SMALL_TINY, assert_greedy_matches_hf
 
 from rewardgym import machine
 from rewardgym.agents import tiny
@@ -30,17 +30,7 @@ from rewardgym.agents.tiny import (
 from rewardgym.envs.tasks import Example, Task, base, load_task_jsonl, register_task
 from rewardgym.errors import ConfigError
 
-SMALL = {
-    "vocab_size": 400,
-    "d_model": 32,
-    "n_layers": 1,
-    "n_heads": 2,
-    "d_ff": 64,
-    "steps": 6,
-    "batch_size": 16,
-    "log_every": 3,
-    "eval_max_new_tokens": 2,
-}
+SMALL = SMALL_TINY
 
 
 @pytest.fixture(scope="module")
