@@ -16,7 +16,6 @@ from rewardgym.agents.tiny import TinyConfig, load_tiny, tiny_cache_dir
 from rewardgym.envs.tasks import make_task
 
 TASKS = ("translate", "arithmetic")
-SMALL = SMALL_TINY
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +31,7 @@ def two_task(tmp_path_factory: pytest.TempPathFactory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tiny, "train_sft", recording)
-        policy = load_tiny(TASKS, cache_dir=root, device="cpu", **SMALL)
+        policy = load_tiny(TASKS, cache_dir=root, device="cpu", **SMALL_TINY)
     return root, policy, seen
 
 
@@ -52,9 +51,9 @@ def test_it_measures_itself_on_each_task(two_task) -> None:
 
 def test_its_cache_key_differs_from_each_single_task_warm_start(two_task) -> None:
     root, policy, _ = two_task
-    config = TinyConfig.from_overrides(**SMALL)
+    config = TinyConfig.from_overrides(**SMALL_TINY)
     assert policy.info["cache_dir"] == str(tiny_cache_dir(config, TASKS, cache_dir=root))
     singles = {str(tiny_cache_dir(config, (name,), cache_dir=root)) for name in TASKS}
     assert policy.info["cache_dir"] not in singles
-    again = load_tiny(TASKS, cache_dir=root, device="cpu", **SMALL)
+    again = load_tiny(TASKS, cache_dir=root, device="cpu", **SMALL_TINY)
     assert again.info["cached"] is True

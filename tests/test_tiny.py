@@ -30,13 +30,12 @@ from rewardgym.agents.tiny import (
 from rewardgym.envs.tasks import Example, Task, base, load_task_jsonl, register_task
 from rewardgym.errors import ConfigError
 
-SMALL = SMALL_TINY
 
 
 @pytest.fixture(scope="module")
 def small_cache(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("cache")
-    policy = load_tiny("translate", cache_dir=root, device="cpu", **SMALL)
+    policy = load_tiny("translate", cache_dir=root, device="cpu", **SMALL_TINY)
     return root, policy
 
 
@@ -108,10 +107,10 @@ def test_reregistered_task_with_new_data_gets_a_fresh_warm_start(
     cache = tmp_path / "cache"
 
     _register_jsonl("qa_cache_test", old)
-    first = load_tiny("qa_cache_test", cache_dir=cache, device="cpu", **SMALL)
+    first = load_tiny("qa_cache_test", cache_dir=cache, device="cpu", **SMALL_TINY)
     _register_jsonl("qa_cache_test", new)  # same name, different references
-    second = load_tiny("qa_cache_test", cache_dir=cache, device="cpu", **SMALL)
-    again = load_tiny("qa_cache_test", cache_dir=cache, device="cpu", **SMALL)
+    second = load_tiny("qa_cache_test", cache_dir=cache, device="cpu", **SMALL_TINY)
+    again = load_tiny("qa_cache_test", cache_dir=cache, device="cpu", **SMALL_TINY)
 
     assert first.info["cached"] is False and second.info["cached"] is False
     assert second.info["cache_dir"] != first.info["cache_dir"]
@@ -141,8 +140,8 @@ def test_task_data_hash_covers_prompts_references_meta_and_order() -> None:
 
 
 def test_same_key_on_the_same_machine_gives_identical_weights(tmp_path) -> None:
-    first = load_tiny("translate", cache_dir=tmp_path / "a", device="cpu", **SMALL)
-    second = load_tiny("translate", cache_dir=tmp_path / "b", device="cpu", **SMALL)
+    first = load_tiny("translate", cache_dir=tmp_path / "a", device="cpu", **SMALL_TINY)
+    second = load_tiny("translate", cache_dir=tmp_path / "b", device="cpu", **SMALL_TINY)
     assert first.info["cached"] is False and second.info["cached"] is False
     assert Path(first.info["cache_dir"]).name == Path(second.info["cache_dir"]).name
     assert first.tokenizer.get_vocab() == second.tokenizer.get_vocab()
@@ -160,7 +159,7 @@ def test_key_follows_library_versions_and_log_records_the_machine(
     for name in KEY_LIBRARIES:
         assert log["machine"]["versions"][name] == installed[name]
 
-    config = TinyConfig.from_overrides(**SMALL)
+    config = TinyConfig.from_overrides(**SMALL_TINY)
     before = tiny_cache_dir(config, ("translate",), cache_dir=tmp_path)
     real = machine.library_versions
     seen = set()
@@ -191,7 +190,7 @@ def test_cache_env_var(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
 
 def test_build_writes_a_complete_cache(small_cache) -> None:
     root, policy = small_cache
-    path = tiny_cache_dir(TinyConfig.from_overrides(**SMALL), ("translate",), cache_dir=root)
+    path = tiny_cache_dir(TinyConfig.from_overrides(**SMALL_TINY), ("translate",), cache_dir=root)
     assert policy.info["cached"] is False and policy.info["cache_dir"] == str(path)
     names = {p.name for p in path.iterdir()}
     assert {
@@ -215,10 +214,10 @@ def _must_not_train(*args, **kwargs):
 
 def test_second_load_reuses_the_cache(small_cache, monkeypatch: pytest.MonkeyPatch) -> None:
     root, first = small_cache
-    path = tiny_cache_dir(TinyConfig.from_overrides(**SMALL), ("translate",), cache_dir=root)
+    path = tiny_cache_dir(TinyConfig.from_overrides(**SMALL_TINY), ("translate",), cache_dir=root)
     mtime = (path / "model.safetensors").stat().st_mtime_ns
     monkeypatch.setattr(tiny, "build_tiny", _must_not_train)
-    again = load_policy("tiny", task="translate", cache_dir=root, device="cpu", **SMALL)
+    again = load_policy("tiny", task="translate", cache_dir=root, device="cpu", **SMALL_TINY)
     assert again.info["cached"] is True and again.info["train_log"] == first.info["train_log"]
     assert (path / "model.safetensors").stat().st_mtime_ns == mtime
     for a, b in zip(first.model.parameters(), again.model.parameters(), strict=True):
@@ -227,10 +226,10 @@ def test_second_load_reuses_the_cache(small_cache, monkeypatch: pytest.MonkeyPat
 
 def test_incomplete_cache_dir_is_rebuilt(small_cache, tmp_path) -> None:
     _, first = small_cache
-    path = tiny_cache_dir(TinyConfig.from_overrides(**SMALL), ("translate",), cache_dir=tmp_path)
+    path = tiny_cache_dir(TinyConfig.from_overrides(**SMALL_TINY), ("translate",), cache_dir=tmp_path)
     path.mkdir(parents=True)
     (path / "model.safetensors").write_text("torn write")  # no COMPLETE marker
-    rebuilt = load_tiny("translate", cache_dir=tmp_path, device="cpu", **SMALL)
+    rebuilt = load_tiny("translate", cache_dir=tmp_path, device="cpu", **SMALL_TINY)
     assert rebuilt.info["cached"] is False and (path / COMPLETE).is_file()
     # same seed, same machine: same weights as the first build
     for a, b in zip(first.model.parameters(), rebuilt.model.parameters(), strict=True):
