@@ -31,7 +31,6 @@ from rewardgym.envs.tasks import Example, Task, base, load_task_jsonl, register_
 from rewardgym.errors import ConfigError
 
 
-
 @pytest.fixture(scope="module")
 def small_cache(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("cache")
@@ -226,7 +225,9 @@ def test_second_load_reuses_the_cache(small_cache, monkeypatch: pytest.MonkeyPat
 
 def test_incomplete_cache_dir_is_rebuilt(small_cache, tmp_path) -> None:
     _, first = small_cache
-    path = tiny_cache_dir(TinyConfig.from_overrides(**SMALL_TINY), ("translate",), cache_dir=tmp_path)
+    path = tiny_cache_dir(
+        TinyConfig.from_overrides(**SMALL_TINY), ("translate",), cache_dir=tmp_path
+    )
     path.mkdir(parents=True)
     (path / "model.safetensors").write_text("torn write")  # no COMPLETE marker
     rebuilt = load_tiny("translate", cache_dir=tmp_path, device="cpu", **SMALL_TINY)
