@@ -175,10 +175,11 @@ def run(
     seeds = tuple(seeds) if seeds is not None else ((0, 1) if quick else SEEDS)
     measure = {"warm_start": warm_start, "reward_rises": reward_rises, "sb3_copy": sb3_copy}
     result: dict[str, Any] = {"benchmark": "learning", "seeds": list(seeds), "quick": quick}
+    result["wall_s"] = {}
     for part in parts:
         started = time.perf_counter()
         result[part] = measure[part](seeds, quick=quick)
-        result[part]["wall_s"] = round(time.perf_counter() - started, 1)
+        result["wall_s"][part] = round(time.perf_counter() - started, 1)
     result["figures"] = _figures(result)
     return result
 

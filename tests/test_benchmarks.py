@@ -183,6 +183,19 @@ def test_learning_benchmark_summarises_each_seed() -> None:
     ]
 
 
+def test_learning_figures_read_every_part() -> None:
+    summary = {"n": 3, "mean": 0.1, "ci_low": 0.05, "ci_high": 0.2, "iqm": None, "values": []}
+    result = {
+        "warm_start": {"translate_bleu": {**summary, "mean": 51.0}},
+        "reward_rises": {"task_only": {**summary, "updates": 80}, "speed_only": summary},
+        "sb3_copy": {"trained": {**summary, "mean": 0.9}, "random": {**summary, "mean": 0.1}},
+        "wall_s": {"warm_start": 1.0},
+    }
+    rows = learning._figures(result)
+    assert [row["met"] for row in rows] == [True, True, True, None]
+    assert rows[-1]["value"] == pytest.approx(0.8)
+
+
 def test_quick_study_file_is_a_valid_reduced_study(tmp_path: Path) -> None:
     path = study_bench.quick_study_file(tmp_path)
     data = yaml.safe_load(path.read_text())
