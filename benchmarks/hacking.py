@@ -324,39 +324,61 @@ def _best(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def demonstrate_actions(
-    root: Path, base: dict, detector: str, options: dict, updates: int = ACTION_UPDATES
+    root: Path,
+    base: dict,
+    detector: str,
+    options: dict,
+    updates: int = ACTION_UPDATES,
+    seeds: tuple[int, ...] = (0,),
 ) -> list[dict]:
-    """speed_only trained three times: the detector logging, rolling back, pausing."""
+    """speed_only trained three times per seed: the detector logging, rolling back, pausing."""
     from rewardgym.agents.checkpoint import latest_checkpoint
     from rewardgym.agents.config import TrainConfig
     from rewardgym.agents.trainer import train
     from rewardgym.evaluation.monitors import make_monitor
 
     rows = []
-    for action in ("log", "rollback", "pause"):
-        out = root / f"actions__{action}"
-        spec = {**base, **ACTION_TRAIN, "updates": updates, "out": str(out)}
-        spec["keep_checkpoints"] = spec["updates"] + 1  # a rollback needs a healthy one kept
-        result = train(
-            TrainConfig(**spec), callbacks=[make_monitor(detector, {**options, "action": action})]
-        )
-        start = result.metrics[0]["start/quality"]
-        final = result.final_eval["final/quality"]
-        flops = result.metrics[-1]
-        rows.append(
-            {
-                "action": action,
-                "start_quality": start,
-                "final_quality": final,
-                "final_over_start": final / start if start else None,
-                "updates_done": result.updates_done,
-                "stopped_early": result.stopped_early,
-                "rollbacks": flops["rollbacks"],
-                "compute_waste_pct": flops["compute_waste_pct"],
-                "last_checkpoint": latest_checkpoint(out).name if latest_checkpoint(out) else None,
-            }
-        )
+    for seed in seeds:
+        for action in ("log", "rollback", "pause"):
+            out = root / f"actions__{action}__{seed}"
+            spec = {**base, **ACTION_TRAIN, "seed": seed, "updates": updates, "out": str(out)}
+            spec["keep_checkpoints"] = spec["updates"] + 1  # a rollback needs a healthy one kept
+            monitor = make_monitor(detector, {**options, "action": action})
+            result = train(TrainConfig(**spec), callbacks=[monitor])
+            start = result.metrics[0]["start/quality"]
+            final = result.final_eval["final/quality"]
+            last, checkpoint = result.metrics[-1], latest_checkpoint(out)
+            rows.append(
+                {
+                    "action": action,
+                    "seed": seed,
+                    "start_quality": start,
+                    "final_quality": final,
+                    "final_over_start": final / start if start else None,
+                    "updates_done": result.updates_done,
+                    "stopped_early": result.stopped_early,
+                    "rollbacks": last["rollbacks"],
+                    "compute_waste_pct": last["compute_waste_pct"],
+                    "last_checkpoint": checkpoint.name if checkpoint else None,
+                }
+            )
     return rows
+
+
+def summarise_actions(rows: list[dict]) -> dict[str, dict]:
+    """Per action, held-out quality end / start over the seeds (mean, 95 % bootstrap CI).
+
+    Example:
+        >>> summarise_actions([{"action": "log", "final_over_start": 0.5}])["log"]["mean"]
+        0.5
+    """
+    from rewardgym.evaluation.stats import summarise
+
+    actions = dict.fromkeys(r["action"] for r in rows)
+    return {
+        a: summarise([r["final_over_start"] for r in rows if r["action"] == a]).to_dict()
+        for a in actions
+    }
 
 
 def render_table(result: dict[str, Any]) -> str:
@@ -391,14 +413,15 @@ def render_table(result: dict[str, Any]) -> str:
 def render_actions(rows: list[dict]) -> str:
     """The markdown table of the action demonstration."""
     lines = [
-        "| action | held-out quality start → end | end / start | updates done | rollbacks | "
-        "compute waste | last checkpoint |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| action | seed | held-out quality start → end | end / start | updates done | "
+        "rollbacks | compute waste | last checkpoint |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         ratio = "n/a" if r["final_over_start"] is None else f"{r['final_over_start']:.2f}"
         lines.append(
-            f"| {r['action']} | {r['start_quality']:.1f} → {r['final_quality']:.1f} | {ratio} | "
+            f"| {r['action']} | {r.get('seed', 0)} | {r['start_quality']:.1f} → "
+            f"{r['final_quality']:.1f} | {ratio} | "
             f"{r['updates_done']}{' (paused)' if r['stopped_early'] else ''} | {r['rollbacks']} | "
             f"{r['compute_waste_pct']:.1f} % | {r['last_checkpoint']} |"
         )
@@ -487,3 +510,42 @@ def run(
             figure("benchmark wall time", wall / 60, "min", "<= 30 min", wall <= 1800),
         ],
     }
+
+
+def measure_actions(seeds: tuple[int, ...], detector: str = "sample_quality_drop") -> dict:
+    """The action demonstration alone, over ``seeds``, with ``detector`` at its defaults.
+
+    Example:
+        $ .venv/bin/python -m benchmarks.hacking --seeds 0 1 2
+    """
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="rewardgym-actions-") as tmp:
+        base = {**TRAIN, "eval_every": 1}
+        rows = demonstrate_actions(Path(tmp), base, detector, {}, seeds=seeds)
+    return {
+        "benchmark": "hacking_actions",
+        "detector": detector,
+        "seeds": list(seeds),
+        "actions": rows,
+        "end_over_start": summarise_actions(rows),
+        "actions_table": render_actions(rows),
+        "wall_s": time.perf_counter() - started,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from benchmarks.roofline import machine
+
+    # The whole benchmark runs through run_all; run alone, this module measures the actions.
+    parser = argparse.ArgumentParser(description="The detector actions over seeds.")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args(argv)
+    result = {**measure_actions(tuple(args.seeds)), "machine": machine()}
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -183,6 +183,19 @@ def test_learning_benchmark_summarises_each_seed() -> None:
     ]
 
 
+def test_action_rows_summarise_per_action_over_seeds() -> None:
+    row = dict(start_quality=50.0, updates_done=40, stopped_early=False, rollbacks=0,
+               compute_waste_pct=30.0, last_checkpoint="step-000040")  # fmt: skip
+    rows = [
+        {**row, "action": a, "seed": seed, "final_quality": q, "final_over_start": q / 50.0}
+        for seed, (a, q) in enumerate([("log", 20.0), ("rollback", 48.0), ("log", 30.0)])
+    ]
+    summary = hacking.summarise_actions(rows)
+    assert summary["log"]["values"] == [0.4, 0.6] and summary["log"]["mean"] == pytest.approx(0.5)
+    assert summary["rollback"]["n"] == 1
+    assert "| rollback | 1 | 50.0 → 48.0 | 0.96 |" in hacking.render_actions(rows)
+
+
 def test_learning_figures_read_every_part() -> None:
     summary = {"n": 3, "mean": 0.1, "ci_low": 0.05, "ci_high": 0.2, "iqm": None, "values": []}
     result = {
