@@ -10,8 +10,8 @@ hash of each task's splits, the seeds, the versions of torch, transformers and t
 
 Example:
     >>> policy = load_tiny(task="translate")  # trains once, showing a progress bar; then cached
-    >>> policy.info["train_log"]["bleu"]["test"] >= 50
-    True
+    >>> sorted(policy.info["train_log"]["bleu"])
+    ['translate']
 """
 
 from __future__ import annotations
@@ -365,7 +365,7 @@ def build_tiny(
     if evaluate:
         _say(progress, f"{label}: measuring greedy BLEU on the test split")
         eval_start = time.perf_counter()
-        # Test BLEU of the first task is the figure the warm start promises (>= 50 on translate).
+        # Test BLEU per task: what the warm start reached (benchmarks/learning.py measures it).
         log["bleu"] = {
             name: round(
                 evaluate_bleu(policy, t.split("test"), config.eval_max_new_tokens, answer=t.answer),
