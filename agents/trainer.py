@@ -148,6 +148,8 @@ def train(
         >>> result.metrics[-1]["reward/mean"]
     """
     config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    if resume:
+        _check_resumable(config.out)
     with _holding_run_dir(config.out), torch_threads(config.threads):
         return _train(config, callbacks or [], resume, label)
 
@@ -267,6 +269,19 @@ def _replay_examples(config: TrainConfig, task: Task) -> list[Example]:
         source = task if name == config.task else make_task(name, seed=config.task_seed)
         pool.extend(source.split("train"))
     return pool
+
+
+def _check_resumable(out: str | None) -> None:
+    """Resume only a run: a folder without our ``config.json`` is refused before anything is
+    written there, so a mistyped ``--out`` never gets a fresh run trained into the user's files."""
+    if out is None:
+        raise ConfigError("resume=True needs an output directory (--out RUN_DIR) to continue")
+    if not (Path(out) / "config.json").is_file():
+        what = "does not exist" if not Path(out).exists() else "holds no run (no config.json)"
+        raise RunDataError(
+            f"cannot resume {out!r}: it {what}; point --out at the folder of the run to "
+            "continue, or drop --resume to start a new run"
+        )
 
 
 def _holding_run_dir(out: str | None):

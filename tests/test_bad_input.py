@@ -58,6 +58,27 @@ def _train_argv(model: str, out: Path, *extra: str) -> list[str]:
 # -- config files and values -------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("folder", ["missing", "users_files"])
+def test_resume_of_a_folder_that_is_not_a_run_is_refused_and_writes_nothing(
+    random_model_dir, tmp_path, capsys, folder
+) -> None:
+    out = tmp_path / folder
+    if folder == "users_files":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    message = _cli_error(capsys, _train_argv(random_model_dir, out, "--resume"))
+    what = "does not exist" if folder == "missing" else "holds no run (no config.json)"
+    assert message == (
+        f"cannot resume {str(out)!r}: it {what}; point --out at the folder of the run to "
+        "continue, or drop --resume to start a new run"
+    )
+    if folder == "missing":
+        assert not out.exists()
+    else:  # the user's folder is exactly as it was
+        assert [p.name for p in out.iterdir()] == ["notes.txt"]
+        assert (out / "notes.txt").read_text() == "mine"
+
+
 def test_malformed_yaml(tmp_path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("task: [arithmetic\n")
