@@ -66,7 +66,7 @@ from rewardgym.envs.tasks import make_task
 LOGPROB_TOL = 1e-4
 TARGET_VS_HF = 2.0
 TARGET_BF16_SHARE = 0.40
-# Issue 22's target: a batch-64 rollout at half the attainable (memory-aware) roofline or more.
+# The rollout target: a batch-64 rollout at half the attainable (memory-aware) roofline or more.
 TARGET_ATTAINABLE_SHARE = 0.50
 # Each optimisation of the rollout path switched off alone (FastPathOptions), to measure its gain.
 ABLATIONS = {

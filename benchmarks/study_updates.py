@@ -40,7 +40,7 @@ STUDY = ROOT / "evaluation" / "studies" / "speed_vs_balanced.yaml"
 SKIPPED = ("eval_every", "eval_examples", "checkpoint_every", "updates")
 
 # Runs in the child process: only TrainConfig, train and study_monitors (which reads nothing but
-# its argument's ``monitors``), as every version since issue 22 began has them.
+# its argument's ``monitors``), as every version since 2a72d1f has them.
 _CHILD = """
 import json, sys
 from types import SimpleNamespace
