@@ -60,6 +60,7 @@ __all__ = [
     "capture_rng_state",
     "checkpoint_step",
     "list_checkpoints",
+    "last_healthy_checkpoint",
     "latest_checkpoint",
     "load_callbacks_state",
     "load_checkpoint",
@@ -212,6 +213,20 @@ def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
 
 
 # -- saving -----------------------------------------------------------------------------------
+
+
+def last_healthy_checkpoint(
+    run_dir: str | os.PathLike[str], at_most: int | None = None
+) -> Path | None:
+    """The newest checkpoint written after updates that raised no alert, at or before update
+    ``at_most`` when given (else, if all kept ones are later, the oldest healthy one kept)."""
+    healthy = [p for p in list_checkpoints(run_dir) if read_state(p)["state"].get("healthy", True)]
+    if not healthy:
+        return None
+    if at_most is not None:
+        early = [p for p in healthy if (checkpoint_step(p) or 0) <= at_most]
+        return early[-1] if early else healthy[0]
+    return healthy[-1]
 
 
 def _state_json(step: int, state: dict[str, Any]) -> str:

@@ -32,15 +32,14 @@ from rewardgym.agents.algorithms import (
 )
 from rewardgym.agents.callbacks import Callback, CallbackList, TrainContext
 from rewardgym.agents.checkpoint import (
-    checkpoint_step,
+    last_healthy_checkpoint,
     latest_checkpoint,
-    list_checkpoints,
     load_callbacks_state,
     load_checkpoint,
-    read_state,
     save_checkpoint,
 )
 from rewardgym.agents.config import TrainConfig
+from rewardgym.agents.divergence import Divergence, divergence_message
 from rewardgym.agents.losses import aggregate_loss, clipped_surrogate, kl_k3, ratio_stats
 from rewardgym.agents.memory import keep_freed_memory
 from rewardgym.agents.meters.batch_signals import pearson, top_share
@@ -652,68 +651,13 @@ def _count_update(run: _Run, epochs: list[dict[str, Any]]) -> None:
 def _stop_diverged(run: _Run) -> None:
     """End a run whose loss or gradient stayed non-finite: the callbacks see the end, run.json
     says that it failed and why, then :class:`TrainingDivergedError` is raised."""
-    error = TrainingDivergedError(_divergence_message(run))
+    where = Divergence(
+        run.nonfinite_streak, run.rollbacks, run.updates_stepped, run.update, run.run_dir
+    )
+    error = TrainingDivergedError(divergence_message(run.config, where))
     run.callbacks.on_train_end(run.ctx)
     _close(run, {}, stopped_early=False, interrupted=False, error=error)
     raise error
-
-
-def _divergence_message(run: _Run) -> str:
-    """What went wrong (which updates, loss or gradient, their values), how many updates
-    stepped, where the last healthy weights are, and what to change."""
-    config, streak = run.config, run.nonfinite_streak
-    shown = [_fault_text(f) for f in streak]
-    if len(shown) > 6:  # a long streak: its start and its end tell the story
-        shown = [*shown[:3], f"... {len(shown) - 6} more ...", *shown[-3:]]
-    rolled = f", after {run.rollbacks} rollback(s)" if run.rollbacks else ""
-    fixes = [f"lower lr (now {config.lr:g})", "check the reward for NaN, inf or huge values"]
-    if config.max_grad_norm == 0:
-        fixes.append("turn gradient clipping on (max_grad_norm, now 0)")
-    else:
-        fixes.append(f"keep gradient clipping on (max_grad_norm, now {config.max_grad_norm:g})")
-    if config.dtype != "float32":
-        fixes.append(f"train in float32 (dtype, now {config.dtype})")
-    return (
-        f"training diverged: {len(streak)} updates in a row had a non-finite loss or gradient "
-        f"and were skipped (max_nonfinite_updates={config.max_nonfinite_updates}{rolled}): "
-        f"{'; '.join(shown)}. {run.updates_stepped} of {run.update} updates took an optimizer "
-        f"step. {_healthy_weights(run)}. To fix it: {', '.join(fixes)}; then start a new run "
-        "(--resume refuses a changed lr)"
-    )
-
-
-def _fault_text(fault: dict[str, Any]) -> str:
-    """``update 3: non-finite loss and gradient (loss nan, gradient norm nan)``."""
-    values = {"loss": fault["loss"], "gradient": fault["grad_norm"]}
-    bad = [name for name, text in values.items() if not math.isfinite(float(text))]
-    return (
-        f"update {fault['update']}: non-finite {' and '.join(bad)} "
-        f"(loss {values['loss']}, gradient norm {values['gradient']})"
-    )
-
-
-def _healthy_weights(run: _Run) -> str:
-    """Where the last healthy checkpoint is, or why there is none."""
-    if run.run_dir is None:
-        return "No checkpoint: the run writes no files (out is None)"
-    checkpoint = _last_healthy_checkpoint(run.run_dir)
-    if checkpoint is not None:
-        step = checkpoint_step(checkpoint)
-        return (
-            f"The last healthy checkpoint is {str(checkpoint)!r} (the weights after {step} "
-            "updates, before these faults)"
-        )
-    kept = [p.name for p in list_checkpoints(run.run_dir)]
-    if not kept:
-        every = run.config.checkpoint_every
-        when = f"the first after {every} updates" if every else "only at the end"
-        return (
-            f"No checkpoint: none was written before the faults (checkpoint_every={every}: {when})"
-        )
-    return (
-        f"No healthy checkpoint: the kept ones ({', '.join(kept)}) were written after updates "
-        f"with alerts (keep_checkpoints={run.config.keep_checkpoints})"
-    )
 
 
 def _rollback(run: _Run) -> None:
@@ -722,7 +666,7 @@ def _rollback(run: _Run) -> None:
     Everything computed since that checkpoint and not yet counted as waste is now waste.
     """
     at_most, run.ctx.rollback_to = run.ctx.rollback_to, None
-    checkpoint = _last_healthy_checkpoint(run.run_dir, at_most) if run.run_dir else None
+    checkpoint = last_healthy_checkpoint(run.run_dir, at_most) if run.run_dir else None
     if checkpoint is None:
         return
     state = load_checkpoint(checkpoint, run.policy.model, run.optimizer, restore_rng=False)
@@ -730,18 +674,6 @@ def _rollback(run: _Run) -> None:
     useful_since = (run.flops.total - run.flops.wasted) - (then.total - then.wasted)
     run.flops.add_wasted("rolled_back", max(0.0, useful_since))
     run.rollbacks += 1
-
-
-def _last_healthy_checkpoint(run_dir: Path, at_most: int | None = None) -> Path | None:
-    """The newest checkpoint written after updates that raised no alert, at or before update
-    ``at_most`` when given (else, if all kept ones are later, the oldest healthy one kept)."""
-    healthy = [p for p in list_checkpoints(run_dir) if read_state(p)["state"].get("healthy", True)]
-    if not healthy:
-        return None
-    if at_most is not None:
-        early = [p for p in healthy if (checkpoint_step(p) or 0) <= at_most]
-        return early[-1] if early else healthy[0]
-    return healthy[-1]
 
 
 def _set_learning_rate(run: _Run) -> float:
