@@ -48,14 +48,17 @@ _EXPORTS = {
     "write_report": "rewardgym.evaluation.report",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+# public name -> module it is (``rewardgym.trl.attach(...)`` imports TRL only when used)
+_MODULES = {"trl": "rewardgym.integrations.trl"}
+
+__all__ = sorted([*_EXPORTS, *_MODULES]) + ["__version__"]
 
 
 # Importing rewardgym makes gymnasium.make("rewardgym/<Task>-v0") work; this loads no model code.
 del _envs
 
 
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+__getattr__ = lazy_getattr(__name__, _EXPORTS, _MODULES)
 
 
 def __dir__() -> list[str]:

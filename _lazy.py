@@ -14,14 +14,19 @@ from collections.abc import Callable
 from typing import Any
 
 
-def lazy_getattr(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
-    """A module-level ``__getattr__`` that imports ``exports[name]`` and returns its ``name``.
+def lazy_getattr(
+    package: str, exports: dict[str, str], modules: dict[str, str] | None = None
+) -> Callable[[str], Any]:
+    """A module-level ``__getattr__`` that imports ``exports[name]`` and returns its ``name``,
+    or, for a name in ``modules``, returns that module itself.
 
     Example:
         >>> __getattr__ = lazy_getattr(__name__, {"train": "rewardgym.agents.trainer"})
     """
 
     def __getattr__(name: str) -> Any:
+        if modules and name in modules:
+            return importlib.import_module(modules[name])
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")

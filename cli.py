@@ -266,7 +266,7 @@ def _study(args: argparse.Namespace) -> int:
     from rewardgym.evaluation.study_config import load_study_config
 
     name = args.config or DEFAULT_STUDY
-    config = load_study_config(name, seeds=args.seeds, executor=args.executor)
+    config = load_study_config(name, seeds=args.seeds, executor=args.executor, backend=args.backend)
     if args.config is None and not args.yes:
         print(study_plan(config, args.out))
         print(f"\nrun it with `rewardgym study {DEFAULT_STUDY}` (or --yes), or name another study")
@@ -459,6 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="study directory (default: studies/<name>)")
     p.add_argument("--executor", choices=["local", "ray"], help="override the config's executor")
     p.add_argument("--seeds", type=int, nargs="+", help="override the config's seeds")
+    p.add_argument(
+        "--backend",
+        choices=["native", "trl"],
+        help="train every run with this backend (trl: TRL's GRPOTrainer); the study is then "
+        "named <name>_<backend>, so its results sit beside the original's",
+    )
     p.add_argument("--no-report", action="store_true", help="skip writing the report")
     p.set_defaults(func=_study)
 

@@ -18,11 +18,13 @@ import yaml
 
 from rewardgym.agents.algorithms import AGGREGATIONS, LOSS_TYPES, SCALE_REWARDS, get_algorithm
 from rewardgym.agents.lora import check_lora_options
+from rewardgym.agents.trl_options import check_trl_options
 from rewardgym.envs.tasks import is_task_file
 from rewardgym.errors import ConfigError, UnknownNameError
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
 DTYPES = ("float32", "bfloat16")
+BACKENDS = ("native", "trl")
 
 
 def _field(default: Any, help: str, **kw: Any) -> Any:
@@ -61,6 +63,11 @@ class TrainConfig:
         "how a composite reward's components become advantages: sum_then_normalize (weighted "
         "sum, then group normalisation) or normalize_then_sum (each component normalised within "
         "its group, then weighted and summed: GDPO)",
+    )
+    backend: str = _field(
+        "native",
+        "the trainer: native (rewardgym's) or trl (TRL's GRPOTrainer, on the device accelerate "
+        "picks; options without a TRL counterpart are refused, see docs/trl.md)",
     )
     updates: int = _field(100, "optimizer updates to run")
     seed: int = _field(0, "seed of sampling, batches and initialisation")
@@ -178,6 +185,10 @@ class TrainConfig:
                 f"it needs group_size >= 2 and a group algorithm (grpo, ppo), got group_size "
                 f"{self.group_size} with {self.algo!r}"
             )
+        if self.backend not in BACKENDS:
+            raise UnknownNameError("backend", self.backend, BACKENDS)
+        if self.backend == "trl":
+            check_trl_options(self)
         if self.lr_schedule not in LR_SCHEDULES:
             raise UnknownNameError("lr schedule", self.lr_schedule, LR_SCHEDULES)
         if self.dtype not in DTYPES:

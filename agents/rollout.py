@@ -52,28 +52,46 @@ class Rollout:
         """Reward, component and completion statistics of this batch, for metrics.jsonl."""
         gen = self.generation
         entropy = [e for e in gen.entropy_bits if len(e)]
-        out = {
-            "reward/mean": float(self.rewards.mean()),
-            "reward/std": float(self.rewards.std()),
-            "tokens_generated": int(self.n_tokens.sum()),
-            "completion_length/mean": float(self.n_tokens.mean()),
-            "completion_chars/mean": float(np.mean([len(c) for c in gen.completions])),
-            "finished/share": float(np.mean(gen.finished)),
-            "entropy_bits": float(np.concatenate(entropy).mean()) if entropy else 0.0,
-            "generation_s": float(gen.wall_s),
-        }
-        for name, values in self.components.items():
-            finite = values[np.isfinite(values)]
-            if finite.size:
-                out[f"reward/{name}/mean"] = float(finite.mean())
-                out[f"reward/{name}/std"] = float(finite.std())
-            if name in self.weights:
-                weight = self.weights[name]
-                out[f"reward/{name}/weight"] = weight
-                # what it added to reward/mean: a component that does not apply adds 0
-                paid = np.nan_to_num(weight * values, nan=0.0) if weight else np.zeros_like(values)
-                out[f"reward/{name}/contribution"] = float(paid.mean())
+        out = batch_metrics(
+            self.rewards, self.components, self.weights, self.n_tokens, gen.completions,
+            gen.finished,
+        )  # fmt: skip
+        out["entropy_bits"] = float(np.concatenate(entropy).mean()) if entropy else 0.0
+        out["generation_s"] = float(gen.wall_s)
         return out
+
+
+def batch_metrics(
+    rewards: np.ndarray,
+    components: dict[str, np.ndarray],
+    weights: dict[str, float],
+    n_tokens,
+    completions,
+    finished,
+) -> dict[str, float]:
+    """Reward, component and completion statistics of one training batch, whichever trainer
+    sampled it: each component's mean, std, weight and what it added to ``reward/mean``."""
+    n_tokens = np.asarray(n_tokens)
+    out = {
+        "reward/mean": float(rewards.mean()),
+        "reward/std": float(rewards.std()),
+        "tokens_generated": int(n_tokens.sum()),
+        "completion_length/mean": float(n_tokens.mean()),
+        "completion_chars/mean": float(np.mean([len(c) for c in completions])),
+        "finished/share": float(np.mean(finished)),
+    }
+    for name, values in components.items():
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            out[f"reward/{name}/mean"] = float(finite.mean())
+            out[f"reward/{name}/std"] = float(finite.std())
+        if name in weights:
+            weight = weights[name]
+            out[f"reward/{name}/weight"] = weight
+            # what it added to reward/mean: a component that does not apply adds 0
+            paid = np.nan_to_num(weight * values, nan=0.0) if weight else np.zeros_like(values)
+            out[f"reward/{name}/contribution"] = float(paid.mean())
+    return out
 
 
 def update_seed(seed: int, update: int) -> int:

@@ -12,7 +12,9 @@ Example:
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rewardgym.agents.checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint
 from rewardgym.agents.config import TrainConfig
@@ -22,7 +24,32 @@ from rewardgym.agents.registry import load_policy, trains_on_tasks
 from rewardgym.errors import CheckpointError, ConfigError, RunDataError
 from rewardgym.fileio import atomic_dir
 
-__all__ = ["export_merged", "load_run_policy", "policy_for_config", "read_run_config"]
+__all__ = [
+    "RunResult",
+    "export_merged",
+    "load_run_policy",
+    "policy_for_config",
+    "read_run_config",
+]
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` returns.
+
+    ``updates_done`` counts the updates run, ``updates_stepped`` those that took an optimizer
+    step (the others were skipped: a non-finite loss or gradient, or a monitor's veto).
+    """
+
+    config: TrainConfig
+    run_dir: Path | None
+    updates_done: int
+    metrics: list[dict[str, Any]]
+    final_eval: dict[str, float]
+    stopped_early: bool = False
+    interrupted: bool = False
+    policy: LMPolicy | None = field(default=None, repr=False)
+    updates_stepped: int = 0
 
 
 def read_run_config(run_dir: Path) -> TrainConfig:

@@ -40,20 +40,19 @@ from rewardgym.agents.checkpoint import (
 )
 from rewardgym.agents.config import TrainConfig
 from rewardgym.agents.divergence import Divergence, divergence_message
+from rewardgym.agents.held_out import batch_quality, evaluate_held_out
 from rewardgym.agents.losses import aggregate_loss, clipped_surrogate, kl_k3, ratio_stats
 from rewardgym.agents.memory import keep_freed_memory
 from rewardgym.agents.meters.batch_signals import pearson, top_share
 from rewardgym.agents.meters.compute import FlopCounter
 from rewardgym.agents.meters.gradients import GradNoiseAccumulator
-from rewardgym.agents.meters.text_metrics import corpus_scores
 from rewardgym.agents.padding import pad_values
 from rewardgym.agents.policy import LMPolicy
 from rewardgym.agents.rollout import Rollout, collect_rollout
 from rewardgym.agents.runlog import SAMPLES_FILE, MetricsLog, read_metrics
-from rewardgym.agents.runs import policy_for_config
+from rewardgym.agents.runs import RunResult, policy_for_config
 from rewardgym.agents.sft import replay_loss
-from rewardgym.envs.scoring import score_completions
-from rewardgym.envs.spaces import Action
+from rewardgym.agents.trl_backend import train_with_trl
 from rewardgym.envs.tasks import Example, Task, make_task
 from rewardgym.envs.vector_env import TextTaskVectorEnv
 from rewardgym.errors import ConfigError, RunDataError, TrainingDivergedError
@@ -65,25 +64,6 @@ from rewardgym.machine import machine_record, torch_threads
 RESUMABLE_CHANGES = frozenset(
     {"updates", "out", "device", "progress", "tensorboard", "checkpoint_every", "keep_checkpoints"}
 )
-
-
-@dataclass
-class RunResult:
-    """What :func:`train` returns.
-
-    ``updates_done`` counts the updates run, ``updates_stepped`` those that took an optimizer
-    step (the others were skipped: a non-finite loss or gradient, or a monitor's veto).
-    """
-
-    config: TrainConfig
-    run_dir: Path | None
-    updates_done: int
-    metrics: list[dict[str, Any]]
-    final_eval: dict[str, float]
-    stopped_early: bool = False
-    interrupted: bool = False
-    policy: LMPolicy | None = field(default=None, repr=False)
-    updates_stepped: int = 0
 
 
 @dataclass
@@ -150,6 +130,8 @@ def train(
     if resume:
         _check_resumable(config.out)
     with _holding_run_dir(config.out), torch_threads(config.threads):
+        if config.backend == "trl":
+            return train_with_trl(config, callbacks or [], resume)
         return _train(config, callbacks or [], resume, label)
 
 
@@ -399,7 +381,9 @@ def _one_update(run: _Run) -> dict[str, Any]:
     record["zero_advantage/share"] = float(np.mean(advantages == 0.0))
     record["advantage/top_quarter_share"] = top_share(advantages)
     record["reward/length_corr"] = pearson(rollout.rewards, rollout.n_tokens)
-    record["sample/quality"] = _sample_quality(run, rollout)
+    record["sample/quality"] = batch_quality(
+        run.env.task, rollout.generation.completions, rollout.examples
+    )
     clip_fractions, epoch_stats = [], []
     epochs = config.ppo_epochs if get_algorithm(config.algo).reuses_batch else 1
     for epoch in range(epochs):
@@ -414,15 +398,6 @@ def _one_update(run: _Run) -> dict[str, Any]:
     record["ppo/clip_fraction"] = float(np.mean(clip_fractions))
     record["time/update_s"] = time.perf_counter() - start
     return record
-
-
-def _sample_quality(run: _Run, rollout: Rollout) -> float:
-    """The task's primary metric over this batch's answers against their training references:
-    a quality signal every update that costs no evaluation (no generation, no held-out data)."""
-    task = run.env.task
-    answers = task.answers(rollout.generation.completions)
-    refs = [ex.reference for ex in rollout.examples]
-    return float(task.quality(answers, refs, corpus_scores(answers, refs)))
 
 
 def _advantages(run: _Run, rollout: Rollout) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -728,38 +703,18 @@ def _finish_update(run: _Run, record: dict[str, Any]) -> None:
     run.update += 1
 
 
-def _greedy_on_validation(run: _Run, task: Task) -> tuple[list, list[str], Any, Any, Any]:
-    """Greedy answers to ``task``'s first validation examples: (examples, prompts, generation,
-    answers' corpus scores, quality)."""
-    examples = list(task.split("validation"))[: run.config.eval_examples]
-    prompts = [ex.prompt for ex in examples]
-    gen = run.policy.generate(prompts, max_new_tokens=run.config.max_new_tokens, greedy=True)
-    refs, answers = [ex.reference for ex in examples], task.answers(gen.completions)
-    scores = corpus_scores(answers, refs)
-    return examples, prompts, gen, scores, task.quality(answers, refs, scores)
-
-
 def _evaluate_during_training(run: _Run, prefix: str = "eval/") -> dict[str, float]:
-    """Greedy answers on the first validation examples: the task's primary metric
-    (``quality``), BLEU, chrF and the training reward; with a retention task, its primary
-    metric and BLEU too (``retention_*``: what the run keeps of a task it does not train on)."""
-    examples, prompts, gen, scores, quality = _greedy_on_validation(run, run.env.task)
-    actions = [
-        Action(text=t, n_tokens=n, finished=bool(f))
-        for t, n, f in zip(gen.completions, gen.n_tokens, gen.finished)
-    ]
-    output = score_completions(run.env.reward, run.env.task, examples, prompts, actions)
-    result = {
-        f"{prefix}quality": quality,
-        f"{prefix}bleu": scores.bleu,
-        f"{prefix}chrf": scores.chrf,
-        f"{prefix}reward": float(output.total.mean()),
-        f"{prefix}completion_length": float(np.mean(gen.n_tokens)),
-    }
-    if run.retention is not None:
-        *_, kept_scores, kept_quality = _greedy_on_validation(run, run.retention)
-        result[f"{prefix}retention_quality"] = kept_quality
-        result[f"{prefix}retention_bleu"] = kept_scores.bleu
+    """The held-out evaluation (:func:`~rewardgym.agents.held_out.evaluate_held_out`), which
+    the callbacks see."""
+    result = evaluate_held_out(
+        run.policy,
+        run.env.task,
+        run.env.reward,
+        n_examples=run.config.eval_examples,
+        max_new_tokens=run.config.max_new_tokens,
+        retention=run.retention,
+        prefix=prefix,
+    )
     run.callbacks.on_eval_end(run.ctx, result)
     return result
 

@@ -288,10 +288,13 @@ def sweep_schemes(sweep: SweepConfig) -> dict[str, dict]:
     return out
 
 
-def load_study_config(source: str | Path | dict, **overrides: Any) -> StudyConfig:
+def load_study_config(
+    source: str | Path | dict, backend: str | None = None, **overrides: Any
+) -> StudyConfig:
     """A study from a YAML path, the name of a shipped study, or a mapping.
 
-    ``overrides`` replace top-level keys (e.g. ``seeds=[0]``) before validation.
+    ``overrides`` replace top-level keys (e.g. ``seeds=[0]``) before validation; ``backend``
+    trains every run with that backend and names the study ``<name>_<backend>``.
     """
     if isinstance(source, dict):
         data, origin = dict(source), "study config"
@@ -299,6 +302,9 @@ def load_study_config(source: str | Path | dict, **overrides: Any) -> StudyConfi
         path = _locate(source)
         data, origin = load_yaml_mapping(path), str(path)
     data.update({k: v for k, v in overrides.items() if v is not None})
+    if backend is not None:
+        data["train"] = {**(data.get("train") or {}), "backend": backend}
+        data["name"] = f"{data.get('name', 'study')}_{backend}"
     return _build(StudyConfig, data, origin)
 
 

@@ -1,0 +1,1 @@
+"""rewardgym's measurements inside other trainers (``rewardgym.integrations.trl``)."""
