@@ -306,7 +306,18 @@ def study_plan(config, out: str | None) -> str:
 
 def _report(args: argparse.Namespace) -> int:
     from rewardgym.evaluation.report import report_summary, write_report
+    from rewardgym.evaluation.run_folder import RUNS_JSON, folder_kind, write_folder_report
 
+    if folder_kind(args.study_dir) == "runs":  # runs trained one by one, not a study
+        paths = write_folder_report(args.study_dir, args.out, baseline=args.baseline)
+        print(f"results: {paths[RUNS_JSON]}")
+        print(report_summary(paths))
+        return 0
+    if args.baseline is not None:
+        raise ConfigError(
+            f"--baseline is for a folder of runs; the study in {args.study_dir!r} names its "
+            "baseline in its study.yaml (baseline: SCHEME)"
+        )
     if args.refresh:
         from rewardgym.evaluation.study import refresh_records
 
@@ -489,9 +500,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("report", help="write report.md and report.html for a study directory")
-    p.add_argument("study_dir", help="a study directory (holds results.json)")
+    p = sub.add_parser(
+        "report",
+        help="write report.md and report.html for a study or a folder of runs",
+        description="Report on a study directory (it holds results.json), or on a folder of "
+        "runs trained one by one (`rewardgym train --out FOLDER/NAME`, each evaluated with "
+        "`rewardgym evaluate`): its runs are grouped into schemes by reward and compared as a "
+        "study's are; the collected values go to REPORT_DIR/runs.json.",
+    )
+    p.add_argument(
+        "study_dir", help="a study directory (holds results.json) or a folder of run directories"
+    )
     p.add_argument("--out", help="report directory (default: STUDY_DIR/report)")
+    p.add_argument(
+        "--baseline",
+        metavar="SCHEME",
+        help="a folder of runs: the scheme the others are compared with (default: task_only "
+        "if present, else the first scheme in sorted order)",
+    )
     p.add_argument(
         "--refresh",
         action="store_true",

@@ -1,4 +1,4 @@
-"""Evaluation: the monitors and the harness (evaluate, audit, studies, reports).
+"""Evaluation: the monitors and the harness (evaluate, audit, studies, reports, folders of runs).
 
 It sits above agents and drives them; the meters it reads (text metrics, gradient noise,
 FLOPs) live in ``agents/meters``, below everything that measures with them. pyproject.toml's
@@ -21,6 +21,7 @@ _EXPORTS = {
     "run_study": "rewardgym.evaluation.study",
     "StudyResult": "rewardgym.evaluation.study",
     "write_report": "rewardgym.evaluation.report",
+    "write_folder_report": "rewardgym.evaluation.run_folder",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -471,17 +471,20 @@ def summarise_run(
         if flops_total and gain and gain > 0
         else None,
         "completion_length": after.completion_tokens,
-        "entropy_bits": float(np.mean([m["entropy_bits"] for m in tail]))
-        if tail and last
-        else None,
-        "train_reward_first": float(np.mean([m["reward/mean"] for m in metrics[: len(tail)]]))
-        if metrics
-        else None,
-        "train_reward_last": float(np.mean([m["reward/mean"] for m in tail])) if metrics else None,
+        "entropy_bits": _mean_of(tail, "entropy_bits"),
+        "train_reward_first": _mean_of(metrics[: len(tail)], "reward/mean"),
+        "train_reward_last": _mean_of(tail, "reward/mean"),
         "monitor_alerts": sum(len(m.get("alerts", [])) for m in metrics),
         "alerts": [a for m in metrics for a in m.get("alerts", [])],
         "eval_reward": (after.reward or {}).get("total"),
     }
+
+
+def _mean_of(records: list[dict], key: str) -> float | None:
+    """The mean of ``key`` over the updates that logged it; None when none did (a run trained
+    by another backend may not log every key the native trainer does)."""
+    values = [m[key] for m in records if m.get(key) is not None]
+    return float(np.mean(values)) if values else None
 
 
 def _mitigation_share(last: dict) -> float | None:
@@ -669,18 +672,7 @@ def collect_results(config: StudyConfig, study_dir: Path, wall_s: float | None =
         path = record_path(study_dir, unit)
         if path.exists():
             records.append(json.loads(path.read_text(encoding="utf-8")))
-    _add_grad_variance_change(records, config.baseline)
     schemes = list(dict.fromkeys(u.scheme for u in units))
-    summary, beats = {}, {}
-    base_runs = [r for r in records if r["scheme"] == config.baseline]
-    for scheme in schemes:
-        runs = [r for r in records if r["scheme"] == scheme]
-        summary[scheme] = {m: summarise([r.get(m) for r in runs]).to_dict() for m in HEADLINE}
-        beats[scheme] = {
-            m: _prob(runs, base_runs, m, better)
-            for m, better in HEADLINE.items()
-            if better is not None
-        }
     return {
         "format_version": STUDY_FORMAT_VERSION,
         "study": config.name,
@@ -690,13 +682,35 @@ def collect_results(config: StudyConfig, study_dir: Path, wall_s: float | None =
         "seeds": config.seeds,
         "complete": len(records) == len(units),
         "runs": records,
-        "summary": summary,
-        "p_beats_baseline": beats,
-        "before": _before_summary(config, study_dir),
+        **aggregate_records(records, schemes, config.baseline),
+        "before": before_summary(study_dir, config.tasks, config.evaluation.split),
         "environment": {**environment(), "torch_threads": config.threads},  # what runs used
         "wall_s": wall_s,
         "config": config.to_dict(),
     }
+
+
+def aggregate_records(records: list[dict], schemes: Sequence[str], baseline: str) -> dict:
+    """The per-scheme statistics of results.json from the runs' records: ``summary`` (each
+    headline metric's mean, CI and values over seeds) and ``p_beats_baseline``. Each record
+    gains ``grad_variance_change_pct`` (against the baseline's run of the same task and seed).
+
+    Example:
+        >>> sorted(aggregate_records(records, ["task_only", "speed_only"], "task_only"))
+        ['p_beats_baseline', 'summary']
+    """
+    _add_grad_variance_change(records, baseline)
+    summary, beats = {}, {}
+    base_runs = [r for r in records if r["scheme"] == baseline]
+    for scheme in schemes:
+        runs = [r for r in records if r["scheme"] == scheme]
+        summary[scheme] = {m: summarise([r.get(m) for r in runs]).to_dict() for m in HEADLINE}
+        beats[scheme] = {
+            m: _prob(runs, base_runs, m, better)
+            for m, better in HEADLINE.items()
+            if better is not None
+        }
+    return {"summary": summary, "p_beats_baseline": beats}
 
 
 def _add_grad_variance_change(records: list[dict], baseline: str) -> None:
@@ -718,10 +732,11 @@ def _prob(runs: list[dict], base_runs: list[dict], metric: str, higher: bool) ->
     return prob_beats(a, b, higher) if a and b else None
 
 
-def _before_summary(config: StudyConfig, study_dir: Path) -> dict:
+def before_summary(study_dir: Path, tasks: Sequence[str], split: str) -> dict:
+    """The starting policy's headline figures per task, from ``before/<task>/<split>.json``."""
     out = {}
-    for task in config.tasks:
-        path = study_dir / "before" / task_label(task) / f"{config.evaluation.split}.json"
+    for task in tasks:
+        path = study_dir / "before" / task_label(task) / f"{split}.json"
         if path.exists():
             data = json.loads(path.read_text(encoding="utf-8"))
             out[task] = {

@@ -203,7 +203,9 @@ def _kit(model_dir, out, monitors=(), **options):
 
 
 def test_a_scheduled_reward_or_a_skipping_monitor_is_refused(random_model_dir, tmp_path):
-    scheduled = {"composite": {"bleu": 0.8, "speed": {"schedule": "linear", "start": 0, "end": 0.4}}}
+    scheduled = {
+        "composite": {"bleu": 0.8, "speed": {"schedule": "linear", "start": 0, "end": 0.4}}
+    }
     with pytest.raises(ConfigError, match="weight schedule; TRL's reward_weights are fixed"):
         _kit(random_model_dir, tmp_path / "a", reward=scheduled)
     with pytest.raises(ConfigError, match="action 'skip', but TRL takes every optimizer step"):
@@ -280,3 +282,23 @@ def test_without_trl_the_error_says_how_to_install(monkeypatch) -> None:
     monkeypatch.setattr(builtins, "__import__", no_trl)
     with pytest.raises(ConfigError, match=r'pip install "torch==2.13.0" "trl'):
         require_trl()
+
+
+@pytest.mark.slow
+def test_the_example_script_yields_a_run_that_replays(random_model_dir, tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from rewardgym.evaluation.replay import replay_run
+
+    script = Path(__file__).resolve().parent.parent / "examples" / "trl_grpo.py"
+    out = tmp_path / "runs" / "balanced"
+    done = subprocess.run(
+        [sys.executable, str(script), "--out", str(out), "--model", random_model_dir,
+         "--task", "arithmetic", "--steps", "2"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(read_metrics(out / "metrics.jsonl")) == 2
+    assert len(replay_run(out, reward="speed_only")["updates"]) == 2

@@ -48,6 +48,28 @@ class StudyFiles:
     def baseline(self) -> str:
         return str(self.results.get("baseline", ""))
 
+    @property
+    def folder(self) -> dict[str, Any] | None:
+        """How a folder of runs trained one by one was collected (its runs, their backends,
+        what was missing or left out); None for a study."""
+        folder = self.results.get("run_folder")
+        return folder if isinstance(folder, dict) else None
+
+    @property
+    def run_root(self) -> str:
+        """What every run's path starts with: ``runs/`` in a study, nothing in a folder of runs
+        (the paths are the runs' own folders under it)."""
+        return "" if self.folder is not None else "runs/"
+
+    @property
+    def results_file(self) -> str:
+        """The file, relative to the directory, that holds the per-run and per-scheme values."""
+        return str((self.folder or {}).get("results_file") or "results.json")
+
+    def run_label(self, run: RunFiles) -> str:
+        """A run's name in tables and plots: its path under :attr:`run_root`."""
+        return run.path.removeprefix(self.run_root)
+
     def runs_of(self, scheme: str) -> list[RunFiles]:
         return [r for r in self.runs if r.record.get("scheme") == scheme]
 
@@ -97,7 +119,8 @@ def _read_results(study_dir: Path) -> dict[str, Any]:
     if not path.exists():
         raise RunDataError(
             f"no results.json in {str(study_dir)!r}; run `rewardgym study CONFIG --out "
-            f"{study_dir}` first (it writes results.json), then `rewardgym report {study_dir}`"
+            f"{study_dir}` first (it writes results.json), then `rewardgym report {study_dir}` "
+            "(for a folder of runs trained one by one, `rewardgym report FOLDER` collects them)"
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -442,7 +442,7 @@ def plot_alerts(study: StudyFiles) -> Plot | None:
                     xs.append(_finite(a.get("update")) or 0.0)
                     ys.append(i)
         ax.scatter(xs, ys, label=monitor, color=colours[monitor], marker="|", s=200)
-    ax.set_yticks(range(len(runs)), [r.path.removeprefix("runs/") for r in runs], fontsize=7)
+    ax.set_yticks(range(len(runs)), [study.run_label(r) for r in runs], fontsize=7)
     ax.set_ylim(len(runs) - 0.5, -0.5)  # first run on top, as in the table
     n_updates = max(int(_finite(r.record.get("updates")) or 0) for r in runs)
     if n_updates:

@@ -64,8 +64,8 @@ def build_content(study: StudyFiles) -> ReportContent:
     """Turn a read study into the report's sections."""
     res = study.results
     name = str(res.get("study", study.study_dir.name))
-    facts = [
-        f"study: {name}",
+    facts = [f"study: {name}"] if study.folder is None else _folder_facts(study)
+    facts += [
         f"schemes: {', '.join(study.schemes)} (baseline: {study.baseline})",
         f"tasks: {', '.join(map(str, res.get('tasks', [])))}; "
         f"seeds: {', '.join(map(str, res.get('seeds', [])))}; "
@@ -80,14 +80,17 @@ def build_content(study: StudyFiles) -> ReportContent:
     if config.get("description"):
         facts.append(f"design: {config['description']}")
     caveats = []
-    if not res.get("complete", True):
+    if study.folder is not None:
+        caveats += _folder_caveats(study)
+    elif not res.get("complete", True):
         caveats.append(
             "The study is not complete: some runs have not finished. Rerun the study command to "
             "finish it; the figures below cover the finished runs only."
         )
     caveats += [f"missing file: {m}" for m in study.missing]
+    kind = "study report" if study.folder is None else "report on a folder of runs"
     return ReportContent(
-        title=f"rewardgym study report: {name}",
+        title=f"rewardgym {kind}: {name}",
         facts=facts,
         caveats=caveats,
         headline=headline_table(study),
@@ -107,13 +110,57 @@ def build_content(study: StudyFiles) -> ReportContent:
     )
 
 
+def _folder_facts(study: StudyFiles) -> list[str]:
+    """What a report on a folder of runs was built from: the folder, each run and its backend."""
+    folder = study.folder or {}
+    runs = ", ".join(f"{r['path']} ({r.get('backend', 'native')})" for r in folder.get("runs", []))
+    return [
+        f"built from a folder of runs trained one by one, not a study: {study.study_dir} (the "
+        f"collected values: {study.results_file})",
+        f"runs (training backend): {runs or 'none'}",
+    ]
+
+
+def _folder_caveats(study: StudyFiles) -> list[str]:
+    """The runs a report on a folder could not use, each with the command that fixes it."""
+    folder = study.folder or {}
+    lines = [
+        f"{m['run']} has no eval/{study.split}.json, so no figure includes it: run "
+        f"`{m['command']}`, then `rewardgym report {study.study_dir}` again."
+        for m in folder.get("missing", [])
+    ]
+    lines += [f"{r['run']} is left out: {r['why']}" for r in folder.get("left_out", [])]
+    return lines + [str(note) for note in folder.get("notes", [])]
+
+
 def _commands(study: StudyFiles) -> list[str]:
     d = study.study_dir
+    if study.folder is not None:
+        return _folder_commands(study)
     return [
         f"rewardgym study {d / 'study.yaml'} --out {d}",
         f"rewardgym report {d}",
         f"sacrebleu {d}/RUN/eval/{study.split}.refs.txt -i {d}/RUN/eval/{study.split}.hyps.txt "
         "-b   # one run's final BLEU (RUN = runs/<scheme>/<task>/<seed>)",
+    ]
+
+
+def _folder_commands(study: StudyFiles) -> list[str]:
+    """Per run: train it from its saved options, evaluate it as the others were; then report."""
+    d = study.study_dir
+    lines = [
+        "# each run, trained again from its saved config.json (train refuses a folder that "
+        "already holds a run: move the old one away first), then evaluated as the report's "
+        "runs were"
+    ]
+    for run in (study.folder or {}).get("runs", []):
+        if run.get("backend", "native") != "native":
+            lines.append(f"# {run['path']} was trained with the {run['backend']} backend")
+        lines += [run["train_command"], run["evaluate_command"]]
+    return lines + [
+        f"rewardgym report {d}",
+        f"sacrebleu {d}/RUN/eval/{study.split}.refs.txt -i {d}/RUN/eval/{study.split}.hyps.txt "
+        "-b   # one run's final BLEU (RUN = a run's folder)",
     ]
 
 
@@ -139,14 +186,17 @@ def _environment_table(env: dict[str, Any]) -> Table:
 def _wall_lines(study: StudyFiles) -> list[str]:
     wall = _finite(study.results.get("wall_s"))
     per_run = defined(r.record.get("wall_s") for r in study.runs)
-    lines = [
-        "study wall time (this invocation): "
-        + ("n/a (not recorded)" if wall is None else f"{wall:.1f} s")
-    ]
+    if study.folder is not None:
+        lines = ["study wall time: none (the runs were trained one by one)"]
+    else:
+        lines = [
+            "study wall time (this invocation): "
+            + ("n/a (not recorded)" if wall is None else f"{wall:.1f} s")
+        ]
     if per_run:
         lines.append(
             f"sum of run wall times: {sum(per_run):.1f} s over {len(per_run)} runs "
-            f"(results.json runs[].wall_s)"
+            f"({study.results_file} runs[].wall_s)"
         )
     return lines
 

@@ -207,7 +207,7 @@ def _num(value: Any, digits: int = 2, sign: bool = False) -> str:
 def per_run_table(study: StudyFiles) -> Table:
     """Every run's own figures: the values the means and intervals are computed from."""
     cols = [
-        "run (under runs/)",
+        f"run (under {study.run_root})" if study.run_root else "run",
         "BLEU before",
         "BLEU after",
         "BLEU impr. %",
@@ -228,7 +228,7 @@ def per_run_table(study: StudyFiles) -> Table:
         r = run.record
         rows.append(
             [
-                run.path.removeprefix("runs/"),
+                study.run_label(run),
                 _num(r.get("before_bleu")),
                 _num(r.get("final_bleu")),
                 _num(r.get("bleu_improvement_pct"), 1, True),
@@ -277,7 +277,7 @@ def alert_table(study: StudyFiles) -> Table:
         for a in alerts:
             rows.append(
                 [
-                    run.path.removeprefix("runs/"),
+                    study.run_label(run),
                     str(a.get("update", "")),
                     str(a.get("monitor", "")),
                     _num(a.get("value"), 4),
@@ -328,8 +328,16 @@ def source_lines(study: StudyFiles) -> list[str]:
         if src.recompute:
             line += f"; recompute: {src.recompute.replace('SPLIT', study.split)}"
         lines.append(line)
+    run = (
+        "RUN = runs/<scheme>/<task>/<seed>"
+        if study.folder is None
+        else (
+            "RUN = the run's own folder (see Per-run figures); before/<task>/ holds the starting "
+            "policy's evaluation, made with the runs' evaluation settings"
+        )
+    )
     lines.append(
-        "RUN = runs/<scheme>/<task>/<seed>; the per-run values are under results.json "
+        f"{run}; the per-run values are under {study.results_file} "
         '"runs" (same keys as the rows), and each column\'s n, mean, ci_low, ci_high, iqm and '
         'values under "summary" → <scheme> → <key>; P(beats baseline) under "p_beats_baseline".'
     )
