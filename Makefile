@@ -1,5 +1,5 @@
 # Every target sets itself up: .venv is created and filled on first use. `make study` installs
-# only what a study runs on; the test, lint and audit targets add the developer tools and Ray.
+# only what a study runs on; the test, lint and audit targets add the developer tools, TRL and Ray.
 # Override the torch pin for other platforms, e.g. `make test TORCH=torch==2.15.0`.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
@@ -55,7 +55,6 @@ study: $(BASE)
 	$(VENV)/bin/rewardgym study $(STUDY) --out studies/$(STUDY)
 
 # Benchmarks against the hardware limit and against TRL: JSON + benchmarks/results/latest.md.
-# `make bench BENCH_ARGS=--quick` runs the short version. Torch stays pinned while TRL installs.
+# `make bench BENCH_ARGS=--quick` runs the short version (TRL comes with the developer tools).
 bench: $(DEV)
-	$(PIP) "$(TORCH)" -e ".[bench]"
 	$(PY) -m benchmarks.run_all $(BENCH_ARGS)

@@ -526,6 +526,12 @@ class RunRecorder(TrainerCallback):
 def _check_trainer(args, recorder: RunRecorder) -> None:
     """Refuse, before anything is written, a trainer the kit cannot measure."""
     trl = require_trl()
+    if getattr(args, "world_size", 1) > 1:
+        raise ConfigError(
+            f"the rewardgym kit records single-process runs, and this one has {args.world_size} "
+            "processes (each would score and write its own share); train on one device, or "
+            "train without the kit"
+        )
     if not isinstance(args, trl.GRPOConfig):
         raise ConfigError(
             f"the rewardgym kit measures TRL's GRPOTrainer, but this trainer's arguments are a "

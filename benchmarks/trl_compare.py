@@ -44,7 +44,7 @@ from rewardgym.rewards import to_trl
 
 TARGET_VS_TRL = 2.0
 HAVE_TRL = importlib.util.find_spec("trl") is not None
-TRL_MISSING = 'TRL is not installed; run `pip install -e ".[bench]"` (or `make bench`)'
+TRL_MISSING = 'TRL is not installed; run `make setup` (or `pip install -e ".[dev]"`)'
 
 
 def _step_timer() -> tuple[Any, list[float]]:

@@ -147,7 +147,7 @@ def test_lora_benchmark_measures_both_arms_in_their_own_process(random_model_dir
     _check_figures(result)
 
 
-@pytest.mark.skipif(not trl_compare.HAVE_TRL, reason='needs TRL: pip install -e ".[bench]"')
+@pytest.mark.slow
 def test_trl_compare_runs_rewardgym_reward_inside_trl(random_model_dir: str) -> None:
     result = trl_compare.run(quick=True, model=random_model_dir)
     assert result["trl_samples_per_s"] > 0 and result["rewardgym_samples_per_s"] > 0

@@ -30,8 +30,6 @@ from rewardgym.errors import ConfigError, RunDataError, UnknownNameError
 from rewardgym.evaluation.monitors.base import Finding, Monitor
 from rewardgym.rewards import make_reward
 
-pytest.importorskip("trl")
-
 UPDATES = 6
 
 
@@ -302,3 +300,15 @@ def test_the_example_script_yields_a_run_that_replays(random_model_dir, tmp_path
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(read_metrics(out / "metrics.jsonl")) == 2
     assert len(replay_run(out, reward="speed_only")["updates"]) == 2
+
+
+def test_the_docs_option_table_names_every_option() -> None:
+    from pathlib import Path
+
+    from rewardgym.agents.trl_options import OPTION_TABLE, UNSUPPORTED
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "trl.md").read_text()
+    for option, counterpart in OPTION_TABLE.items():
+        assert f"| `{option}` |" in text, option
+    for option in UNSUPPORTED:
+        assert f"`{option}`" in text, option
