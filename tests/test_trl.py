@@ -308,7 +308,7 @@ def test_the_docs_option_table_names_every_option() -> None:
     from rewardgym.agents.trl_options import OPTION_TABLE, UNSUPPORTED
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "trl.md").read_text()
-    for option, counterpart in OPTION_TABLE.items():
+    for option in OPTION_TABLE:
         assert f"| `{option}` |" in text, option
     for option in UNSUPPORTED:
         assert f"`{option}`" in text, option
