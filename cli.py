@@ -330,8 +330,8 @@ def _report(args: argparse.Namespace) -> int:
 TRAIN_OPTION_GROUPS = {
     "task and model": ("task", "task_seed", "task_kwargs", "model", "model_options"),
     "reward and algorithm": (
-        "reward", "algo", "aggregation", "updates", "seed", "prompts_per_update", "group_size",
-        "micro_batches", "kl_coef", "entropy_coef", "baseline_momentum", "ppo_epochs",
+        "reward", "backend", "algo", "aggregation", "updates", "seed", "prompts_per_update",
+        "group_size", "micro_batches", "kl_coef", "entropy_coef", "baseline_momentum", "ppo_epochs",
         "loss_type", "epsilon_high", "scale_rewards", "mask_truncated_completions",
         "clip_eps", "replay_share", "replay_confidence_weighting",
     ),

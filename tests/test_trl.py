@@ -312,3 +312,25 @@ def test_the_docs_option_table_names_every_option() -> None:
         assert f"| `{option}` |" in text, option
     for option in UNSUPPORTED:
         assert f"`{option}`" in text, option
+
+
+@pytest.mark.slow
+def test_report_compares_a_trl_run_with_a_native_run(random_model_dir, tmp_path) -> None:
+    from rewardgym.evaluation.eval_config import EvalConfig
+    from rewardgym.evaluation.evaluate import evaluate_run
+    from rewardgym.evaluation.run_folder import write_folder_report
+
+    folder = tmp_path / "runs"
+    for backend in ("native", "trl"):
+        out = folder / backend
+        train(_config(random_model_dir, out, backend=backend, updates=2, eval_every=0))
+        evaluate_run(out, EvalConfig(n_examples=4, noise=[], max_new_tokens=6))
+    paths = write_folder_report(folder, log=lambda line: None)
+    results = json.loads(paths["runs.json"].read_text())
+    by_backend = {r["backend"]: r for r in results["runs"]}
+    assert set(by_backend) == {"native", "trl"}
+    assert by_backend["native"]["scheme"] != by_backend["trl"]["scheme"]  # never merged
+    for backend, record in by_backend.items():
+        after = json.loads((folder / backend / "eval" / "test.json").read_text())
+        assert record["final_quality"] == pytest.approx(after["quality"]), backend
+    assert paths["report.html"].is_file()
