@@ -334,3 +334,17 @@ def test_report_compares_a_trl_run_with_a_native_run(random_model_dir, tmp_path)
         after = json.loads((folder / backend / "eval" / "test.json").read_text())
         assert record["final_quality"] == pytest.approx(after["quality"]), backend
     assert paths["report.html"].is_file()
+
+
+@pytest.mark.slow
+def test_resume_continues_from_trls_checkpoint(random_model_dir, tmp_path) -> None:
+    out = tmp_path / "run"
+    train(_config(random_model_dir, out, updates=4, eval_every=0))
+    resumed = train(_config(random_model_dir, out, updates=6, eval_every=0), resume=True)
+    records = read_metrics(out / "metrics.jsonl")
+    assert [r["update"] for r in records] == list(range(6))  # each update once
+    assert [s["update"] for s in read_metrics(out / "samples.jsonl")] == list(range(6))
+    assert resumed.updates_done == 6 and checkpoint_step(latest_checkpoint(out)) == 6
+    # the counters carry on: FLOPs only grow across the resume
+    totals = [r["flops/total"] for r in records]
+    assert totals == sorted(totals) and totals[4] > totals[3]
