@@ -24,8 +24,8 @@ from typing import Any
 from rewardgym.agents.callbacks import Callback
 from rewardgym.agents.config import TrainConfig
 from rewardgym.agents.runs import RunResult, policy_for_config
-from rewardgym.agents.trl_kit import TRLKit, require_trl
-from rewardgym.agents.trl_options import grpo_arguments
+from rewardgym.agents.trl_kit import TRLKit
+from rewardgym.agents.trl_options import grpo_arguments, require_trl
 
 __all__ = ["TRL_CHECKPOINTS", "train_with_trl"]
 

@@ -17,12 +17,29 @@ from typing import Any
 
 from rewardgym.errors import ConfigError
 
+TRL_MISSING = (
+    "TRL is not installed; install it beside the CPU torch pin with "
+    '`pip install "torch==2.13.0" "trl>=0.20,<2"` (or `make setup`)'
+)
+
+
+def require_trl() -> Any:
+    """The ``trl`` module, or a ConfigError with the install command."""
+    try:
+        import trl
+    except ImportError:
+        raise ConfigError(TRL_MISSING) from None
+    return trl
+
+
 __all__ = [
     "OPTION_TABLE",
+    "TRL_MISSING",
     "UNSUPPORTED",
     "check_trl_options",
     "grpo_arguments",
     "options_from_grpo_args",
+    "require_trl",
 ]
 
 #: rewardgym option -> its GRPOConfig counterpart (docs/trl.md prints this table)

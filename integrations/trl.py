@@ -26,7 +26,8 @@ from rewardgym.agents.callbacks import Callback
 from rewardgym.agents.config import TrainConfig
 from rewardgym.agents.policy import LMPolicy
 from rewardgym.agents.registry import load_policy
-from rewardgym.agents.trl_kit import TRLKit, require_trl
+from rewardgym.agents.trl_kit import TRLKit
+from rewardgym.agents.trl_options import require_trl
 from rewardgym.errors import ConfigError
 
 __all__ = ["TRLKit", "attach"]

@@ -268,7 +268,7 @@ def test_the_dataset_prompts_tokenize_as_rewardgym_encodes_them(random_model_dir
 def test_without_trl_the_error_says_how_to_install(monkeypatch) -> None:
     import builtins
 
-    from rewardgym.agents.trl_kit import require_trl
+    from rewardgym.agents.trl_options import require_trl
 
     real_import = builtins.__import__
 
@@ -348,3 +348,19 @@ def test_resume_continues_from_trls_checkpoint(random_model_dir, tmp_path) -> No
     # the counters carry on: FLOPs only grow across the resume
     totals = [r["flops/total"] for r in records]
     assert totals == sorted(totals) and totals[4] > totals[3]
+
+
+def test_trl_settings_config_json_cannot_hold_are_named(tmp_path) -> None:
+    from trl import GRPOConfig
+
+    from rewardgym.agents.trl_options import options_from_grpo_args
+    from rewardgym.agents.trl_records import fitting_config
+
+    args = GRPOConfig(
+        output_dir=str(tmp_path), per_device_train_batch_size=8, gradient_accumulation_steps=1,
+        num_generations=4, loss_type="cispo", use_cpu=True, report_to="none", max_steps=10,
+    )  # fmt: skip
+    options = {**TrainConfig(task="arithmetic").to_dict(), **options_from_grpo_args(args)}
+    config, left_out = fitting_config({**options, "backend": "trl"})
+    assert left_out == ["loss_type", "micro_batches"]  # K >= 4 and TRL's own loss type
+    assert (config.group_size, config.prompts_per_update, config.backend) == (4, 2, "trl")
