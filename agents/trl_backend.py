@@ -21,6 +21,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from rewardgym.agents.callbacks import Callback
 from rewardgym.agents.config import TrainConfig
 from rewardgym.agents.runs import RunResult, policy_for_config
@@ -64,6 +66,8 @@ def _trainer(trl, config: TrainConfig, policy, kit: TRLKit):
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     arguments = grpo_arguments(config, output_dir=str(Path(config.out) / TRL_CHECKPOINTS))
+    # without a GPU, say so: TRL's defaults would otherwise refuse bf16 ("no bf16/gpu")
+    arguments["use_cpu"] = arguments["use_cpu"] or not torch.cuda.is_available()
     args = trl.GRPOConfig(**arguments, reward_weights=kit.reward_weights)
     policy.model.train()
     trainer = trl.GRPOTrainer(
