@@ -364,3 +364,20 @@ def test_trl_settings_config_json_cannot_hold_are_named(tmp_path) -> None:
     config, left_out = fitting_config({**options, "backend": "trl"})
     assert left_out == ["loss_type", "micro_batches"]  # K >= 4 and TRL's own loss type
     assert (config.group_size, config.prompts_per_update, config.backend) == (4, 2, "trl")
+
+
+@pytest.mark.slow
+def test_the_command_line_trains_through_trl(random_model_dir, tmp_path, capsys) -> None:
+    from rewardgym.cli import main
+
+    out = tmp_path / "cli"
+    options = ["backend=trl", "prompts_per_update=4", "group_size=2", "max_new_tokens=6",
+               "eval_examples=4", "threads=1", "progress=false", "tensorboard=false"]  # fmt: skip
+    argv = ["train", "--task", "arithmetic", "--model", random_model_dir, "--reward", "balanced",
+            "--updates", "2", "--out", str(out)]  # fmt: skip
+    for option in options:
+        argv += ["--set", option]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["updates_done"] == 2 == len(read_metrics(out / "metrics.jsonl"))
+    assert json.loads((out / "run.json").read_text())["backend"] == "trl"
