@@ -27,7 +27,8 @@ def _list(args: argparse.Namespace) -> int:
     if what == "tasks":
         from rewardgym.envs.tasks import list_tasks
 
-        items = list_tasks()
+        # --all adds the task families' members (reasoning_gym:NAME), importing their packages
+        items = list_tasks(include_families=args.all)
     elif what == "rewards":
         from rewardgym.rewards import describe_rewards
 
@@ -35,7 +36,12 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     elif what == "envs":
         from rewardgym.envs import env_ids
+        from rewardgym.envs.registration import register_task_envs
+        from rewardgym.envs.tasks import list_tasks
 
+        if args.all:  # a family member's ids are registered when it is first made, or here
+            for task in list_tasks(include_families=True):
+                register_task_envs(task)
         items = env_ids()
     else:
         from rewardgym.agents.registry import list_models
@@ -380,6 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list tasks, rewards, env ids or models")
     p.add_argument(
         "what", nargs="?", default="tasks", choices=["tasks", "rewards", "envs", "models"]
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="tasks and envs: every task family's members too (reasoning_gym:NAME)",
     )
     p.set_defaults(func=_list)
 

@@ -36,7 +36,8 @@ def _greedy_on_validation(
     gen = policy.generate(prompts, max_new_tokens=max_new_tokens, greedy=True)
     refs, answers = [ex.reference for ex in examples], task.answers(gen.completions)
     scores = corpus_scores(answers, refs)
-    return examples, prompts, gen, scores, task.quality(answers, refs, scores)
+    meta = [ex.meta for ex in examples]
+    return examples, prompts, gen, scores, task.quality(answers, refs, scores, meta)
 
 
 def evaluate_held_out(
@@ -78,7 +79,8 @@ def evaluate_held_out(
 
 def batch_quality(task: Task, completions: Sequence[str], examples: Sequence[Example]) -> float:
     """The task's primary metric over a training batch's answers against their training
-    references: a quality signal every update that costs no evaluation."""
+    references (and the examples' meta, for a metric that reads it): a quality signal every
+    update that costs no evaluation."""
     answers = task.answers(list(completions))
-    refs = [ex.reference for ex in examples]
-    return float(task.quality(answers, refs, corpus_scores(answers, refs)))
+    refs, meta = [ex.reference for ex in examples], [ex.meta for ex in examples]
+    return float(task.quality(answers, refs, corpus_scores(answers, refs), meta))

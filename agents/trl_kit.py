@@ -81,7 +81,7 @@ class TRLKit:
                 )
         task = make_task(config.task, seed=config.task_seed, **config.task_kwargs)
         eos = {policy.eos_id, *_ids(getattr(policy.model.generation_config, "eos_token_id", []))}
-        scorer = BatchScorer(task, resolve_reward(config.reward), eos_ids=eos)
+        scorer = BatchScorer(task, resolve_reward(config.reward, task=task), eos_ids=eos)
         recorder = RunRecorder(config, scorer, CallbackList(monitors), policy)
         return cls(scorer.reward_funcs(), scorer.reward_weights(), [recorder], recorder)
 

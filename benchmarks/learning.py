@@ -47,7 +47,8 @@ def _quality(policy: Any, task_name: str, n_examples: int = 48) -> float:
     examples = task.split("validation")[:n_examples]
     gen = policy.generate([ex.prompt for ex in examples], max_new_tokens=24, greedy=True)
     answers, refs = task.answers(gen.completions), [ex.reference for ex in examples]
-    return float(task.quality(answers, refs, corpus_scores(answers, refs)))
+    meta = [ex.meta for ex in examples]
+    return float(task.quality(answers, refs, corpus_scores(answers, refs), meta))
 
 
 def warm_start(seeds: Sequence[int], quick: bool = False) -> dict[str, Any]:

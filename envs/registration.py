@@ -23,8 +23,14 @@ _TASK_ENVS: dict[str, str] = {}  # task name -> the CamelCase part of its env id
 
 
 def env_name(task: str) -> str:
-    """The CamelCase part of a task's env ids: words split at ``_``, ``-``, ``.`` and spaces."""
-    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[_\-.\s]+", task) if part)
+    """The CamelCase part of a task's env ids: words split at ``_``, ``-``, ``.``, ``:`` (a task
+    family's ``PREFIX:NAME``) and spaces.
+
+    Example:
+        >>> env_name("reasoning_gym:leg_counting")
+        'ReasoningGymLegCounting'
+    """
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[_\-.:\s]+", task) if part)
 
 
 def register_task_envs(task: str) -> list[str]:

@@ -15,6 +15,7 @@ from rewardgym.envs.spaces import Action
 from rewardgym.envs.tasks import Example, Task, make_task
 from rewardgym.rewards import Reward, RewardOutput, make_reward
 from rewardgym.rewards.base import estimate_tokens
+from rewardgym.rewards.presets import check_task_only, task_only_for
 
 
 def resolve_task(task: str | Task, task_seed: int = 0, task_kwargs: dict | None = None) -> Task:
@@ -24,11 +25,20 @@ def resolve_task(task: str | Task, task_seed: int = 0, task_kwargs: dict | None 
     return make_task(task, seed=task_seed, **(task_kwargs or {}))
 
 
-def resolve_reward(reward: Any, reward_kwargs: dict | None = None) -> Reward:
-    """A :class:`Reward` from any spec ``make_reward`` accepts."""
-    if isinstance(reward, Reward) and not reward_kwargs:
-        return reward
-    return make_reward(reward, **(reward_kwargs or {}))
+def resolve_reward(
+    reward: Any, reward_kwargs: dict | None = None, task: Task | None = None
+) -> Reward:
+    """A :class:`Reward` from any spec ``make_reward`` accepts; with ``task``, the ``task_only``
+    preset in it pays the task's own reward (:attr:`Task.task_reward`, e.g. a reasoning-gym
+    dataset's scorer; BLEU on tasks that name none).
+
+    Example:
+        >>> resolve_reward("task_only", task=make_task("translate")).component_names
+        ['bleu']
+    """
+    if not (isinstance(reward, Reward) and not reward_kwargs):
+        reward = make_reward(reward, **(reward_kwargs or {}))
+    return reward if task is None else task_only_for(reward, task.task_reward)
 
 
 def score_completions(
@@ -46,7 +56,12 @@ def score_completions(
     completion, working included. Fields no agent passed
     (token counts, finished flags, latency) are left out, so the reward's own defaults apply;
     when only some agents passed a field, the others get those defaults.
+
+    Raises:
+        ConfigError: ``reward`` is the generic ``task_only`` but ``task`` names its own task
+            reward (build the reward with :func:`resolve_reward` and the task).
     """
+    check_task_only(reward, task.name, task.task_reward)
     texts = [a.text for a in actions]
     kwargs: dict[str, Any] = {
         "references": [ex.reference for ex in examples],

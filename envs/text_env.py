@@ -8,6 +8,7 @@ so an episode's return equals the score of its last completion (speed terms see 
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import gymnasium as gym
@@ -69,7 +70,7 @@ class TextTaskEnv(gym.Env[str, Any]):
         render_mode: str | None = None,
     ) -> None:
         self.task = resolve_task(task, task_seed, task_kwargs)
-        self.reward = resolve_reward(reward, reward_kwargs)
+        self.reward = resolve_reward(reward, reward_kwargs, self.task)
         self.examples = self.task.split(split)
         self.split = split
         self.max_turns = positive_int(max_turns, "max_turns")
@@ -163,7 +164,9 @@ class TextTaskEnv(gym.Env[str, Any]):
             "index": self._index,
             "turn": self._turn,
             "reference": self._example.reference,
-            "meta": dict(self._example.meta),
+            # a deep copy: meta nests lists and dicts (a reasoning-gym entry), and the info of
+            # each step must be the caller's to keep or change
+            "meta": copy.deepcopy(self._example.meta),
             "reward_total": total,
             "reward_applies": applies,
             **component_info(output, 0),

@@ -121,7 +121,7 @@ class TokenTaskEnv(gym.Env[dict, int]):
         render_mode: str | None = None,
     ) -> None:
         self.task = resolve_task(task, task_seed, task_kwargs)
-        self.reward = resolve_reward(reward, reward_kwargs)
+        self.reward = resolve_reward(reward, reward_kwargs, self.task)
         self.examples = self.task.split(split)
         self.tokenizer = as_tokenizer(tokenizer)
         self.eos_token_id = self.tokenizer.eos_token_id

@@ -58,7 +58,7 @@ class TextTaskVectorEnv(VectorEnv):
         positive_int(n_prompts, "n_prompts")
         positive_int(group_size, "group_size")
         self.task = resolve_task(task, task_seed, task_kwargs)
-        self.reward = resolve_reward(reward, reward_kwargs)
+        self.reward = resolve_reward(reward, reward_kwargs, self.task)
         self.examples = self.task.split(split)
         if n_prompts > len(self.examples):
             raise ConfigError(

@@ -131,7 +131,7 @@ def audit_reward(
     if isinstance(n_examples, bool) or not isinstance(n_examples, int) or n_examples < 1:
         raise ConfigError(f"n_examples must be a positive int, got {n_examples!r}")
     task_obj = resolve_task(task, task_seed)
-    reward_obj = resolve_reward(reward)
+    reward_obj = resolve_reward(reward, task=task_obj)
     examples = list(task_obj.split(split))[:n_examples]
     vocab = list(task_obj.words()) or ["word"]
     result = AuditResult(task_obj.name, _spec_name(reward), len(examples))

@@ -294,7 +294,7 @@ def _reward_summary(
     """Mean reward total and components, scored exactly as the environment scores actions."""
     if reward is None:
         return None
-    scorer = resolve_reward(reward)
+    scorer = resolve_reward(reward, task=task)
     actions = [
         Action(text=t, n_tokens=n, finished=f, latency_s=s)
         for t, n, f, s in zip(
@@ -492,7 +492,7 @@ def _clean_result(
         chrf=scores.chrf,
         exact_match=exact_match_rate(hyps, refs),
         metric=task.primary_metric,
-        quality=task.quality(hyps, refs, scores),
+        quality=task.quality(hyps, refs, scores, [ex.meta for ex in examples]),
         completion_tokens=_completion_tokens(answers),
         completion_chars=_mean(len(h) for h in hyps),
         finished_share=_mean(answers.finished),
@@ -546,7 +546,7 @@ def _add_retention(
         "split": split,
         "n_examples": len(examples),
         "metric": task.primary_metric,
-        "quality": task.quality(hyps, refs, scores),
+        "quality": task.quality(hyps, refs, scores, [ex.meta for ex in examples]),
         "bleu": scores.bleu,
         "chrf": scores.chrf,
         "exact_match": exact_match_rate(hyps, refs),

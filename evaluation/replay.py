@@ -37,7 +37,14 @@ __all__ = ["GOLD", "REPLAY_DIR", "gold_reward", "kendall_tau", "replay_gold", "r
 REPLAY_DIR = "replay"
 GOLD = "gold"  # RUN/replay/gold.json: the samples re-scored by the task's primary metric
 # the reward that pays a task's primary metric, per sample
-_GOLD = {"bleu": "bleu", "chrf": "chrf", "exact_match": "exact_match"}
+# primary metric -> the reward that pays it per sample (reasoning-gym's metric is the mean of its
+# reward, score_answer, times 100)
+_GOLD = {
+    "bleu": "bleu",
+    "chrf": "chrf",
+    "exact_match": "exact_match",
+    "reasoning_gym": "reasoning_gym",
+}
 
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> tuple[float | None, float]:
@@ -112,7 +119,7 @@ def replay_run(
             "rewardgym 0.1.0's counterfactual replay; train the run again to replay it"
         )
     task = make_task(config.task, seed=config.task_seed, **config.task_kwargs)
-    scorer = resolve_reward(reward)
+    scorer = resolve_reward(reward, task=task)
     examples = task.split("train")
     updates = [_replay_update(line, examples, task, scorer) for line in read_metrics(samples)]
     result = {

@@ -163,6 +163,7 @@ def noise_sweep(
     metric = get_quality_metric(metric)
     sweep = NoiseSweep()
     refs = [ex.reference for ex in examples]
+    meta = [ex.meta for ex in examples]  # the clean examples': a scorer reads their entries
     condition = 0
     for kind in kinds:
         for level in levels:
@@ -174,7 +175,7 @@ def noise_sweep(
             scores, key = corpus_scores(hyps, refs), severity_key(level)
             sweep.bleu.setdefault(kind, {})[key] = scores.bleu
             sweep.chrf.setdefault(kind, {})[key] = scores.chrf
-            sweep.quality.setdefault(kind, {})[key] = metric.value(hyps, refs, scores)
+            sweep.quality.setdefault(kind, {})[key] = metric.value(hyps, refs, scores, meta)
     return sweep
 
 

@@ -19,7 +19,13 @@ Example:
 
 from __future__ import annotations
 
-from rewardgym.rewards import builtin, hacks, presets, semantic  # noqa: F401  (registers built-ins)
+from rewardgym.rewards import (  # noqa: F401  (registers built-ins)
+    builtin,
+    hacks,
+    presets,
+    reasoning,
+    semantic,
+)
 from rewardgym.rewards.base import (
     STANDARD_KWARGS,
     Reward,

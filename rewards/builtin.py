@@ -1,4 +1,4 @@
-"""Built-in rewards: speed, completion, exact_match, bleu, chrf, length.
+"""Built-in rewards: speed, completion, exact_match, bleu, chrf, length, env.
 
 Each is a TRL reward function (or a small callable class, for the parameterised ``speed``) and
 states its formula and range on the first line of its docstring. ``semantic`` lives in
@@ -185,3 +185,29 @@ def length(prompts: list, completions: list, **kwargs: Any) -> list[float]:
         gap = abs(len(_words(as_text(c))) - n_ref) / max(1, n_ref)
         out.append(1.0 - min(1.0, gap))
     return out
+
+
+@register_reward("env", needs_references=False)
+def env(prompts: list, completions: list, **kwargs: Any) -> list[float | None]:
+    """env = the environment's own reward for the step (kwarg ``env_reward``), passed through.
+
+    Range: the environment's. A multi-turn game env (``rewardgym.envs.games.GameEnv``) passes
+    its game's step reward as ``env_reward``, so this component composes the game's reward with
+    the others (``{"composite": {"env": 1.0, "speed": 0.1}}``). ``None`` ("does not apply")
+    where no env reward was passed: text tasks have none. Needs no references.
+
+    Example:
+        >>> env(["p", "q"], ["a", "b"], env_reward=[1.0, -0.1])
+        [1.0, -0.1]
+        >>> env(["p"], ["a"])
+        [None]
+    """
+    values = kwargs.get("env_reward")
+    if values is None:
+        return [None] * len(completions)
+    if isinstance(values, (str, bytes)) or len(values) != len(completions):
+        raise ConfigError(
+            f"env_reward= must be a list with one entry per completion ({len(completions)}), "
+            f"got {values!r:.80}"
+        )
+    return [None if v is None else float(v) for v in values]

@@ -295,6 +295,7 @@ def test_only_the_english_task_says_its_references_are_english() -> None:
 
 def test_docstring_examples_run(monkeypatch) -> None:
     monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))  # a doctest registers "echo"
+    monkeypatch.setattr(base, "_FAMILIES", dict(base._FAMILIES))  # and a family "echo"
     for module in (base, translate, summarize, arithmetic):
         result = doctest.testmod(module, raise_on_error=False)
         assert result.failed == 0, module.__name__
@@ -459,7 +460,10 @@ def test_answer_formats_and_primary_metrics() -> None:
     translate = make_task("translate")
     assert (translate.answer_format, translate.primary_metric) == ("marker", "bleu")
     assert translate.answer("note: hi answer: dogi 3") == "dogi 3"
-    assert set(ANSWER_FORMATS) == {"marker", "number"}
+    assert set(ANSWER_FORMATS) == {"marker", "number", "tag_or_marker"}
+    tagged = ANSWER_FORMATS["tag_or_marker"]
+    assert tagged("so <answer>7</answer> then <answer> 8 </answer>") == "8"  # the last tag
+    assert tagged("working answer: 8") == "8" and tagged(" 8 ") == "8"
     ex = [Example("p =>", "r")]
     splits = {"train": ex, "validation": ex, "test": ex}
     with pytest.raises(UnknownNameError, match=r"unknown quality metric 'bleu4'.*bleu, chrf"):
@@ -476,3 +480,85 @@ def test_jsonl_task_declares_its_metric(tmp_path) -> None:
     assert task.primary_metric == "chrf" and task.answer_format == "marker"
     with pytest.raises(UnknownNameError, match="unknown quality metric 'exact'"):
         load_task_jsonl(path, primary_metric="exact")
+
+
+# --------------------------------------------------------------------------- metrics read meta
+
+
+def _hits_in_meta(hyps, refs, meta):
+    """A metric that ignores the reference: the share of answers that meta lists as right."""
+    return 100.0 * sum(h in m.get("right", ()) for h, m in zip(hyps, meta)) / len(hyps)
+
+
+def _two_argument_metric(hyps, refs):
+    """A user's metric from before meta existed: two positional parameters, nothing more."""
+    return 100.0 * sum(h == r for h, r in zip(hyps, refs)) / len(refs)
+
+
+def _meta_by_kwargs(hyps, refs, **kwargs):
+    return 100.0 * sum(h in m.get("right", ()) for h, m in zip(hyps, kwargs["meta"])) / len(hyps)
+
+
+@pytest.fixture
+def metric_registry(monkeypatch):
+    from rewardgym.envs.tasks import quality
+
+    monkeypatch.setattr(quality, "_REGISTRY", dict(quality._REGISTRY))
+    quality.register_quality_metric("hits_in_meta", _hits_in_meta)
+    quality.register_quality_metric("two_argument", _two_argument_metric)
+    quality.register_quality_metric("meta_by_kwargs", _meta_by_kwargs)
+    return quality
+
+
+def _meta_task(primary_metric: str) -> Task:
+    # every example accepts two answers, the reference and one only meta knows about
+    examples = [Example(f"q{i} =>", f"r{i}", {"right": [f"r{i}", f"alt{i}"]}) for i in range(4)]
+    splits = {"train": examples, "validation": examples, "test": examples}
+    return Task("meta_toy", splits, primary_metric=primary_metric)
+
+
+@pytest.mark.parametrize("metric", ["hits_in_meta", "meta_by_kwargs"])
+def test_a_metric_that_takes_meta_reads_each_examples_meta(metric_registry, metric) -> None:
+    from rewardgym.agents.held_out import batch_quality
+
+    task = _meta_task(metric)
+    examples = task.split("test")
+    answers = ["alt0", "r1", "wrong", "alt3"]  # 3 of 4 in meta["right"], 1 equals its reference
+    refs, meta = [ex.reference for ex in examples], [ex.meta for ex in examples]
+    expected = 100.0 * sum(a in m["right"] for a, m in zip(answers, meta)) / len(answers)
+    assert task.quality(answers, refs, None, meta) == expected == 75.0
+    # batch_quality (what the trainer and the TRL recorder log) passes the examples' meta itself
+    assert batch_quality(task, [f"note: x answer: {a}" for a in answers], examples) == expected
+    # no meta: the metric gets an empty dict per example, so nothing is in meta["right"]
+    assert task.quality(answers, refs, None) == 0.0
+    with pytest.raises(ConfigError, match=r"meta has 3 entries for 4 references"):
+        task.quality(answers, refs, None, meta[:3])
+
+
+def test_a_two_argument_metric_is_called_as_before(metric_registry) -> None:
+    from rewardgym.envs.tasks import takes_meta
+
+    assert not takes_meta(_two_argument_metric) and takes_meta(_hits_in_meta)
+    assert takes_meta(_meta_by_kwargs) and not takes_meta(len)  # a builtin: no signature
+    task = _meta_task("two_argument")
+    examples = task.split("test")
+    answers = ["alt0", "r1", "wrong", "r3"]
+    refs, meta = [ex.reference for ex in examples], [ex.meta for ex in examples]
+    expected = 100.0 * sum(a == r for a, r in zip(answers, refs)) / len(refs)
+    assert task.quality(answers, refs, None, meta) == expected == 50.0  # meta is not passed
+    assert task.quality(answers, refs, None) == expected
+
+
+def test_jsonl_meta_reaches_the_metric(metric_registry, tmp_path) -> None:
+    lines = [
+        {"prompt": f"capital {i} =>", "reference": f"c{i}", "meta": {"right": [f"c{i}", f"k{i}"]}}
+        for i in range(10)
+    ]
+    path = write_lines(tmp_path / "caps.jsonl", lines)
+    task = load_task_jsonl(path, primary_metric="hits_in_meta")
+    examples = task.split("train")
+    # answer with the meta-only alternative for even examples, something wrong for odd ones
+    answers = [ex.meta["right"][1] if i % 2 == 0 else "nope" for i, ex in enumerate(examples)]
+    refs, meta = [ex.reference for ex in examples], [ex.meta for ex in examples]
+    expected = 100.0 * sum(i % 2 == 0 for i in range(len(examples))) / len(examples)
+    assert task.quality(answers, refs, None, meta) == expected

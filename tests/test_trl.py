@@ -381,3 +381,23 @@ def test_the_command_line_trains_through_trl(random_model_dir, tmp_path, capsys)
     printed = json.loads(capsys.readouterr().out)
     assert printed["updates_done"] == 2 == len(read_metrics(out / "metrics.jsonl"))
     assert json.loads((out / "run.json").read_text())["backend"] == "trl"
+
+
+@pytest.mark.slow
+def test_task_only_under_trl_pays_a_reasoning_gym_tasks_own_scorer(random_model_dir, tmp_path):
+    task_kwargs = {"n_train": 16, "n_validation": 4, "n_test": 4}
+    out = tmp_path / "rg"
+    train(
+        _config(
+            random_model_dir, out, task="reasoning_gym:leg_counting", task_kwargs=task_kwargs,
+            reward="task_only", updates=1, eval_every=0,
+        )
+    )  # fmt: skip
+    line = read_metrics(out / "samples.jsonl")[0]
+    task = make_task("reasoning_gym:leg_counting", **task_kwargs)
+    examples = [task.split("train")[i] for i in line["index"]]
+    answers = task.answers(line["completion"])
+    expected = [
+        task.quality([a], [ex.reference], None, [ex.meta]) / 100 for a, ex in zip(answers, examples)
+    ]
+    np.testing.assert_allclose(line["reward"], expected)

@@ -1,7 +1,8 @@
 """Text tasks: examples, splits, the task registry and the JSONL loader.
 
 Importing this package registers the built-in tasks ``translate``, ``summarize`` and
-``arithmetic``; all three are generated procedurally, with no downloads.
+``arithmetic``, all three generated procedurally with no downloads, and the task family
+``reasoning_gym:NAME`` (reasoning-gym's datasets, imported when one is first made).
 
 Example:
     >>> from rewardgym.envs.tasks import make_task
@@ -10,7 +11,7 @@ Example:
     True
 """
 
-from rewardgym.envs.tasks import arithmetic, summarize, translate
+from rewardgym.envs.tasks import arithmetic, reasoning, summarize, translate
 from rewardgym.envs.tasks.base import (
     ANSWER_FORMATS,
     ANSWER_MARKER,
@@ -18,13 +19,16 @@ from rewardgym.envs.tasks.base import (
     SPLITS,
     Example,
     Task,
+    TaskFamily,
     extract_answer,
     extract_number,
+    extract_tagged_answer,
     is_task_file,
     list_tasks,
     load_task_jsonl,
     make_task,
     register_task,
+    register_task_family,
     task_label,
 )
 from rewardgym.envs.tasks.quality import (
@@ -34,6 +38,7 @@ from rewardgym.envs.tasks.quality import (
     list_quality_metrics,
     quality_label,
     register_quality_metric,
+    takes_meta,
 )
 
 __all__ = [
@@ -45,9 +50,11 @@ __all__ = [
     "Example",
     "QualityMetric",
     "Task",
+    "TaskFamily",
     "arithmetic",
     "extract_answer",
     "extract_number",
+    "extract_tagged_answer",
     "get_quality_metric",
     "is_task_file",
     "list_quality_metrics",
@@ -55,9 +62,12 @@ __all__ = [
     "load_task_jsonl",
     "make_task",
     "quality_label",
+    "reasoning",
     "register_quality_metric",
     "register_task",
+    "register_task_family",
     "summarize",
+    "takes_meta",
     "task_label",
     "translate",
 ]

@@ -2,7 +2,8 @@
 
 A :class:`Task` holds three immutable splits of :class:`Example` objects. Built-in tasks are
 generated procedurally by factories registered with :func:`register_task`; user data comes in
-through :func:`load_task_jsonl`.
+through :func:`load_task_jsonl`; a family of tasks another package generates (``PREFIX:NAME``,
+e.g. ``reasoning_gym:leg_counting``) through :func:`register_task_family`.
 
 Example:
     >>> task = make_task("arithmetic", seed=0)
@@ -27,6 +28,7 @@ from typing import Any
 from rewardgym.envs.registration import register_task_envs
 from rewardgym.envs.tasks.quality import get_quality_metric
 from rewardgym.errors import ConfigError, TaskDataError, UnknownNameError, did_you_mean
+from rewardgym.rewards.registry import reward_spec
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_SIZES = {"n_train": 5000, "n_validation": 500, "n_test": 500}
@@ -76,10 +78,28 @@ def extract_number(completion: str) -> str:
     return numbers[-1] if numbers else answer
 
 
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+
+
+def extract_tagged_answer(completion: str) -> str:
+    """The text inside the last ``<answer>...</answer>`` (the convention of reasoning-gym's own
+    prompts), else :func:`extract_answer`'s (the text after the last ``answer:``), stripped.
+
+    Example:
+        >>> extract_tagged_answer("I count 4 legs. <answer> 4 </answer>")
+        '4'
+        >>> extract_tagged_answer("two dogs: 8 legs answer: 8")
+        '8'
+    """
+    tagged = _ANSWER_TAG.findall(completion)
+    return tagged[-1].strip() if tagged else extract_answer(completion)
+
+
 # How a task finds the answer in a completion: one entry per format, named in Task.answer_format.
 ANSWER_FORMATS: dict[str, Callable[[str], str]] = {
     "marker": extract_answer,
     "number": extract_number,
+    "tag_or_marker": extract_tagged_answer,
 }
 
 
@@ -132,6 +152,9 @@ class Task:
             ``chrf``, ``exact_match``, a registered one or a ``module:function`` spec (see
             :mod:`rewardgym.envs.tasks.quality`; corpus BLEU means little for one-word
             references).
+        task_reward: the registered reward the ``task_only`` preset pays on this task; None
+            (the default) keeps the preset as registered (sentence BLEU). A task whose examples
+            carry their own scorer names it here (reasoning-gym tasks: ``reasoning_gym``).
 
     Example:
         >>> task = Task.from_examples("toy", {
@@ -149,12 +172,14 @@ class Task:
         description: str = "",
         answer_format: str = "marker",
         primary_metric: str = "bleu",
+        task_reward: str | None = None,
     ) -> None:
         self.name = _check_name(name)
         self.seed = seed
         self.description = description
         self.answer_format = _check_choice("answer_format", answer_format, tuple(ANSWER_FORMATS))
         self.primary_metric = get_quality_metric(primary_metric).name
+        self.task_reward = None if task_reward is None else reward_spec(task_reward).name
         self._splits = _check_splits(name, splits)
 
     @classmethod
@@ -166,6 +191,7 @@ class Task:
         description: str = "",
         answer_format: str = "marker",
         primary_metric: str = "bleu",
+        task_reward: str | None = None,
     ) -> Task:
         """Build a task from ready-made splits (every split present and non-empty).
 
@@ -181,6 +207,7 @@ class Task:
             description=description,
             answer_format=answer_format,
             primary_metric=primary_metric,
+            task_reward=task_reward,
         )
 
     def answer(self, completion: str) -> str:
@@ -192,10 +219,31 @@ class Task:
         """
         return ANSWER_FORMATS[self.answer_format](completion)
 
-    def quality(self, answers: Sequence[str], refs: Sequence[str], corpus: Any) -> float:
+    def quality(
+        self,
+        answers: Sequence[str],
+        refs: Sequence[str],
+        corpus: Any,
+        meta: Sequence[Mapping] | None = None,
+    ) -> float:
         """The primary metric of ``answers`` (as :meth:`answers` reads them) against ``refs``;
-        ``corpus`` is their ``text_metrics.corpus_scores``, which holds the built-ins."""
-        return get_quality_metric(self.primary_metric).value(answers, refs, corpus)
+        ``corpus`` is their ``text_metrics.corpus_scores``, which holds the built-ins.
+
+        ``meta``: the examples' meta dicts, in the order of ``refs``, for a metric that reads
+        them (a reasoning-gym task's scorer needs its entries); None gives it empty dicts.
+
+        Example:
+            >>> from rewardgym.envs.tasks.quality import register_quality_metric
+            >>> def in_meta(hyps, refs, meta):
+            ...     return 100.0 * sum(h == m["answer"] for h, m in zip(hyps, meta)) / len(hyps)
+            >>> _ = register_quality_metric("in_meta", in_meta, overwrite=True)
+            >>> ex = [Example("p =>", "r", {"answer": "r"})]
+            >>> splits = {"train": ex, "validation": ex, "test": ex}
+            >>> task = Task("t", splits, primary_metric="in_meta")
+            >>> task.quality(["r"], ["r"], corpus=None, meta=[e.meta for e in ex])
+            100.0
+        """
+        return get_quality_metric(self.primary_metric).value(answers, refs, corpus, meta)
 
     def answers(self, completions: Sequence[str]) -> list[str]:
         """:meth:`answer` of each completion."""
@@ -347,14 +395,73 @@ def _same_factory(old: TaskFactory, new: TaskFactory) -> bool:
     )
 
 
-def list_tasks() -> list[str]:
-    """Names of every registered task, installed plugins' included, sorted.
+@dataclass(frozen=True)
+class TaskFamily:
+    """Tasks named ``PREFIX:MEMBER`` that an adapter builds on demand, e.g. every dataset of
+    another package, without registering each one (listing them may import that package).
+
+    Attributes:
+        prefix: the part before ``:`` (``reasoning_gym``).
+        make: ``make(member, seed, **options) -> Task``.
+        members: ``members() -> list[str]``, the member names the adapter knows.
+        description: one line for listings and "unknown task" hints.
+    """
+
+    prefix: str
+    make: Callable[..., Task]
+    members: Callable[[], list[str]]
+    description: str = ""
+
+
+_FAMILIES: dict[str, TaskFamily] = {}
+
+
+def register_task_family(family: TaskFamily) -> TaskFamily:
+    """Make every ``family.prefix:NAME`` a task name :func:`make_task` knows.
+
+    Raises:
+        ConfigError: a prefix that is empty or holds ``:``.
+
+    Example:
+        >>> def make_echo(member, seed=0):
+        ...     ex = [Example(f"echo {member}: {i} =>", str(i)) for i in range(3)]
+        ...     return Task(f"echo:{member}", {"train": ex, "validation": ex, "test": ex}, seed)
+        >>> _ = register_task_family(TaskFamily("echo", make_echo, lambda: ["a", "b"]))
+        >>> make_task("echo:b").split("test")[0].prompt
+        'echo b: 0 =>'
+    """
+    prefix = family.prefix
+    if not isinstance(prefix, str) or not prefix.strip() or ":" in prefix:
+        raise ConfigError(f"a task family prefix must be a word without ':', got {prefix!r}")
+    _FAMILIES[prefix] = family
+    for key in [key for key in _CACHE if str(key[0]).startswith(f"{prefix}:")]:
+        del _CACHE[key]
+    return family
+
+
+def _family_member(name: object) -> tuple[TaskFamily, str] | None:
+    """The family and member of a ``PREFIX:MEMBER`` name, or None for any other name."""
+    if not isinstance(name, str):
+        return None
+    prefix, sep, member = name.partition(":")
+    family = _FAMILIES.get(prefix) if sep else None
+    return None if family is None else (family, member)
+
+
+def list_tasks(include_families: bool = False) -> list[str]:
+    """Names of every registered task, installed plugins' included, sorted; with
+    ``include_families``, every member of every task family too (``reasoning_gym:NAME``,
+    which imports the packages behind them).
 
     Example:
         >>> {"arithmetic", "summarize", "translate"} <= set(list_tasks())
         True
     """
-    return sorted(set(_REGISTRY) | set(_plugin_entry_points()))
+    names = set(_REGISTRY) | set(_plugin_entry_points())
+    if include_families:
+        for family in _FAMILIES.values():
+            names.update(f"{family.prefix}:{member}" for member in family.members())
+    return sorted(names)
 
 
 def _plugin_entry_points() -> dict[str, Any]:
@@ -391,13 +498,16 @@ def is_task_file(name: object) -> bool:
 
 
 def task_label(task: str) -> str:
-    """A task's name in folder names and tables: the file's stem for a JSONL path.
+    """A task's name in folder names and tables: the file's stem for a JSONL path, ``-`` for
+    the ``:`` of a family member (a colon is no part of a portable file name).
 
     Example:
         >>> task_label("data/reverse.jsonl"), task_label("translate")
         ('reverse', 'translate')
+        >>> task_label("reasoning_gym:leg_counting")
+        'reasoning_gym-leg_counting'
     """
-    return Path(task).stem if is_task_file(task) else task
+    return Path(task).stem if is_task_file(task) else task.replace(":", "-")
 
 
 def make_task(name: str, seed: int = 0, **kw: Any) -> Task:
@@ -408,8 +518,10 @@ def make_task(name: str, seed: int = 0, **kw: Any) -> Task:
 
     Args:
         name: a registered task name (see :func:`list_tasks`), an installed plugin's
-            (entry-point group ``rewardgym.tasks``), or the path of a JSONL file
-            (:func:`load_task_jsonl`; ``kw`` may set ``answer_format`` and ``primary_metric``).
+            (entry-point group ``rewardgym.tasks``), a task family's ``PREFIX:MEMBER``
+            (``reasoning_gym:leg_counting``; :func:`register_task_family`), or the path of a
+            JSONL file (:func:`load_task_jsonl`; ``kw`` may set ``answer_format`` and
+            ``primary_metric``).
         seed: seed of the split sampling; the built-in lexicons do not depend on it.
         **kw: task options, e.g. ``n_train``, ``n_validation``, ``n_test``.
 
@@ -423,19 +535,19 @@ def make_task(name: str, seed: int = 0, **kw: Any) -> Task:
     """
     if is_task_file(name):
         return _task_file(Path(name), seed, kw)
-    if name not in _REGISTRY and not _load_plugin(name):
-        raise UnknownNameError(
-            "task", name, list_tasks(), hint="Or give the path of a .jsonl task file."
-        )
+    member = _family_member(name)
+    if member is None and name not in _REGISTRY and not _load_plugin(name):
+        raise UnknownNameError("task", name, list_tasks(), hint=_unknown_task_hint())
     check_seed(seed)
-    try:
-        key: tuple | None = (name, seed, tuple(sorted(kw.items())))
-        hash(key)
-    except TypeError:  # unhashable option values: build without caching
-        key = None
+    key = _cache_key(name, seed, kw)
     if key is not None and key in _CACHE:
         return _CACHE[key]
-    task = _REGISTRY[name](seed, **kw)
+    if member is None:
+        task = _REGISTRY[name](seed, **kw)
+    else:
+        family, member_name = member
+        task = family.make(member_name, seed, **kw)
+        register_task_envs(name)  # its Gymnasium ids, as register_task gives a registered task
     if not isinstance(task, Task):
         raise ConfigError(
             f"task factory for {name!r} returned {type(task).__name__}, expected a Task"
@@ -443,6 +555,30 @@ def make_task(name: str, seed: int = 0, **kw: Any) -> Task:
     if key is not None:
         _CACHE[key] = task
     return task
+
+
+def _unknown_task_hint() -> str:
+    families = "".join(
+        f"{family.prefix}:NAME names {family.description or 'a member of a task family'}"
+        " (rewardgym list tasks --all). "
+        for family in _FAMILIES.values()
+    )
+    return families + "Or give the path of a .jsonl task file."
+
+
+def _cache_key(name: str, seed: int, kw: Mapping[str, Any]) -> tuple | None:
+    """The cache key of a task: its options as a sorted tuple, or as sorted JSON when a value
+    is unhashable (a list of operators, say); None when neither works (built, not cached)."""
+    key: tuple = (name, seed, tuple(sorted(kw.items())))
+    try:
+        hash(key)
+        return key
+    except TypeError:
+        pass
+    try:
+        return (name, seed, json.dumps(kw, sort_keys=True))
+    except (TypeError, ValueError):
+        return None
 
 
 def _task_file(path: Path, seed: int, kw: Mapping[str, Any]) -> Task:

@@ -4,21 +4,31 @@ BLEU, chrF and exact match are built in (``agents/meters/text_metrics`` computes
 answer set). A user metric is a function ``score(hyps, refs) -> float`` on a 0–100 scale, higher
 better, registered by name with :func:`register_quality_metric`, or named by a module spec
 ``"module:function"`` (imported from the current folder first, as rewards are), so a task file
-can use it from the command line.
+can use it from the command line. A metric that also takes a ``meta`` keyword (or ``**kwargs``)
+gets each example's ``meta`` dict, in the order of ``refs``: what it needs to score an answer
+beyond the reference (a puzzle's own checker, say); a two-argument metric is called as before.
 
 Example:
     >>> def word_accuracy(hyps, refs):
     ...     return 100 * sum(h.split() == r.split() for h, r in zip(hyps, refs)) / len(refs)
-    >>> register_quality_metric("word_accuracy", word_accuracy, label="word accuracy")
-    QualityMetric(name='word_accuracy', label='word accuracy', ...)
+    >>> metric = register_quality_metric("word_accuracy", word_accuracy, label="word accuracy")
+    >>> metric.label
+    'word accuracy'
     >>> get_quality_metric("word_accuracy").value(["a b"], ["a b"], corpus=None)
+    100.0
+    >>> def in_range(hyps, refs, meta):
+    ...     hits = [m["low"] <= int(h) <= m["high"] for h, m in zip(hyps, meta)]
+    ...     return 100 * sum(hits) / len(hits)
+    >>> metric = register_quality_metric("in_range", in_range)
+    >>> metric.value(["4"], ["5"], corpus=None, meta=[{"low": 3, "high": 6}])
     100.0
 """
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +41,59 @@ __all__ = [
     "list_quality_metrics",
     "quality_label",
     "register_quality_metric",
+    "takes_meta",
 ]
 
-#: ``score(hyps, refs) -> 0..100``: the answers as the task reads them, and their references
-ScoreFn = Callable[[Sequence[str], Sequence[str]], float]
+#: ``score(hyps, refs) -> 0..100``: the answers as the task reads them, and their references;
+#: a metric may also take ``meta=`` (each example's meta dict, in the order of ``refs``)
+ScoreFn = Callable[..., float]
+
+
+def takes_meta(score: Callable[..., Any]) -> bool:
+    """Whether ``score`` accepts a ``meta`` keyword: a parameter named so, or ``**kwargs``.
+
+    Read from the signature, so a user's two-argument metric is called as it always was.
+
+    Example:
+        >>> takes_meta(lambda hyps, refs: 0.0), takes_meta(lambda hyps, refs, meta=None: 0.0)
+        (False, True)
+    """
+    try:
+        parameters = inspect.signature(score).parameters.values()
+    except (TypeError, ValueError):  # some builtins and C callables have no signature
+        return False
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return any(
+        (p.name == "meta" and p.kind in keyword) or p.kind is inspect.Parameter.VAR_KEYWORD
+        for p in parameters
+    )
+
+
+def check_meta(meta: Sequence[Mapping] | None, n: int) -> list[dict]:
+    """``meta`` as a list of ``n`` dicts: empty dicts when None, else one mapping per reference.
+
+    Raises:
+        ConfigError: a meta list of another length, or an entry that is not a mapping.
+
+    Example:
+        >>> check_meta(None, 2)
+        [{}, {}]
+    """
+    if meta is None:
+        return [{} for _ in range(n)]
+    if isinstance(meta, (str, bytes, Mapping)) or not isinstance(meta, Sequence):
+        raise ConfigError(
+            f"meta must be a list with one dict per reference, got {type(meta).__name__}"
+        )
+    if len(meta) != n:
+        raise ConfigError(
+            f"meta has {len(meta)} entries for {n} references; pass one example's meta per "
+            "reference, in the same order"
+        )
+    bad = next((m for m in meta if not isinstance(m, Mapping)), None)
+    if bad is not None:
+        raise ConfigError(f"each meta entry must be a dict, got {type(bad).__name__}: {bad!r:.60}")
+    return [dict(m) for m in meta]
 
 
 @dataclass(frozen=True)
@@ -51,12 +110,23 @@ class QualityMetric:
     label: str
     score: ScoreFn | None = None
 
-    def value(self, hyps: Sequence[str], refs: Sequence[str], corpus: Any) -> float:
+    def value(
+        self,
+        hyps: Sequence[str],
+        refs: Sequence[str],
+        corpus: Any,
+        meta: Sequence[Mapping] | None = None,
+    ) -> float:
         """This metric on ``hyps`` against ``refs``; ``corpus`` holds the built-ins' scores of
-        the same texts (``text_metrics.corpus_scores``), so a built-in costs nothing more."""
+        the same texts (``text_metrics.corpus_scores``), so a built-in costs nothing more.
+        ``meta`` (each example's meta, in the order of ``refs``; None: empty dicts) reaches a
+        metric that takes it (see :func:`takes_meta`)."""
         if self.score is None:
             return float(getattr(corpus, self.name))
-        value = self.score(list(hyps), list(refs))
+        if takes_meta(self.score):
+            value = self.score(list(hyps), list(refs), meta=check_meta(meta, len(refs)))
+        else:
+            value = self.score(list(hyps), list(refs))
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(
                 f"quality metric {self.name!r} returned {type(value).__name__} {value!r:.40}; "
