@@ -14,6 +14,10 @@ class RewardGymError(ValueError):
     """Base class of every user-facing error in rewardgym."""
 
 
+# Beside a close match, a list longer than this buries it: only its length is given then.
+_LISTED_WITH_A_MATCH = 12
+
+
 class UnknownNameError(RewardGymError, KeyError):
     """A task, reward, model, algorithm or option name that is not registered."""
 
@@ -22,7 +26,10 @@ class UnknownNameError(RewardGymError, KeyError):
         message = f"unknown {kind} {name!r}"
         close = difflib.get_close_matches(str(name), self.choices, n=1)
         message += f"; did you mean {close[0]!r}?" if close else "."
-        message += f" Valid {kind}s: {', '.join(self.choices) or '(none registered)'}."
+        if close and len(self.choices) > _LISTED_WITH_A_MATCH:  # the match is the answer
+            message += f" ({len(self.choices)} valid {kind}s.)"
+        else:
+            message += f" Valid {kind}s: {', '.join(self.choices) or '(none registered)'}."
         if hint:
             message += f" {hint}"
         super().__init__(message)

@@ -407,10 +407,21 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
-    """PyYAML's error in one line: the problem and where it is (line and column, 1-based)."""
+    """PyYAML's error in one line: the problem and where it is (line and column, 1-based).
+
+    A tag that would build a Python object (``!!python/...``) is named as what it is: configs
+    are read with the safe loader, which builds plain values only, never objects.
+    """
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     mark = getattr(exc, "problem_mark", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    tag = re.search(r"tag '(tag:yaml\.org,2002:python/[^']*)'", problem)
+    if isinstance(exc, yaml.constructor.ConstructorError) and tag:
+        return (
+            f"YAML tags that build Python objects are forbidden ({tag.group(1)}{where}); a "
+            "config holds plain values only: write the value itself, or a 'module:function' "
+            "string where a spec takes one"
+        )
     return f"{problem}{where}"
 
 

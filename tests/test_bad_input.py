@@ -8,6 +8,7 @@ the input reaches the command line, that ``rewardgym`` exits with status 2 and o
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,9 +100,7 @@ def test_unknown_config_key(tmp_path, capsys) -> None:
     with pytest.raises(UnknownNameError, match=r"unknown option 'update'; did you mean 'updates'"):
         TrainConfig.from_yaml(path)
     message = _cli_error(capsys, _train_argv("tiny", tmp_path / "o", "--set", "lrr=0.1"))
-    assert message.startswith(
-        "unknown option 'lrr'; did you mean 'lr'? Valid options: aggregation, algo,"
-    )
+    assert message.startswith("unknown option 'lrr'; did you mean 'lr'? (")  # no list of 50
     assert not (tmp_path / "o").exists()
 
 
@@ -174,9 +173,10 @@ def test_unknown_reward(random_model_dir, tmp_path, capsys) -> None:
     ):
         make_reward("balancd")
     argv = _train_argv(random_model_dir, tmp_path / "o", "--reward", "balancd")
-    assert _cli_error(capsys, argv).startswith(
-        "unknown reward 'balancd'; did you mean 'balanced'? Valid rewards: "
-    )  # other test modules register rewards too, so the list is not pinned
+    assert re.match(  # other test modules register rewards too, so the count is not pinned
+        r"unknown reward 'balancd'; did you mean 'balanced'\? \(\d+ valid rewards\.\)",
+        _cli_error(capsys, argv),
+    )
 
 
 def test_unknown_model(tmp_path, capsys) -> None:

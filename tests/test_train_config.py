@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import yaml
 
@@ -63,7 +65,7 @@ def test_yaml_file_with_overrides(tmp_path) -> None:
     [
         ("task: [unclosed\n", "is not valid YAML"),
         ("- a\n- b\n", "must hold a mapping of options, got list"),
-        ("!!python/object/apply:os.system ['echo hacked']\n", "is not valid YAML"),
+        ("!!python/object/apply:os.system ['echo hacked']\n", "YAML tags that build Python "),
     ],
 )
 def test_bad_yaml_files(tmp_path, content: str, message: str) -> None:
@@ -103,3 +105,14 @@ def test_command_line_set_takes_an_exponent_float() -> None:
     from rewardgym.cli import _overrides
 
     assert _overrides(["lr=1e-3", "updates=2"]) == {"lr": 1e-3, "updates": 2}
+
+
+def test_a_misspelt_option_gets_its_match_without_the_whole_list() -> None:
+    from rewardgym.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError) as caught:
+        TrainConfig.from_dict({"lrr": 1e-3})
+    message = str(caught.value)
+    assert "did you mean 'lr'?" in message
+    options = len(dataclasses.fields(TrainConfig))
+    assert f"({options} valid options.)" in message and "mask_truncated_completions" not in message
