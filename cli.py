@@ -163,7 +163,9 @@ def _train(args: argparse.Namespace) -> int:
         from rewardgym.evaluation.monitors import default_monitors
 
         callbacks = default_monitors(action="log")
-    result = train(config, callbacks=callbacks, resume=args.resume)
+    result = train(
+        config, callbacks=callbacks, resume=args.resume, into_existing=args.into_existing
+    )
     summary = {
         "run_dir": str(result.run_dir),
         "updates_done": result.updates_done,
@@ -437,6 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--updates", type=int, help=help_texts["updates"])
     p.add_argument("--seed", type=int, help=help_texts["seed"])
     p.add_argument("--out", help=help_texts["out"])
+    p.add_argument(
+        "--into-existing",
+        action="store_true",
+        help="start the run in an --out folder that already holds files of yours (they are left "
+        "as they are; without this, such a folder is refused)",
+    )
     p.add_argument(
         "--resume",
         action="store_true",

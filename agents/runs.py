@@ -21,11 +21,14 @@ from rewardgym.agents.config import TrainConfig
 from rewardgym.agents.lora import add_lora, has_adapter, merged_state_dict
 from rewardgym.agents.policy import LMPolicy
 from rewardgym.agents.registry import load_policy, trains_on_tasks
+from rewardgym.agents.runlog import SAMPLES_FILE
 from rewardgym.errors import CheckpointError, ConfigError, RunDataError
 from rewardgym.fileio import atomic_dir
 
 __all__ = [
+    "RUN_ENTRIES",
     "RunResult",
+    "check_fresh_out",
     "export_merged",
     "load_run_policy",
     "policy_for_config",
@@ -50,6 +53,43 @@ class RunResult:
     interrupted: bool = False
     policy: LMPolicy | None = field(default=None, repr=False)
     updates_stepped: int = 0
+
+
+#: what a run writes into its folder: never written over a user's file of the same name
+RUN_ENTRIES = (
+    "config.json", "metrics.jsonl", SAMPLES_FILE, "run.json", "checkpoints", "tensorboard",
+    "eval", "replay", "trl",
+)  # fmt: skip
+
+
+def check_fresh_out(out: str | None, into_existing: bool = False) -> None:
+    """Refuse to start a run in a folder that holds files of the user's.
+
+    A new or empty folder is fine (hidden files, such as the run's own lock, do not count), and
+    so is a run's folder (resuming or refusing it is the trainer's decision). A folder with other
+    files is refused unless ``into_existing``; even then, files named as the run's own would be
+    written over, so those are always refused.
+
+    Raises:
+        RunDataError: naming the folder, what is in it and the fix.
+    """
+    path = Path(out) if out else None
+    if path is None or not path.is_dir() or (path / "config.json").is_file():
+        return
+    theirs = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
+    clash = [name for name in theirs if name in RUN_ENTRIES]
+    if clash:
+        raise RunDataError(
+            f"--out {str(path)!r} holds {clash}, which a run writes; nothing was written: choose "
+            "a new or empty folder"
+        )
+    if theirs and not into_existing:
+        shown = ", ".join(theirs[:5]) + (", ..." if len(theirs) > 5 else "")
+        raise RunDataError(
+            f"--out {str(path)!r} is not empty and holds no run ({shown}); nothing was written: "
+            "choose a new or empty folder, or pass --into-existing (into_existing=True) to train "
+            "beside these files, which are left as they are"
+        )
 
 
 def read_run_config(run_dir: Path) -> TrainConfig:

@@ -50,7 +50,7 @@ from rewardgym.agents.padding import pad_values
 from rewardgym.agents.policy import LMPolicy
 from rewardgym.agents.rollout import Rollout, collect_rollout
 from rewardgym.agents.runlog import SAMPLES_FILE, MetricsLog, read_metrics
-from rewardgym.agents.runs import RunResult, policy_for_config
+from rewardgym.agents.runs import RunResult, check_fresh_out, policy_for_config
 from rewardgym.agents.sft import replay_loss
 from rewardgym.agents.trl_backend import train_with_trl
 from rewardgym.envs.tasks import Example, Task, make_task
@@ -110,6 +110,7 @@ def train(
     *,
     resume: bool = False,
     label: str = "train",
+    into_existing: bool = False,
 ) -> RunResult:
     """Train a policy on a task under a reward, as ``config`` says.
 
@@ -118,6 +119,8 @@ def train(
         callbacks: trainer callbacks (monitors); see ``agents.callbacks``.
         resume: continue from the latest complete checkpoint in ``config.out``.
         label: the progress bar's title.
+        into_existing: start a run in an ``out`` folder that holds files of the user's (left as
+            they are; a file named as one the run writes is still refused).
 
     Returns:
         A :class:`RunResult` with the metrics of every update and the final evaluation.
@@ -129,6 +132,8 @@ def train(
     config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     if resume:
         _check_resumable(config.out)
+    else:
+        check_fresh_out(config.out, into_existing)
     with _holding_run_dir(config.out), torch_threads(config.threads):
         if config.backend == "trl":
             return train_with_trl(config, callbacks or [], resume)

@@ -36,6 +36,7 @@ from typing import Any
 from rewardgym.agents.callbacks import Callback, CallbackList
 from rewardgym.agents.config import TrainConfig
 from rewardgym.agents.policy import LMPolicy
+from rewardgym.agents.runs import check_fresh_out
 from rewardgym.agents.trl_options import require_trl
 from rewardgym.agents.trl_recorder import RunRecorder
 from rewardgym.agents.trl_rewards import BatchScorer
@@ -127,3 +128,4 @@ def _check_out(out: str | None) -> None:
         raise RunDataError(
             f"{out!r} already holds a run; choose another out (a run directory is written once)"
         )
+    check_fresh_out(out)

@@ -227,7 +227,10 @@ def _train_and_record(
     callbacks = study_monitors(config)
     if on_checkpoint is not None:
         callbacks.append(_AfterCheckpoint(on_checkpoint))
-    result = train(train_config, callbacks=callbacks, resume=resume, label=label)
+    # the run's folder is the study's: it may already hold the study's own files (placements)
+    result = train(
+        train_config, callbacks=callbacks, resume=resume, label=label, into_existing=True
+    )
     if result.interrupted:
         return {"interrupted": True, "key": unit.key}
     after = _evaluate(result.policy, config, unit.task, out / "eval", reward=unit.reward)

@@ -16,11 +16,12 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import hold_run_in_subprocess
+from conftest import hold_run_in_subprocess, small_train_config
 
 import rewardgym  # noqa: F401  (registers the environments)
 from rewardgym.agents.config import TrainConfig
 from rewardgym.agents.registry import load_policy
+from rewardgym.agents.trainer import train
 from rewardgym.cli import main as cli_main
 from rewardgym.envs.tasks import load_task_jsonl, make_task
 from rewardgym.envs.vector_env import TextTaskVectorEnv
@@ -410,3 +411,30 @@ def test_command_line_exit_status_in_a_real_process(argv, expected) -> None:
     assert "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and expected in errors[0]
+
+
+def test_out_into_a_folder_of_the_users_files(random_model_dir, tmp_path, capsys) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("mine")
+    config = small_train_config(random_model_dir, out=str(folder))
+    with pytest.raises(RunDataError, match=r"is not empty and holds no run \(thesis.txt\)"):
+        train(config)
+    assert sorted(p.name for p in folder.iterdir()) == ["thesis.txt"]  # nothing written
+    message = _cli_error(capsys, _train_argv(random_model_dir, folder))
+    assert "pass --into-existing" in message
+    # a file named as one the run writes is refused even when the user says so
+    (folder / "metrics.jsonl").write_text("my own log")
+    with pytest.raises(RunDataError, match=r"holds \['metrics.jsonl'\], which a run writes"):
+        train(config, into_existing=True)
+    assert (folder / "metrics.jsonl").read_text() == "my own log"
+
+
+@pytest.mark.slow
+def test_into_existing_trains_beside_the_users_files(random_model_dir, tmp_path) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("mine")
+    result = train(small_train_config(random_model_dir, out=str(folder)), into_existing=True)
+    assert result.updates_done == 2 and (folder / "config.json").is_file()
+    assert (folder / "thesis.txt").read_text() == "mine"
