@@ -261,10 +261,11 @@ def evaluate_from_args(args: argparse.Namespace):
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from rewardgym.evaluation.evaluate import EVAL_DIR, format_summary
+    from rewardgym.evaluation.evaluate import eval_dir, format_summary
 
     result = evaluate_from_args(args)
-    out = Path(args.out) if args.out else Path(args.run_dir) / EVAL_DIR
+    reward = parse_reward_spec(args.reward) if args.reward else None
+    out = Path(args.out) if args.out else eval_dir(args.run_dir, reward)
     print(format_summary(result, out / f"{args.split}.json"))
     return 0
 

@@ -24,9 +24,11 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -726,6 +728,26 @@ def _run_reward(config: Any, override: Any) -> Any:
     return spec
 
 
+def eval_dir(run_dir: str | os.PathLike[str], reward: Any = None) -> Path:
+    """Where ``evaluate_run`` writes by default: ``RUN/eval``, or, when the answers are scored
+    with another reward than the run's, ``RUN/eval/reward-<name>`` beside it, so the run's own
+    result is never written over.
+
+    Example:
+        >>> eval_dir("runs/a"), eval_dir("runs/a", "balanced")
+        (PosixPath('runs/a/eval'), PosixPath('runs/a/eval/reward-balanced'))
+    """
+    base = Path(run_dir) / EVAL_DIR
+    if reward is None:
+        return base
+    if isinstance(reward, str):
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", reward).strip("._") or "custom"
+    else:  # a composite or other spec: named by a short hash of its JSON
+        text = json.dumps(reward, sort_keys=True, default=str)
+        name = "spec-" + hashlib.sha1(text.encode()).hexdigest()[:10]
+    return base / f"reward-{name}"
+
+
 def evaluate_run(
     run_dir: str | os.PathLike[str],
     config: EvalConfig | None = None,
@@ -747,7 +769,8 @@ def evaluate_run(
         reward: score answers with this reward spec instead of the run's (e.g. one that was
             registered in the training script).
         device: torch device (None: the run's device setting).
-        out_dir: where to write (default ``RUN_DIR/eval``).
+        out_dir: where to write (default :func:`eval_dir`: ``RUN_DIR/eval``, or beside it for
+            another ``reward``).
 
     Raises:
         RunDataError: ``run_dir`` is not a run (no ``config.json``) or its config is invalid.
@@ -768,6 +791,7 @@ def evaluate_run(
     task = _run_task(run_dir, run_config)
     if config.retention_task is not None:
         _resolve_examples(config.retention_task, config.split, None)
+    target = Path(out_dir) if out_dir is not None else eval_dir(run_dir, reward)
     reward = _run_reward(run_config, reward)
     policy, checkpoint, step = load_run_policy(run_dir, run_config, device)
     return evaluate(
@@ -775,7 +799,7 @@ def evaluate_run(
         task,
         config,
         reward=reward,
-        out_dir=Path(out_dir) if out_dir is not None else run_dir / EVAL_DIR,
+        out_dir=target,
         settings={
             "run_dir": str(run_dir),
             "model": run_config.model,

@@ -666,3 +666,19 @@ def test_script_main(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert format_summary(EvalResult.load(out / "validation.json")) in printed
     assert cli_main(["evaluate", str(tmp_path / "nope")]) == 2
     assert "error: run directory" in capsys.readouterr().err
+
+
+def test_another_reward_is_written_beside_the_runs_own_result(
+    tiny_run: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from rewardgym.evaluation.evaluate import eval_dir
+
+    common = ["--split", "validation", "--noise", "none", "--n-examples", "4"]
+    assert cli_main(["evaluate", str(tiny_run), *common]) == 0
+    own = (tiny_run / "eval" / "validation.json").read_bytes()
+    assert cli_main(["evaluate", str(tiny_run), *common, "--reward", "balanced"]) == 0
+    beside = tiny_run / "eval" / "reward-balanced" / "validation.json"
+    assert f"saved {beside}" in capsys.readouterr().out
+    assert (tiny_run / "eval" / "validation.json").read_bytes() == own  # never written over
+    assert EvalResult.load(beside).reward is not None
+    assert eval_dir(tiny_run, {"composite": {"bleu": 1.0}}).name.startswith("reward-spec-")

@@ -187,7 +187,10 @@ def test_evaluate_rescores_with_another_reward(random_model_dir, tmp_path, capsy
     argv = ["evaluate", str(out), "--noise", "none", "--n-examples", "2", "--max-new-tokens", "4",
             "--reward", '{"composite": {"exact_match": 0.5, "completion": 0.5}}']  # fmt: skip
     assert cli_main(argv) == 0
-    result = json.loads((out / "eval" / "test.json").read_text())
+    printed = capsys.readouterr().out
+    (written,) = (out / "eval").glob("reward-spec-*/test.json")  # beside the run's own result
+    assert f"saved {written}" in printed
+    result = json.loads(written.read_text())
     assert set(result["reward"]["components"]) == {"exact_match", "completion"}
 
 
