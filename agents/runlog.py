@@ -86,3 +86,11 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
                 "corrupt (restore it or rerun the run)"
             ) from None
     return records
+
+
+def write_scalars(writer: Any, record: dict[str, Any], step: int) -> None:
+    """An update's finite numbers as TensorBoard scalars (flags, text and NaN are left out)."""
+    for key, value in record.items():
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if numeric and math.isfinite(value):
+            writer.add_scalar(key, value, step)

@@ -49,7 +49,7 @@ from rewardgym.agents.meters.gradients import GradNoiseAccumulator
 from rewardgym.agents.padding import pad_values
 from rewardgym.agents.policy import LMPolicy
 from rewardgym.agents.rollout import Rollout, collect_rollout
-from rewardgym.agents.runlog import SAMPLES_FILE, MetricsLog, read_metrics
+from rewardgym.agents.runlog import SAMPLES_FILE, MetricsLog, read_metrics, write_scalars
 from rewardgym.agents.runs import RunResult, check_fresh_out, policy_for_config
 from rewardgym.agents.sft import replay_loss
 from rewardgym.agents.trl_backend import train_with_trl
@@ -650,9 +650,7 @@ def _rollback(run: _Run) -> None:
     if checkpoint is None:
         return
     state = load_checkpoint(checkpoint, run.policy.model, run.optimizer, restore_rng=False)
-    then = FlopCounter.from_state_dict(state["flops"])
-    useful_since = (run.flops.total - run.flops.wasted) - (then.total - then.wasted)
-    run.flops.add_wasted("rolled_back", max(0.0, useful_since))
+    run.flops.undo_since(FlopCounter.from_state_dict(state["flops"]))
     run.rollbacks += 1
 
 
@@ -679,10 +677,7 @@ def _set_learning_rate(run: _Run) -> float:
 
 
 def _finish_update(run: _Run, record: dict[str, Any]) -> None:
-    record.update({f"flops/{k}": v for k, v in run.flops.by_category().items()})
-    record["flops/total"] = run.flops.total
-    record["flops/wasted"] = run.flops.wasted
-    record["compute_waste_pct"] = run.flops.waste_pct
+    record.update(run.flops.record_fields())
     record["skipped_updates"] = run.skipped_updates
     record["rollbacks"] = run.rollbacks
     record["time/elapsed_s"] = time.perf_counter() - run.started
@@ -698,13 +693,7 @@ def _finish_update(run: _Run, record: dict[str, Any]) -> None:
         with _writing(run.log.path):
             run.log.append(record)
     if run.tb is not None:
-        for key, value in record.items():
-            if (
-                isinstance(value, (int, float))
-                and not isinstance(value, bool)
-                and math.isfinite(value)
-            ):
-                run.tb.add_scalar(key, value, run.update)
+        write_scalars(run.tb, record, run.update)
     run.update += 1
 
 

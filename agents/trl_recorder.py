@@ -30,7 +30,7 @@ from rewardgym.agents.meters.compute import FlopCounter
 from rewardgym.agents.meters.gradients import GradNoiseAccumulator
 from rewardgym.agents.policy import LMPolicy
 from rewardgym.agents.rollout import batch_metrics
-from rewardgym.agents.runlog import SAMPLES_FILE, MetricsLog, read_metrics
+from rewardgym.agents.runlog import SAMPLES_FILE, MetricsLog, read_metrics, write_scalars
 from rewardgym.agents.trl_options import options_from_grpo_args, require_trl
 from rewardgym.agents.trl_records import (
     count_step_flops,
@@ -249,17 +249,12 @@ class RunRecorder(TrainerCallback):
         if checkpoint is None:
             return
         state = load_checkpoint(checkpoint, unwrapped(model), optimizer, restore_rng=False)
-        then = FlopCounter.from_state_dict(state["flops"])
-        useful_since = (self.flops.total - self.flops.wasted) - (then.total - then.wasted)
-        self.flops.add_wasted("rolled_back", max(0.0, useful_since))
+        self.flops.undo_since(FlopCounter.from_state_dict(state["flops"]))
         self.rollbacks += 1
 
     def _finish(self, record: dict[str, Any], state) -> None:
         """Complete the step's record and write it, its samples and TensorBoard scalars."""
-        flops = self.flops
-        record.update({f"flops/{k}": v for k, v in flops.by_category().items()})
-        record.update({"flops/total": flops.total, "flops/wasted": flops.wasted})
-        record["compute_waste_pct"] = flops.waste_pct
+        record.update(self.flops.record_fields())
         record["skipped_updates"] = 0
         record["rollbacks"] = self.rollbacks
         record["time/elapsed_s"] = time.perf_counter() - self.started
@@ -270,10 +265,7 @@ class RunRecorder(TrainerCallback):
         self.samples.append(self.pending_samples)
         self.log.append(record)
         if self.tb is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    if math.isfinite(value):
-                        self.tb.add_scalar(key, value, record["update"])
+            write_scalars(self.tb, record, record["update"])
         self.bar.set_postfix(reward=f"{record['reward/mean']:.3f}")
         self.bar.update(1)
 

@@ -184,3 +184,19 @@ def hold_run_in_subprocess(run_dir, ready):
             raise AssertionError("the holding process did not take the lock")
         time.sleep(0.05)
     return proc
+
+
+def weights_after_each_update():
+    """A trainer callback keeping a copy of the weights at the end of every update (after any
+    rollback), by update: what rollback tests compare checkpoints with."""
+    from rewardgym.agents.callbacks import Callback
+
+    class WeightsAfterEachUpdate(Callback):
+        def __init__(self) -> None:
+            self.after: dict = {}
+
+        def on_update_end(self, ctx, metrics):
+            state = ctx.model.state_dict()
+            self.after[metrics["update"]] = {k: v.detach().clone() for k, v in state.items()}
+
+    return WeightsAfterEachUpdate()

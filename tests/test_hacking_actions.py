@@ -10,7 +10,7 @@ the script. Whether rollback keeps a hacking run's held-out quality is a measure
 from __future__ import annotations
 
 import torch
-from conftest import small_train_config
+from conftest import small_train_config, weights_after_each_update
 from safetensors.torch import load_file
 
 from rewardgym.agents.callbacks import Callback
@@ -33,18 +33,7 @@ class _ScriptedQuality(Callback):
         metrics["sample/quality"] = QUALITY[metrics["update"]]
 
 
-class _Weights(Callback):
-    """The weights at the end of every update."""
-
-    def __init__(self) -> None:
-        self.after: dict[int, dict[str, torch.Tensor]] = {}
-
-    def on_update_end(self, ctx, metrics):
-        state = ctx.model.state_dict()
-        self.after[metrics["update"]] = {k: v.detach().clone() for k, v in state.items()}
-
-
-def _run(model_dir: str, tmp_path, action: str, weights: _Weights | None = None):
+def _run(model_dir: str, tmp_path, action: str, weights=None):
     config = small_train_config(
         model_dir,
         updates=len(QUALITY),
@@ -61,7 +50,7 @@ def _alerts(result) -> list[dict]:
 
 
 def test_rollback_restores_the_checkpoint_the_alert_vouches_for(random_model_dir, tmp_path):
-    weights = _Weights()
+    weights = weights_after_each_update()
     result = _run(random_model_dir, tmp_path, "rollback", weights)
 
     first = _alerts(result)[0]

@@ -15,10 +15,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import small_train_config
+from conftest import small_train_config, weights_after_each_update
 from safetensors.torch import load_file
 
-from rewardgym.agents.callbacks import Callback
 from rewardgym.agents.checkpoint import checkpoint_step, latest_checkpoint, list_checkpoints
 from rewardgym.agents.config import TrainConfig
 from rewardgym.agents.held_out import evaluate_held_out
@@ -52,17 +51,6 @@ class _FireAt(Monitor):
 
     def check_update(self, ctx, metrics):
         return [Finding(1.0, 0.0, "scripted")] if metrics["update"] == self.update else []
-
-
-class _Weights(Callback):
-    """The weights after each update's record (TRL's step, and any rollback, done)."""
-
-    def __init__(self) -> None:
-        self.after: dict[int, dict[str, torch.Tensor]] = {}
-
-    def on_update_end(self, ctx, metrics):
-        state = ctx.model.state_dict()
-        self.after[metrics["update"]] = {k: v.detach().clone() for k, v in state.items()}
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +131,7 @@ def test_replay_and_evaluate_read_a_trl_run(trl_run) -> None:
 
 @pytest.mark.slow
 def test_rollback_restores_the_newest_healthy_checkpoint(random_model_dir, tmp_path) -> None:
-    weights = _Weights()
+    weights = weights_after_each_update()
     result = train(
         _config(random_model_dir, tmp_path / "r", eval_every=0),
         callbacks=[_FireAt(2, "rollback"), weights],

@@ -237,6 +237,24 @@ class FlopCounter:
 
     flops_per_bleu = flops_per_bleu_point  # contract name
 
+    def record_fields(self) -> dict[str, float]:
+        """The figures each update's record in metrics.jsonl carries, whichever trainer ran it.
+
+        Example:
+            >>> FlopCounter(10).record_fields()["compute_waste_pct"]
+            0.0
+        """
+        out: dict[str, float] = {f"flops/{c}": v for c, v in self.by_category().items()}
+        out.update({"flops/total": self.total, "flops/wasted": self.wasted})
+        out["compute_waste_pct"] = self.waste_pct
+        return out
+
+    def undo_since(self, then: FlopCounter) -> None:
+        """A rollback to a checkpoint whose counter was ``then``: everything computed since and
+        not yet counted as waste is now waste (``rolled_back``)."""
+        useful_since = (self.total - self.wasted) - (then.total - then.wasted)
+        self.add_wasted("rolled_back", max(0.0, useful_since))
+
     def snapshot(self) -> dict[str, float]:
         """Return a flat, JSON-able dict of the current figures for metrics.jsonl.
 
